@@ -1,0 +1,117 @@
+/* `granary run`: the daemon. Reads the configuration, takes the data
+ * directory's lock, opens the store, and serves HTTP until SIGINT or SIGTERM. */
+#include "commands.h"
+#include "config.h"
+#include "gateway.h"
+#include "store.h"
+#include "util.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+
+typedef struct {
+    uv_loop_t *loop;
+    gw_server *gw;
+    uv_signal_t sigint, sigterm;
+    int signum;
+} daemon_state;
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    daemon_state *d = h->data;
+    if (d->signum) /* a second signal while stopping: leave now */
+        _exit(1);
+    d->signum = signum;
+    gr_info("received %s, shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    gw_server_stop(d->gw);
+    uv_stop(d->loop);
+}
+
+/* Makes the data directory usable and locks it, so two daemons never share
+ * one. Returns the lock's fd, or -1 with err. */
+static int prepare_data_dir(const char *dir, gr_error_t *err)
+{
+    if (gr_mkdir_p(dir, 0750, err) < 0)
+        return gr_error_prefix(err, "cannot use data directory %s", dir);
+    if (access(dir, R_OK | W_OK | X_OK) < 0)
+        return gr_make_error(err, errno, "cannot use data directory %s", dir);
+    _cleanup_free_ char *lock = gr_asprintf("%s/granary.lock", dir);
+    _cleanup_close_ int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return gr_make_error(err, errno, "cannot use data directory %s: open %s", dir, lock);
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        if (errno == EWOULDBLOCK)
+            return gr_make_error(err, 0, "another granary is already running on %s", dir);
+        return gr_make_error(err, errno, "lock %s", lock);
+    }
+    return gr_steal_fd(&fd);
+}
+
+/* Runs the daemon until a signal stops it. Returns 0, or -1 with err when it
+ * could not start. */
+static int serve(const cfg *c, gr_error_t *err)
+{
+    _cleanup_close_ int lock = prepare_data_dir(c->data_dir, err);
+    if (lock < 0)
+        return -1;
+    _cleanup_free_ char *db = gr_asprintf("%s/granary.sqlite", c->data_dir);
+    st_store *st = NULL;
+    if (st_open(&st, db, err) < 0)
+        return -1;
+
+    daemon_state d = {.loop = uv_default_loop()};
+    if (gw_server_start(&d.gw, d.loop, c, st, err) < 0) {
+        st_close(st);
+        return -1;
+    }
+    d.sigint.data = d.sigterm.data = &d;
+    uv_signal_init(d.loop, &d.sigint);
+    uv_signal_init(d.loop, &d.sigterm);
+    uv_signal_start(&d.sigint, on_signal, SIGINT);
+    uv_signal_start(&d.sigterm, on_signal, SIGTERM);
+
+    gr_info("granary %s: data in %s, store at schema %d", GRANARY_VERSION, c->data_dir,
+            st_latest_version());
+    gr_info("listening on %s:%d", c->listen_host, gw_server_port(d.gw));
+    gr_info("Granary is running at %s/", c->base_url);
+    uv_run(d.loop, UV_RUN_DEFAULT);
+    gw_server_free(d.gw);
+    st_close(st);
+    gr_info("stopped");
+    return 0;
+}
+
+static void run_usage(FILE *out)
+{
+    fprintf(out, "Usage: granary run [OPTIONS]\n\nServes Granary. Options (each also settable "
+                 "as 'name = value' in granary.conf):\n%s",
+            cfg_usage());
+}
+
+int cmd_run(int argc, char **argv)
+{
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            run_usage(stdout);
+            return 0;
+        }
+    }
+    cfg c;
+    cfg_init(&c);
+    _cleanup_error_ gr_error_t err = NULL;
+    if (cfg_parse_args(&c, argc, argv, &err) < 0) {
+        fprintf(stderr, "granary: %s\n", gr_error_msg(err));
+        cfg_release(&c);
+        return 2;
+    }
+    gr_log_set_level(c.log_level);
+    signal(SIGPIPE, SIG_IGN);
+
+    int status = serve(&c, &err) < 0 ? 1 : 0;
+    if (err)
+        fprintf(stderr, "granary: %s\n", gr_error_msg(err));
+    cfg_release(&c);
+    return status;
+}

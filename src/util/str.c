@@ -1,0 +1,67 @@
+/* Small string helpers that replace the banned libc calls. */
+#include "util.h"
+
+#include <ctype.h>
+#include <limits.h>
+
+int gr_strlcpy(char *dst, const char *src, size_t dstsize)
+{
+    if (dstsize == 0)
+        return -1;
+    size_t len = strlen(src);
+    if (len >= dstsize) {
+        memcpy(dst, src, dstsize - 1);
+        dst[dstsize - 1] = '\0';
+        return -1;
+    }
+    memcpy(dst, src, len + 1);
+    return 0;
+}
+
+bool gr_starts_with(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+char *gr_strstrip(char *s)
+{
+    while (*s && isspace((unsigned char)*s))
+        s++;
+    size_t len = strlen(s);
+    while (len > 0 && isspace((unsigned char)s[len - 1]))
+        s[--len] = '\0';
+    return s;
+}
+
+int gr_parse_long(const char *s, long min, long max, long *out, gr_error_t *err)
+{
+    if (s == NULL || *s == '\0')
+        return gr_make_error(err, 0, "empty number");
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno == ERANGE || *end != '\0' || end == s || isspace((unsigned char)*s))
+        return gr_make_error(err, 0, "'%s' is not a whole number", s);
+    if (v < min || v > max)
+        return gr_make_error(err, 0, "%ld is out of range (%ld to %ld)", v, min, max);
+    *out = v;
+    return 0;
+}
+
+void gr_ascii_lower(char *s)
+{
+    for (; *s; s++)
+        if (*s >= 'A' && *s <= 'Z')
+            *s = (char)(*s - 'A' + 'a');
+}
+
+void gr_hex(const void *data, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[p[i] >> 4];
+        out[2 * i + 1] = digits[p[i] & 15];
+    }
+    out[2 * n] = '\0';
+}

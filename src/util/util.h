@@ -1,0 +1,171 @@
+/* Granary's shared utilities: the error convention, logging, checked
+ * allocation, cleanup attributes and small string helpers that every other
+ * part of the tree uses. See docs/conventions.md for the rules they encode. */
+#ifndef GRANARY_UTIL_H
+#define GRANARY_UTIL_H
+
+/* System headers that declare the banned functions come first, so that the
+ * banning macros at the end of this file cannot break their declarations. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define GRANARY_VERSION "0.1.0"
+
+/* ---- errors -------------------------------------------------------------
+ * A function that can fail takes `gr_error_t *err` as its last argument and
+ * returns a negative value on failure, having filled *err. Callers either
+ * handle the error and release it, or add context with gr_error_prefix() and
+ * return it upwards. *err must be NULL on entry. */
+
+typedef struct gr_error {
+    int status; /* an errno value, or 0 when the error is not a system error */
+    char *msg;  /* the full human-readable message, owned by the error */
+} gr_error;
+
+typedef gr_error *gr_error_t;
+
+/* Sets *err to a new error formatted from fmt, followed by ": strerror(status)"
+ * when status is non-zero. Always returns -1, so `return gr_make_error(...)`
+ * reads as one line. */
+int gr_make_error(gr_error_t *err, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Prepends "context: " to the message of *err (which must be set). Returns -1. */
+int gr_error_prefix(gr_error_t *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Frees *err if set and sets it to NULL. Safe on NULL. */
+void gr_error_release(gr_error_t *err);
+
+/* The message of err, or "(no error)" when err is NULL. Never NULL. */
+const char *gr_error_msg(const gr_error *err);
+
+/* ---- logging ------------------------------------------------------------ */
+
+typedef enum { GR_LOG_DEBUG, GR_LOG_INFO, GR_LOG_WARN, GR_LOG_ERROR } gr_log_level;
+
+/* Messages below the level are dropped. The default is GR_LOG_INFO. */
+void gr_log_set_level(gr_log_level level);
+
+/* Parses "debug", "info", "warn" or "error". Returns 0, or -1 when unknown. */
+int gr_log_parse_level(const char *name, gr_log_level *out);
+
+/* Writes one line to stderr: a UTC timestamp, the level, the message. */
+void gr_log(gr_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define gr_debug(...) gr_log(GR_LOG_DEBUG, __VA_ARGS__)
+#define gr_info(...) gr_log(GR_LOG_INFO, __VA_ARGS__)
+#define gr_warn(...) gr_log(GR_LOG_WARN, __VA_ARGS__)
+#define gr_error_log(...) gr_log(GR_LOG_ERROR, __VA_ARGS__)
+
+/* Prints "granary: message" to stderr and exits with status 1. Only for main()
+ * and for a child process before it execs. */
+__attribute__((noreturn, format(printf, 1, 2))) void gr_die(const char *fmt, ...);
+
+/* ---- memory -------------------------------------------------------------
+ * Allocation failure is not recoverable in Granary: these abort with a message
+ * instead of returning NULL, so callers never check. */
+
+void *gr_malloc(size_t size);
+void *gr_calloc(size_t n, size_t size);
+void *gr_realloc(void *p, size_t size);
+char *gr_strdup(const char *s);
+char *gr_strndup(const char *s, size_t n);
+/* Returns a newly allocated formatted string. */
+char *gr_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- cleanup attributes -------------------------------------------------
+ * A variable declared with one of these is released when it goes out of
+ * scope. To hand the value on, take it with gr_steal_pointer() / gr_steal_fd(),
+ * which return it and leave the variable empty. */
+
+void gr_freep(void *pp);
+void gr_closep(int *fdp);
+void gr_fclosep(FILE **fp);
+
+#define _cleanup_free_ __attribute__((cleanup(gr_freep)))
+#define _cleanup_close_ __attribute__((cleanup(gr_closep)))
+#define _cleanup_fclose_ __attribute__((cleanup(gr_fclosep)))
+#define _cleanup_error_ __attribute__((cleanup(gr_error_release)))
+
+static inline void *gr_steal_pointer_impl(void **pp)
+{
+    void *p = *pp;
+    *pp = NULL;
+    return p;
+}
+#define gr_steal_pointer(pp) gr_steal_pointer_impl((void **)(pp))
+
+static inline int gr_steal_fd(int *fdp)
+{
+    int fd = *fdp;
+    *fdp = -1;
+    return fd;
+}
+
+/* ---- strings and buffers ------------------------------------------------ */
+
+/* A growable byte buffer, always NUL-terminated after `len` bytes. */
+typedef struct gr_buf {
+    char *data;
+    size_t len;
+    size_t cap;
+} gr_buf;
+
+#define GR_BUF_INIT {NULL, 0, 0}
+
+void gr_buf_append(gr_buf *b, const void *data, size_t len);
+void gr_buf_puts(gr_buf *b, const char *s);
+void gr_buf_printf(gr_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Frees the buffer's memory and resets it to empty. */
+void gr_buf_release(gr_buf *b);
+/* Returns the buffer's data (caller frees) and resets the buffer. */
+char *gr_buf_steal(gr_buf *b);
+
+/* Copies src into dst of size dstsize, always terminating. Returns 0, or -1
+ * (with dst holding a truncated copy) when src did not fit. */
+int gr_strlcpy(char *dst, const char *src, size_t dstsize);
+
+/* True when s starts with prefix. */
+bool gr_starts_with(const char *s, const char *prefix);
+
+/* Removes leading and trailing ASCII whitespace in place; returns s moved
+ * past the leading whitespace. */
+char *gr_strstrip(char *s);
+
+/* Parses a whole decimal string into [min, max]. Returns 0, or -1 with err. */
+int gr_parse_long(const char *s, long min, long max, long *out, gr_error_t *err);
+
+/* Lowercases ASCII letters in place. */
+void gr_ascii_lower(char *s);
+
+/* ---- files and randomness ----------------------------------------------- */
+
+/* Reads a whole regular file of at most max_size bytes into a new
+ * NUL-terminated buffer. Returns 0 and sets *out and *len, or -1 with err. */
+int gr_read_file(const char *path, size_t max_size, char **out, size_t *len, gr_error_t *err);
+
+/* Creates dir and its missing parents with the given mode; an existing
+ * directory is fine. Returns 0, or -1 with err naming the failing path. */
+int gr_mkdir_p(const char *dir, int mode, gr_error_t *err);
+
+/* Fills buf with n random bytes from the kernel. Returns 0, or -1 with err. */
+int gr_random_bytes(void *buf, size_t n, gr_error_t *err);
+
+/* Writes 2n lowercase hex digits and a NUL for n bytes of data into out. */
+void gr_hex(const void *data, size_t n, char *out);
+
+/* Seconds since the Unix epoch, and a monotonic clock in nanoseconds. */
+int64_t gr_now_unix(void);
+uint64_t gr_monotonic_ns(void);
+
+#include "banned.h"
+
+#endif

@@ -1,0 +1,189 @@
+/* Unit tests for src/util: the error convention, buffers, strings, files. */
+#include "testutil.h"
+#include "util.h"
+
+#include <sys/stat.h>
+
+#include <setjmp.h>
+#include <cmocka.h>
+
+static int fails_with_errno(gr_error_t *err)
+{
+    return gr_make_error(err, ENOENT, "open %s", "/nope");
+}
+
+static int fails_and_adds_context(gr_error_t *err)
+{
+    if (fails_with_errno(err) < 0)
+        return gr_error_prefix(err, "load config");
+    return 0;
+}
+
+static void test_error_message_and_status(void **state)
+{
+    gr_error_t err = NULL;
+    assert_int_equal(fails_and_adds_context(&err), -1);
+    assert_non_null(err);
+    assert_int_equal(err->status, ENOENT);
+    assert_string_equal(gr_error_msg(err), "load config: open /nope: No such file or directory");
+    gr_error_release(&err);
+    assert_null(err);
+    gr_error_release(&err); /* twice is fine */
+    assert_string_equal(gr_error_msg(NULL), "(no error)");
+}
+
+static void test_error_without_status(void **state)
+{
+    _cleanup_error_ gr_error_t err = NULL;
+    assert_int_equal(gr_make_error(&err, 0, "bad value %d", 7), -1);
+    assert_string_equal(gr_error_msg(err), "bad value 7");
+    /* A second error replaces the first without leaking it. */
+    gr_make_error(&err, 0, "second");
+    assert_string_equal(gr_error_msg(err), "second");
+}
+
+static void test_buf(void **state)
+{
+    gr_buf b = GR_BUF_INIT;
+    for (int i = 0; i < 1000; i++)
+        gr_buf_printf(&b, "%d,", i);
+    assert_true(b.len > 1000);
+    assert_int_equal(strlen(b.data), b.len);
+    assert_true(gr_starts_with(b.data, "0,1,2,"));
+    gr_buf_append(&b, "\0x", 2); /* binary data keeps its length */
+    assert_int_equal(b.data[b.len - 2], '\0');
+    char *s = gr_buf_steal(&b);
+    assert_null(b.data);
+    free(s);
+    s = gr_buf_steal(&b); /* an empty buffer steals as "" */
+    assert_string_equal(s, "");
+    free(s);
+}
+
+static void test_strlcpy(void **state)
+{
+    char small[4];
+    assert_int_equal(gr_strlcpy(small, "abc", sizeof(small)), 0);
+    assert_string_equal(small, "abc");
+    assert_int_equal(gr_strlcpy(small, "abcdef", sizeof(small)), -1);
+    assert_string_equal(small, "abc");
+    assert_int_equal(gr_strlcpy(small, "x", 0), -1);
+}
+
+static void test_parse_long(void **state)
+{
+    long v = 0;
+    gr_error_t err = NULL;
+    assert_int_equal(gr_parse_long("6080", 0, 65535, &v, &err), 0);
+    assert_int_equal(v, 6080);
+    const char *bad[] = {"", "12x", " 12", "99999999999999999999999", "-1", "65536", "0x10"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(gr_parse_long(bad[i], 0, 65535, &v, &err), -1);
+        assert_non_null(err);
+        gr_error_release(&err);
+    }
+    gr_parse_long("70000", 0, 65535, &v, &err);
+    assert_string_equal(gr_error_msg(err), "70000 is out of range (0 to 65535)");
+    gr_error_release(&err);
+}
+
+static void test_strstrip_and_lower(void **state)
+{
+    char s[] = "  \tHello World \n";
+    char *t = gr_strstrip(s);
+    assert_string_equal(t, "Hello World");
+    gr_ascii_lower(t);
+    assert_string_equal(t, "hello world");
+}
+
+static void test_hex_and_random(void **state)
+{
+    unsigned char raw[3] = {0x00, 0xab, 0xff};
+    char hex[7];
+    gr_hex(raw, 3, hex);
+    assert_string_equal(hex, "00abff");
+    unsigned char a[16] = {0}, b[16] = {0};
+    gr_error_t err = NULL;
+    assert_int_equal(gr_random_bytes(a, sizeof(a), &err), 0);
+    assert_int_equal(gr_random_bytes(b, sizeof(b), &err), 0);
+    assert_memory_not_equal(a, b, sizeof(a));
+}
+
+static void test_files(void **state)
+{
+    char dir[] = "/tmp/granary-test-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    gr_error_t err = NULL;
+    _cleanup_free_ char *deep = gr_asprintf("%s/a/b/c", dir);
+    assert_int_equal(gr_mkdir_p(deep, 0700, &err), 0);
+    assert_int_equal(gr_mkdir_p(deep, 0700, &err), 0); /* existing is fine */
+
+    _cleanup_free_ char *file = gr_asprintf("%s/f", dir);
+    FILE *f = fopen(file, "w");
+    fputs("hello", f);
+    fclose(f);
+    char *data = NULL;
+    size_t len = 0;
+    assert_int_equal(gr_read_file(file, 100, &data, &len, &err), 0);
+    assert_int_equal(len, 5);
+    assert_string_equal(data, "hello");
+    free(data);
+    /* Over the limit, a directory, and a missing file are errors. */
+    assert_int_equal(gr_read_file(file, 4, &data, &len, &err), -1);
+    assert_non_null(strstr(gr_error_msg(err), "too large"));
+    gr_error_release(&err);
+    assert_int_equal(gr_read_file(dir, 100, &data, &len, &err), -1);
+    assert_non_null(strstr(gr_error_msg(err), "not a regular file"));
+    gr_error_release(&err);
+    /* A file where a directory is wanted. */
+    _cleanup_free_ char *under = gr_asprintf("%s/f/sub", dir);
+    assert_int_equal(gr_mkdir_p(under, 0700, &err), -1);
+    assert_int_equal(err->status, ENOTDIR);
+    gr_error_release(&err);
+    testutil_rm_rf(dir);
+    assert_int_equal(access(dir, F_OK), -1);
+}
+
+static void test_log_levels(void **state)
+{
+    gr_log_level l;
+    assert_int_equal(gr_log_parse_level("warn", &l), 0);
+    assert_int_equal(l, GR_LOG_WARN);
+    assert_int_equal(gr_log_parse_level("verbose", &l), -1);
+}
+
+static void test_cleanup_and_steal(void **state)
+{
+    char *kept;
+    {
+        _cleanup_free_ char *p = gr_strdup("owned");
+        kept = gr_steal_pointer(&p);
+        assert_null(p);
+    }
+    assert_string_equal(kept, "owned");
+    free(kept);
+    int fd;
+    {
+        _cleanup_close_ int f = dup(0);
+        fd = gr_steal_fd(&f);
+        assert_int_equal(f, -1);
+    }
+    assert_int_equal(close(fd), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_error_message_and_status),
+        cmocka_unit_test(test_error_without_status),
+        cmocka_unit_test(test_buf),
+        cmocka_unit_test(test_strlcpy),
+        cmocka_unit_test(test_parse_long),
+        cmocka_unit_test(test_strstrip_and_lower),
+        cmocka_unit_test(test_hex_and_random),
+        cmocka_unit_test(test_files),
+        cmocka_unit_test(test_log_levels),
+        cmocka_unit_test(test_cleanup_and_steal),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
