@@ -5,7 +5,10 @@
 
 #include <h2o.h>
 #include <jansson.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+
+typedef struct gw_conn gw_conn;
 
 struct gw_server {
     uv_loop_t *loop;
@@ -17,6 +20,9 @@ struct gw_server {
     h2o_mimemap_t *mimemap;
     uv_tcp_t listener;
     bool listening;
+    size_t open_connections;
+    gw_conn *conns;
+    bool h2o_ready; /* context and configuration initialised */
     int port;
     uint64_t started_ns;
     char *csp_shell; /* the shell's Content-Security-Policy */
@@ -281,6 +287,39 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     }
 }
 
+/* A client connection: the uv handle (whose data field h2o owns) and the
+ * server, so that closing it can be counted. */
+struct gw_conn {
+    uv_tcp_t tcp;
+    gw_server *srv;
+    gw_conn *prev, *next; /* the server's list of open connections */
+};
+
+static void on_conn_closed(uv_handle_t *h)
+{
+    gw_conn *conn = (gw_conn *)h;
+    gw_server *srv = conn->srv;
+    if (conn->prev)
+        conn->prev->next = conn->next;
+    else
+        srv->conns = conn->next;
+    if (conn->next)
+        conn->next->prev = conn->prev;
+    srv->open_connections--;
+    free(conn);
+}
+
+void gw_server_end_reads(gw_server *srv)
+{
+    /* EOF on the read side makes h2o close each connection through its own
+     * path once it has nothing more to send, so no state is freed under it. */
+    for (gw_conn *c = srv->conns; c; c = c->next) {
+        uv_os_fd_t fd;
+        if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+            shutdown(fd, SHUT_RD);
+    }
+}
+
 static void on_accept(uv_stream_t *listener, int status)
 {
     gw_server *srv = listener->data;
@@ -288,14 +327,21 @@ static void on_accept(uv_stream_t *listener, int status)
         gr_warn("gateway: accept: %s", uv_strerror(status));
         return;
     }
-    uv_tcp_t *conn = gr_malloc(sizeof(*conn));
-    uv_tcp_init(srv->loop, conn);
-    if (uv_accept(listener, (uv_stream_t *)conn) != 0) {
-        uv_close((uv_handle_t *)conn, (uv_close_cb)free);
+    gw_conn *conn = gr_malloc(sizeof(*conn));
+    conn->srv = srv;
+    conn->prev = NULL;
+    conn->next = srv->conns;
+    if (srv->conns)
+        srv->conns->prev = conn;
+    srv->conns = conn;
+    uv_tcp_init(srv->loop, &conn->tcp);
+    srv->open_connections++;
+    if (uv_accept(listener, (uv_stream_t *)&conn->tcp) != 0) {
+        uv_close((uv_handle_t *)&conn->tcp, on_conn_closed);
         return;
     }
-    uv_tcp_nodelay(conn, 1);
-    h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)conn, (uv_close_cb)free);
+    uv_tcp_nodelay(&conn->tcp, 1);
+    h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&conn->tcp, on_conn_closed);
     h2o_accept(&srv->accept_ctx, sock);
 }
 
@@ -354,6 +400,7 @@ int gw_server_start(gw_server **out, uv_loop_t *loop, const cfg *c, st_store *st
     h->srv = srv;
 
     h2o_context_init(&srv->ctx, loop, &srv->globalconf);
+    srv->h2o_ready = true;
     srv->accept_ctx.ctx = &srv->ctx;
     srv->accept_ctx.hosts = srv->globalconf.hosts;
     *out = srv;
@@ -371,15 +418,32 @@ void gw_server_stop(gw_server *srv)
         uv_close((uv_handle_t *)&srv->listener, NULL);
         srv->listening = false;
     }
+    if (srv->h2o_ready)
+        h2o_context_request_shutdown(&srv->ctx);
+}
+
+size_t gw_server_open_connections(const gw_server *srv)
+{
+    return srv->open_connections;
 }
 
 void gw_server_free(gw_server *srv)
 {
     if (srv == NULL)
         return;
-    /* Connections still open at exit hold pointers into the h2o context, so
-     * the context is left to the process's exit; what is ours is freed. */
-    h2o_mem_release_shared(srv->mimemap);
+    /* Connections still open hold pointers into the h2o context; then the
+     * context is left to the process's exit rather than freed under them. */
+    if (srv->h2o_ready && srv->open_connections == 0) {
+        /* The shutdown request arms an HTTP/2 drain timer that outlives the
+         * last connection; h2o asserts that no timer is pending at dispose. */
+        if (h2o_timeout_is_linked(&srv->ctx.http2._graceful_shutdown_timeout))
+            h2o_timeout_unlink(&srv->ctx.http2._graceful_shutdown_timeout);
+        h2o_context_dispose(&srv->ctx);
+        h2o_config_dispose(&srv->globalconf);
+        uv_run(srv->loop, UV_RUN_NOWAIT); /* completes the handles' closes */
+    }
+    if (srv->mimemap)
+        h2o_mem_release_shared(srv->mimemap);
     free(srv->csp_shell);
     free(srv);
 }

@@ -22,11 +22,20 @@ int gw_server_start(gw_server **out, uv_loop_t *loop, const cfg *c, st_store *st
 /* The port actually bound (differs from the configured one when that was 0). */
 int gw_server_port(const gw_server *srv);
 
-/* Stops accepting connections. Requests in flight may still finish while the
- * loop runs. */
+/* Stops accepting connections and asks open ones to close once their
+ * requests are done. Requests in flight may still finish while the loop runs. */
 void gw_server_stop(gw_server *srv);
 
-/* Frees the server after the loop has stopped. Safe on NULL. */
+/* How many client connections are open; the daemon waits for zero (with a
+ * deadline) before it exits. */
+size_t gw_server_open_connections(const gw_server *srv);
+
+/* Ends the read side of every open connection, so idle keep-alive
+ * connections close; a response being sent is finished first by h2o. */
+void gw_server_end_reads(gw_server *srv);
+
+/* Frees the server after the loop has stopped; when connections are still
+ * open, h2o's state is left for the process's exit. Safe on NULL. */
 void gw_server_free(gw_server *srv);
 
 /* Classifies a Host header (any case) for a configuration: the shell, a host

@@ -15,8 +15,30 @@ typedef struct {
     uv_loop_t *loop;
     gw_server *gw;
     uv_signal_t sigint, sigterm;
+    uv_timer_t drain;
+    uint64_t drain_deadline_ns;
+    uint64_t end_reads_ns; /* when idle connections are told to close */
+    bool reads_ended;
     int signum;
 } daemon_state;
+
+#define DRAIN_SECONDS 5
+
+/* Waits for open connections to finish after a stop, up to a deadline. */
+static void on_drain_tick(uv_timer_t *t)
+{
+    daemon_state *d = t->data;
+    size_t open = gw_server_open_connections(d->gw);
+    if (open && !d->reads_ended && gr_monotonic_ns() > d->end_reads_ns) {
+        gw_server_end_reads(d->gw);
+        d->reads_ended = true;
+    }
+    if (open == 0 || gr_monotonic_ns() > d->drain_deadline_ns) {
+        if (open)
+            gr_warn("closing with %zu connection(s) still open", open);
+        uv_stop(d->loop);
+    }
+}
 
 static void on_signal(uv_signal_t *h, int signum)
 {
@@ -26,7 +48,13 @@ static void on_signal(uv_signal_t *h, int signum)
     d->signum = signum;
     gr_info("received %s, shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
     gw_server_stop(d->gw);
-    uv_stop(d->loop);
+    uv_close((uv_handle_t *)&d->sigint, NULL);
+    uv_close((uv_handle_t *)&d->sigterm, NULL);
+    /* Requests in flight get a moment to finish before idle connections are
+     * closed, and the whole drain has a deadline. */
+    d->end_reads_ns = gr_monotonic_ns() + 300000000ull;
+    d->drain_deadline_ns = gr_monotonic_ns() + DRAIN_SECONDS * 1000000000ull;
+    uv_timer_start(&d->drain, on_drain_tick, 0, 20);
 }
 
 /* Makes the data directory usable and locks it, so two daemons never share
@@ -71,13 +99,18 @@ static int serve(const cfg *c, gr_error_t *err)
     uv_signal_init(d.loop, &d.sigterm);
     uv_signal_start(&d.sigint, on_signal, SIGINT);
     uv_signal_start(&d.sigterm, on_signal, SIGTERM);
+    uv_timer_init(d.loop, &d.drain);
+    d.drain.data = &d;
 
     gr_info("granary %s: data in %s, store at schema %d", GRANARY_VERSION, c->data_dir,
             st_latest_version());
     gr_info("listening on %s:%d", c->listen_host, gw_server_port(d.gw));
     gr_info("Granary is running at %s/", c->base_url);
     uv_run(d.loop, UV_RUN_DEFAULT);
+    uv_close((uv_handle_t *)&d.drain, NULL);
     gw_server_free(d.gw);
+    uv_run(d.loop, UV_RUN_NOWAIT);
+    uv_loop_close(d.loop);
     st_close(st);
     gr_info("stopped");
     return 0;

@@ -46,6 +46,9 @@ int gr_mkdir_p(const char *dir, int mode, gr_error_t *err)
 {
     if (*dir == '\0')
         return gr_make_error(err, 0, "empty directory name");
+    struct stat st;
+    if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
+        return 0;
     _cleanup_free_ char *path = gr_strdup(dir);
     size_t len = strlen(path);
     for (size_t i = 1; i <= len; i++) {
@@ -53,11 +56,15 @@ int gr_mkdir_p(const char *dir, int mode, gr_error_t *err)
             continue;
         char saved = path[i];
         path[i] = '\0';
-        if (mkdir(path, (mode_t)mode) < 0 && errno != EEXIST)
-            return gr_make_error(err, errno, "create directory %s", path);
+        /* An existing parent may refuse mkdir with EACCES rather than
+         * EEXIST (no write permission); that is fine when it exists. */
+        if (mkdir(path, (mode_t)mode) < 0 && errno != EEXIST) {
+            int e = errno;
+            if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode))
+                return gr_make_error(err, e, "create directory %s", path);
+        }
         path[i] = saved;
     }
-    struct stat st;
     if (stat(dir, &st) < 0)
         return gr_make_error(err, errno, "stat %s", dir);
     if (!S_ISDIR(st.st_mode))

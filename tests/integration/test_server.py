@@ -1,0 +1,200 @@
+"""The daemon over real HTTP: host routing, the health endpoint, the static
+shell, the 404 pages, hostile requests, and clean shutdown and restart."""
+import json
+import os
+import signal
+import socket
+import threading
+
+from conftest import BASE_HOST, Daemon
+
+
+def test_health_is_json(daemon):
+    resp, body = daemon.request("GET", "/api/health")
+    assert resp.status == 200
+    assert resp.getheader("Content-Type") == "application/json; charset=utf-8"
+    assert resp.getheader("Cache-Control") == "no-store"
+    h = json.loads(body)
+    assert h["status"] == "ok"
+    assert h["version"].startswith("0.")
+    assert h["store"]["ok"] is True
+    assert h["store"]["schema_version"] == h["store"]["schema_latest"] >= 1
+    assert len(h["install_id"]) == 32
+    assert h["uptime_seconds"] >= 0
+
+
+def test_health_head_and_wrong_method(daemon):
+    resp, body = daemon.request("HEAD", "/api/health")
+    assert resp.status == 200 and body == b""
+    resp, body = daemon.request("POST", "/api/health", body=b"{}")
+    assert resp.status == 405
+    assert resp.getheader("Allow") == "GET, HEAD"
+    assert json.loads(body)["error"]
+
+
+def test_host_is_case_insensitive(daemon):
+    resp, _ = daemon.request("GET", "/api/health", host="GRANARY.LocalHost:6080")
+    assert resp.status == 200
+
+
+def test_unknown_api_endpoint(daemon):
+    for path in ("/api/nope", "/api", "/api/health/extra"):
+        resp, body = daemon.request("GET", path)
+        assert resp.status == 404, path
+        assert json.loads(body) == {"error": "no such API endpoint"}
+
+
+def test_other_host_gets_clear_404(daemon):
+    resp, body = daemon.request("GET", "/api/health", host="example.com")
+    assert resp.status == 404
+    assert resp.getheader("Content-Type").startswith("text/html")
+    text = body.decode()
+    assert "nothing at the host" in text and "example.com" in text
+    assert "http://granary.localhost:6080/" in text  # points the user at the shell
+
+
+def test_404_page_escapes_the_host(daemon):
+    resp, body = daemon.request("GET", "/", host="<script>alert(1)</script>")
+    assert resp.status in (400, 404)
+    assert b"<script>" not in body
+
+
+def test_grain_host_without_session(daemon):
+    resp, body = daemon.request("GET", "/", host="ui-0123456789abcdef.granary.localhost:6080")
+    assert resp.status == 404
+    assert b"No grain session" in body
+
+
+def test_bare_ip_host_is_not_the_shell(daemon):
+    resp, _ = daemon.request("GET", "/api/health", host=f"127.0.0.1:{daemon.port}")
+    assert resp.status == 404
+
+
+def test_shell_index_and_assets(daemon):
+    resp, body = daemon.request("GET", "/")
+    assert resp.status == 200
+    assert resp.getheader("Content-Type").startswith("text/html")
+    csp = resp.getheader("Content-Security-Policy")
+    assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert resp.getheader("X-Content-Type-Options") == "nosniff"
+    html = body.decode()
+    assert "<title>Granary</title>" in html
+    # Every asset the page names is served, as immutable, with its MIME type.
+    import re
+    assets = re.findall(r'(?:src|href)="(/assets/[^"]+)"', html)
+    assert assets
+    for a in assets:
+        r, data = daemon.request("GET", a)
+        assert r.status == 200, a
+        assert "immutable" in r.getheader("Cache-Control")
+        want = "text/javascript" if a.endswith(".js") else "text/css"
+        assert want in r.getheader("Content-Type") or "javascript" in r.getheader("Content-Type")
+        assert len(data) > 0
+
+
+def test_spa_routes_get_the_index(daemon):
+    resp, body = daemon.request("GET", "/grains")
+    assert resp.status == 200 and b"<title>Granary</title>" in body
+
+
+def test_missing_file_and_hostile_paths(daemon):
+    resp, _ = daemon.request("GET", "/assets/nope.js")
+    assert resp.status == 404
+    for path in ("/../../../../etc/passwd", "/assets/../../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd",
+                 "/.git/config", "/assets/..%2f..%2fetc%2fpasswd", "/a\\b.js"):
+        resp, body = daemon.request("GET", path)
+        assert b"root:" not in body, path
+        assert resp.status in (200, 400, 404), path
+
+
+def test_shell_rejects_writes(daemon):
+    resp, _ = daemon.request("POST", "/", body=b"x")
+    assert resp.status == 405
+
+
+def test_malformed_requests_do_not_kill_the_server(daemon):
+    garbage = [
+        b"GARBAGE\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: " + b"a" * 100000 + b"\r\n\r\n",
+        b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 5000 + b"\r\n",
+        b"GET /api/health HTTP/1.1\r\nHost: granary.localhost:6080\r\nContent-Length: -5\r\n\r\n",
+        b"\x00\x01\x02\xff" * 1000,
+        b"GET /api/health HTTP/1.1\r\nHost: granary.localhost:6080\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ]
+    for g in garbage:
+        s = socket.create_connection(("127.0.0.1", daemon.port), timeout=5)
+        try:
+            s.sendall(g)
+            s.shutdown(socket.SHUT_WR)
+            while s.recv(65536):
+                pass
+        except OSError:
+            pass
+        finally:
+            s.close()
+    resp, _ = daemon.request("GET", "/api/health")
+    assert resp.status == 200
+
+
+def test_keep_alive_and_concurrency(daemon):
+    import http.client
+    errors = []
+
+    def worker():
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", daemon.port, timeout=10)
+            for _ in range(20):
+                c.request("GET", "/api/health", headers={"Host": BASE_HOST})
+                r = c.getresponse()
+                r.read()
+                if r.status != 200:
+                    errors.append(r.status)
+            c.close()
+        except Exception as e:  # noqa: BLE001 - collected and asserted below
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=worker) for _ in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+def test_sigterm_is_clean_and_restart_keeps_the_store(tmp_path):
+    d = Daemon(tmp_path / "var")
+    _, body = d.request("GET", "/api/health")
+    first = json.loads(body)["install_id"]
+    code, log = d.stop(signal.SIGTERM)
+    assert code == 0
+    assert "received SIGTERM, shutting down" in log and "stopped" in log
+    assert os.path.exists(tmp_path / "var" / "granary.sqlite")
+
+    d2 = Daemon(tmp_path / "var")
+    _, body = d2.request("GET", "/api/health")
+    assert json.loads(body)["install_id"] == first
+    code, log = d2.stop(signal.SIGINT)
+    assert code == 0
+    assert "received SIGINT" in log
+
+
+def test_sigterm_with_open_connection(tmp_path):
+    d = Daemon(tmp_path / "var")
+    s = socket.create_connection(("127.0.0.1", d.port))
+    s.sendall(b"GET /api/health HTTP/1.1\r\nHost: granary.localhost:6080\r\n\r\n")
+    s.recv(4096)
+    code, log = d.stop(signal.SIGTERM)
+    s.close()
+    assert code == 0, log
+
+
+def test_missing_web_build_is_explained(tmp_path):
+    d = Daemon(tmp_path / "var", extra_args=("--web-dir", str(tmp_path / "nowhere")))
+    try:
+        resp, body = d.request("GET", "/")
+        assert resp.status == 503
+        assert b"has not been built" in body
+        resp, _ = d.request("GET", "/api/health")  # the API still works
+        assert resp.status == 200
+    finally:
+        d.stop()
