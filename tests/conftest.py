@@ -3,6 +3,7 @@
 Tests drive the real `granary` binary (the sanitizer build by default) over
 real sockets on free ports, each with its own data directory."""
 import http.client
+import json
 import os
 import re
 import select
@@ -118,3 +119,76 @@ def run_granary(*args, cwd=None, timeout=30, env=None):
     p = subprocess.run([granary_bin(), *args], cwd=cwd or ROOT, env=env or sanitizer_env(),
                        capture_output=True, text=True, timeout=timeout)
     return p.returncode, p.stdout, p.stderr
+
+
+class Client:
+    """A browser-like JSON client for the shell API: keeps the session cookie
+    and sends the CSRF header the way the web shell does."""
+
+    def __init__(self, daemon):
+        self.daemon = daemon
+        self.cookie = None
+        self.csrf = None
+
+    def call(self, method, path, body=None, headers=None, raw=None):
+        h = {"Accept": "application/json"}
+        if self.cookie:
+            h["Cookie"] = f"granary_session={self.cookie}"
+        if method == "POST":
+            h["Content-Type"] = "application/json"
+            h["X-Granary-CSRF"] = self.csrf or "anonymous"
+        h.update(headers or {})
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        resp, out = self.daemon.request(method, path, body=data, headers=h)
+        for name, value in resp.getheaders():
+            if name.lower() == "set-cookie" and value.startswith("granary_session="):
+                self.set_cookie_header = value
+                token = value.split(";", 1)[0].split("=", 1)[1]
+                self.cookie = token or None
+        try:
+            parsed = json.loads(out) if out else None
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict) and parsed.get("csrf"):
+            self.csrf = parsed["csrf"]
+        return resp.status, parsed, resp
+
+    def post(self, path, body=None, **kw):
+        return self.call("POST", path, body, **kw)
+
+    def get(self, path, **kw):
+        return self.call("GET", path, **kw)
+
+
+def setup_link_from_log(log):
+    m = re.search(r"open this link \(valid 24 hours\): (\S+)", log)
+    assert m, log
+    return m.group(1)
+
+
+def totp_now(secret_b32, at=None):
+    """RFC 6238 (SHA-1, 6 digits, 30 s), computed independently of Granary."""
+    import base64
+    import hashlib
+    import hmac
+    import struct
+    pad = "=" * (-len(secret_b32) % 8)
+    key = base64.b32decode(secret_b32.upper() + pad)
+    step = int((time.time() if at is None else at) // 30)
+    mac = hmac.new(key, struct.pack(">Q", step), hashlib.sha1).digest()
+    off = mac[-1] & 0x0F
+    code = (struct.unpack(">I", mac[off:off + 4])[0] & 0x7FFFFFFF) % 1000000
+    return f"{code:06d}"
+
+
+ADMIN = {"email": "admin@example.com", "name": "Ada Admin", "password": "correct horse battery"}
+
+
+@pytest.fixture
+def admin(daemon):
+    """A daemon whose first administrator has been set up; returns its client."""
+    token = setup_link_from_log(daemon.read_log()).split("#token=")[1]
+    c = Client(daemon)
+    status, body, _ = c.post("/api/setup", dict(ADMIN, token=token))
+    assert status == 201, body
+    return c

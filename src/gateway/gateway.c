@@ -1,32 +1,10 @@
 /* The gateway's HTTP server: listener, host routing, the health endpoint and
  * the static shell. Grain origins are routed here too; the WebSession path
  * to grains plugs in at route_wildcard(). */
-#include "gateway.h"
+#include "gateway_internal.h"
 
-#include <h2o.h>
-#include <jansson.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-
-typedef struct gw_conn gw_conn;
-
-struct gw_server {
-    uv_loop_t *loop;
-    const cfg *cfg;
-    st_store *store;
-    h2o_globalconf_t globalconf;
-    h2o_context_t ctx;
-    h2o_accept_ctx_t accept_ctx;
-    h2o_mimemap_t *mimemap;
-    uv_tcp_t listener;
-    bool listening;
-    size_t open_connections;
-    gw_conn *conns;
-    bool h2o_ready; /* context and configuration initialised */
-    int port;
-    uint64_t started_ns;
-    char *csp_shell; /* the shell's Content-Security-Policy */
-};
 
 typedef struct {
     h2o_handler_t super;
@@ -66,129 +44,6 @@ gw_host_kind gw_classify_host(const cfg *c, const char *host, size_t len, char *
     return GW_HOST_UNKNOWN;
 }
 
-static void add_header(h2o_req_t *req, const h2o_token_t *token, const char *value)
-{
-    h2o_add_header(&req->pool, &req->res.headers, token, NULL, value, strlen(value));
-}
-
-static void add_header_str(h2o_req_t *req, const char *name, const char *value)
-{
-    h2o_add_header_by_str(&req->pool, &req->res.headers, name, strlen(name), 0, NULL, value,
-                          strlen(value));
-}
-
-static void add_common_headers(h2o_req_t *req)
-{
-    add_header_str(req, "x-content-type-options", "nosniff");
-    add_header_str(req, "referrer-policy", "same-origin");
-}
-
-/* Sends a body held in memory; h2o copies it into the request's pool. */
-static int send_body(h2o_req_t *req, int status, const char *reason, const char *type,
-                     const char *body, size_t len)
-{
-    req->res.status = status;
-    req->res.reason = reason;
-    add_header(req, H2O_TOKEN_CONTENT_TYPE, type);
-    add_common_headers(req);
-    h2o_send_inline(req, body, len);
-    return 0;
-}
-
-static int send_json(h2o_req_t *req, int status, const char *reason, json_t *obj)
-{
-    char *text = json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS);
-    json_decref(obj);
-    if (text == NULL)
-        abort();
-    add_header(req, H2O_TOKEN_CACHE_CONTROL, "no-store");
-    send_body(req, status, reason, "application/json; charset=utf-8", text, strlen(text));
-    free(text);
-    return 0;
-}
-
-static int send_json_error(h2o_req_t *req, int status, const char *reason, const char *message)
-{
-    return send_json(req, status, reason, json_pack("{s:s}", "error", message));
-}
-
-/* Escapes text for an HTML body: only what can break out of text content. */
-static void html_escape(gr_buf *b, const char *s, size_t len)
-{
-    for (size_t i = 0; i < len; i++) {
-        switch (s[i]) {
-        case '<': gr_buf_puts(b, "&lt;"); break;
-        case '>': gr_buf_puts(b, "&gt;"); break;
-        case '&': gr_buf_puts(b, "&amp;"); break;
-        case '"': gr_buf_puts(b, "&quot;"); break;
-        case '\'': gr_buf_puts(b, "&#39;"); break;
-        default:
-            if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-                gr_buf_puts(b, "?");
-            else
-                gr_buf_append(b, &s[i], 1);
-        }
-    }
-}
-
-static int send_error_page(gw_server *srv, h2o_req_t *req, int status, const char *reason,
-                           const char *title, const char *detail, size_t detail_len)
-{
-    gr_buf b = GR_BUF_INIT;
-    gr_buf_printf(&b,
-                  "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-                  "<title>%d %s</title></head><body style=\"font-family:sans-serif;"
-                  "max-width:40em;margin:4em auto\"><h1>%d %s</h1><p>%s</p><p>",
-                  status, reason, status, reason, title);
-    html_escape(&b, detail, detail_len);
-    gr_buf_puts(&b, "</p><p>The Granary shell is at <a href=\"");
-    html_escape(&b, srv->cfg->base_url, strlen(srv->cfg->base_url));
-    gr_buf_puts(&b, "/\">");
-    html_escape(&b, srv->cfg->base_url, strlen(srv->cfg->base_url));
-    gr_buf_puts(&b, "</a>.</p></body></html>\n");
-    add_header(req, H2O_TOKEN_CACHE_CONTROL, "no-store");
-    add_header_str(req, "content-security-policy", "default-src 'none'; frame-ancestors 'none'");
-    send_body(req, status, reason, "text/html; charset=utf-8", b.data, b.len);
-    gr_buf_release(&b);
-    return 0;
-}
-
-static bool method_is(h2o_req_t *req, const char *m)
-{
-    return h2o_memis(req->method.base, req->method.len, m, strlen(m));
-}
-
-static int api_health(gw_server *srv, h2o_req_t *req)
-{
-    if (!method_is(req, "GET") && !method_is(req, "HEAD")) {
-        add_header(req, H2O_TOKEN_ALLOW, "GET, HEAD");
-        return send_json_error(req, 405, "Method Not Allowed", "use GET for /api/health");
-    }
-    _cleanup_error_ gr_error_t err = NULL;
-    int version = st_schema_version(srv->store, &err);
-    double uptime = (double)(gr_monotonic_ns() - srv->started_ns) / 1e9;
-    if (version < 0) {
-        gr_warn("health: %s", gr_error_msg(err));
-        return send_json(req, 503, "Service Unavailable",
-                         json_pack("{s:s, s:s, s:{s:b, s:s}}", "status", "unavailable", "version",
-                                   GRANARY_VERSION, "store", "ok", 0, "error",
-                                   gr_error_msg(err)));
-    }
-    return send_json(req, 200, "OK",
-                     json_pack("{s:s, s:s, s:f, s:s, s:{s:b, s:i, s:i}}", "status", "ok",
-                               "version", GRANARY_VERSION, "uptime_seconds", uptime,
-                               "install_id", st_install_id(srv->store), "store", "ok", 1,
-                               "schema_version", version, "schema_latest",
-                               st_latest_version()));
-}
-
-static int route_api(gw_server *srv, h2o_req_t *req, const char *path, size_t len)
-{
-    if (h2o_memis(path, len, H2O_STRLIT("/api/health")))
-        return api_health(srv, req);
-    return send_json_error(req, 404, "Not Found", "no such API endpoint");
-}
-
 /* A path is servable when every segment is a plain name: no empty, "." or
  * ".." segments, no dotfiles, no backslashes or control characters. */
 static bool safe_static_path(const char *p, size_t len)
@@ -220,31 +75,31 @@ static const char *mime_for(gw_server *srv, const char *path)
 
 static int send_file(gw_server *srv, h2o_req_t *req, const char *file, bool immutable)
 {
-    add_common_headers(req);
-    add_header_str(req, "content-security-policy", srv->csp_shell);
-    add_header(req, H2O_TOKEN_CACHE_CONTROL,
+    gw__add_common_headers(req);
+    gw__add_header_str(req, "content-security-policy", srv->csp_shell);
+    gw__add_header(req, H2O_TOKEN_CACHE_CONTROL,
                immutable ? "public, max-age=31536000, immutable" : "no-cache");
     const char *type = mime_for(srv, file);
     if (h2o_file_send(req, 200, "OK", file, h2o_iovec_init(type, strlen(type)), 0) != 0)
-        return send_error_page(srv, req, 404, "Not Found", "No such page.", "", 0);
+        return gw__send_error_page(srv, req, 404, "Not Found", "No such page.", "", 0);
     return 0;
 }
 
 static int route_static(gw_server *srv, h2o_req_t *req, const char *path, size_t len)
 {
-    if (!method_is(req, "GET") && !method_is(req, "HEAD"))
-        return send_error_page(srv, req, 405, "Method Not Allowed",
+    if (!gw__method_is(req, "GET") && !gw__method_is(req, "HEAD"))
+        return gw__send_error_page(srv, req, 405, "Method Not Allowed",
                                "The shell's pages are read with GET.", "", 0);
     _cleanup_free_ char *index = gr_asprintf("%s/index.html", srv->cfg->web_dir);
     struct stat st;
     if (stat(index, &st) < 0 || !S_ISREG(st.st_mode))
-        return send_error_page(srv, req, 503, "Service Unavailable",
+        return gw__send_error_page(srv, req, 503, "Service Unavailable",
                                "The web shell has not been built (run make).", index,
                                strlen(index));
     if (len == 1)
         return send_file(srv, req, index, false);
     if (!safe_static_path(path, len) || len > 1024)
-        return send_error_page(srv, req, 404, "Not Found", "No such page:", path, len);
+        return gw__send_error_page(srv, req, 404, "Not Found", "No such page:", path, len);
     _cleanup_free_ char *file = gr_asprintf("%s%.*s", srv->cfg->web_dir, (int)len, path);
     if (stat(file, &st) == 0 && S_ISREG(st.st_mode))
         return send_file(srv, req, file, gr_starts_with(path, "/assets/"));
@@ -252,12 +107,12 @@ static int route_static(gw_server *srv, h2o_req_t *req, const char *path, size_t
     const char *last = memrchr(path, '/', len);
     if (memchr(last, '.', len - (size_t)(last - path)) == NULL)
         return send_file(srv, req, index, false);
-    return send_error_page(srv, req, 404, "Not Found", "No such file:", path, len);
+    return gw__send_error_page(srv, req, 404, "Not Found", "No such file:", path, len);
 }
 
 static int route_wildcard(gw_server *srv, h2o_req_t *req, const char *label)
 {
-    return send_error_page(srv, req, 404, "Not Found",
+    return gw__send_error_page(srv, req, 404, "Not Found",
                            "No grain session is open at this address. Open the grain again "
                            "from the shell.",
                            label, strlen(label));
@@ -273,15 +128,15 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     switch (gw_classify_host(srv->cfg, host.base, host.len, label, sizeof(label))) {
     case GW_HOST_SHELL:
         if (len >= 5 && memcmp(path, "/api/", 5) == 0)
-            return route_api(srv, req, path, len);
+            return gw__route_api(srv, req, path, len);
         if (h2o_memis(path, len, H2O_STRLIT("/api")))
-            return send_json_error(req, 404, "Not Found", "no such API endpoint");
+            return gw__send_json_error(req, 404, "Not Found", "no such API endpoint");
         return route_static(srv, req, path, len);
     case GW_HOST_WILDCARD:
         return route_wildcard(srv, req, label);
     case GW_HOST_UNKNOWN:
     default:
-        return send_error_page(srv, req, 404, "Not Found",
+        return gw__send_error_page(srv, req, 404, "Not Found",
                                "This Granary server has nothing at the host:", host.base,
                                host.len > MAX_HOST ? MAX_HOST : host.len);
     }
@@ -377,6 +232,10 @@ int gw_server_start(gw_server **out, uv_loop_t *loop, const cfg *c, st_store *st
     srv->cfg = c;
     srv->store = st;
     srv->started_ns = gr_monotonic_ns();
+    if (gw__auth_init(err) < 0) {
+        free(srv);
+        return -1;
+    }
     if (bind_listener(srv, err) < 0) {
         gw_server_stop(srv);
         uv_run(loop, UV_RUN_NOWAIT); /* lets the listener's close complete */

@@ -104,8 +104,27 @@ static int serve(const cfg *c, gr_error_t *err)
 
     gr_info("granary %s: data in %s, store at schema %d", GRANARY_VERSION, c->data_dir,
             st_latest_version());
-    gr_info("listening on %s:%d", c->listen_host, gw_server_port(d.gw));
     gr_info("Granary is running at %s/", c->base_url);
+    int admins = st_account_count(st, true, err);
+    if (admins < 0) {
+        gw_server_free(d.gw);
+        st_close(st);
+        return -1;
+    }
+    if (admins == 0) {
+        _cleanup_free_ char *link = gr_setup_link_new(st, c->base_url, err);
+        if (link == NULL) {
+            gw_server_free(d.gw);
+            st_close(st);
+            return -1;
+        }
+        gr_info("No administrator yet. To create one, open this link (valid 24 hours): %s",
+                link);
+    } else {
+        gr_info("Log in at %s/login (a new admin link: granary admin setup-link)", c->base_url);
+    }
+    /* Last, so that whoever waits for this line has seen the ones above. */
+    gr_info("listening on %s:%d", c->listen_host, gw_server_port(d.gw));
     uv_run(d.loop, UV_RUN_DEFAULT);
     uv_close((uv_handle_t *)&d.drain, NULL);
     gw_server_free(d.gw);

@@ -9,6 +9,15 @@ typedef struct gr_command {
     int (*run)(int argc, char **argv);
 } gr_command;
 
+#include "store.h"
+#include "util.h"
+
 int cmd_run(int argc, char **argv);
+int cmd_admin(int argc, char **argv);
+
+/* Makes a one-time link (valid 24 hours) that creates an administrator
+ * account: base_url + "/setup#token=...". Returns it (caller frees), or NULL
+ * with err. */
+char *gr_setup_link_new(st_store *st, const char *base_url, gr_error_t *err);
 
 #endif

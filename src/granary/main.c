@@ -5,6 +5,7 @@
 
 static const gr_command commands[] = {
     {"run", "serve Granary (the daemon)", cmd_run},
+    {"admin", "administer a server: setup-link", cmd_admin},
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -41,6 +41,28 @@ static const char *const migrations[] = {
     "  trashed_at INTEGER"
     ") STRICT;"
     "CREATE INDEX grains_by_owner ON grains(owner_id);",
+
+    /* 2: logins. Secrets (session cookies, login links, setup links) are
+     * stored only as their SHA-256, so a copy of the database opens nothing. */
+    "CREATE TABLE sessions ("
+    "  token_hash TEXT PRIMARY KEY NOT NULL,"
+    "  account_id TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,"
+    "  csrf TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  expires_at INTEGER NOT NULL"
+    ") STRICT;"
+    "CREATE INDEX sessions_by_account ON sessions(account_id);"
+    "CREATE TABLE login_tokens ("
+    "  token_hash TEXT PRIMARY KEY NOT NULL,"
+    "  kind TEXT NOT NULL CHECK (kind IN ('email', 'setup')),"
+    "  account_id TEXT REFERENCES accounts(id) ON DELETE CASCADE,"
+    "  expires_at INTEGER NOT NULL"
+    ") STRICT;"
+    "CREATE TABLE login_failures ("
+    "  key TEXT NOT NULL,"
+    "  at INTEGER NOT NULL"
+    ") STRICT;"
+    "CREATE INDEX login_failures_by_key ON login_failures(key, at);",
 };
 
 int st_migration_count(void)

@@ -1,9 +1,69 @@
 /* Opening, migrating and closing the SQLite store. */
 #include "store_internal.h"
 
-static int db_error(gr_error_t *err, sqlite3 *db, const char *what)
+int st__db_error(gr_error_t *err, sqlite3 *db, const char *what)
 {
     return gr_make_error(err, 0, "%s: %s", what, db ? sqlite3_errmsg(db) : "out of memory");
+}
+
+#define db_error st__db_error
+
+int st__vprepare(st_store *st, sqlite3_stmt **stmt, gr_error_t *err, const char *sql,
+                    const char *types, va_list ap)
+{
+    if (sqlite3_prepare_v2(st->db, sql, -1, stmt, NULL) != SQLITE_OK)
+        return db_error(err, st->db, "prepare");
+    for (int i = 0; types[i]; i++) {
+        int rc;
+        if (types[i] == 's')
+            rc = sqlite3_bind_text(*stmt, i + 1, va_arg(ap, const char *), -1, SQLITE_TRANSIENT);
+        else
+            rc = sqlite3_bind_int64(*stmt, i + 1, va_arg(ap, int64_t));
+        if (rc != SQLITE_OK) {
+            sqlite3_finalize(*stmt);
+            *stmt = NULL;
+            return db_error(err, st->db, "bind");
+        }
+    }
+    return 0;
+}
+
+int st__prepare(st_store *st, sqlite3_stmt **stmt, gr_error_t *err, const char *sql,
+                const char *types, ...)
+{
+    va_list ap;
+    va_start(ap, types);
+    int r = st__vprepare(st, stmt, err, sql, types, ap);
+    va_end(ap);
+    return r;
+}
+
+int st__run(st_store *st, gr_error_t *err, const char *sql, const char *types, ...)
+{
+    sqlite3_stmt *stmt = NULL;
+    va_list ap;
+    va_start(ap, types);
+    int r = st__vprepare(st, &stmt, err, sql, types, ap);
+    va_end(ap);
+    if (r < 0)
+        return -1;
+    int rc = sqlite3_step(stmt);
+    sqlite3_finalize(stmt);
+    if (rc != SQLITE_DONE) {
+        if ((rc & 0xff) == SQLITE_CONSTRAINT) {
+            gr_make_error(err, 0, "already exists");
+            (*err)->status = EEXIST; /* lets callers tell a duplicate apart */
+            return -1;
+        }
+        return db_error(err, st->db, "write");
+    }
+    return sqlite3_changes(st->db);
+}
+
+char *st__column_dup(sqlite3_stmt *stmt, int i)
+{
+    const unsigned char *t = sqlite3_column_text(stmt, i);
+    return t ? gr_strdup((const char *)t) : NULL;
 }
 
 static int exec(st_store *st, const char *sql, gr_error_t *err)

@@ -34,4 +34,70 @@ const char *st_install_id(st_store *st);
 int st_meta_get(st_store *st, const char *key, char **value, gr_error_t *err);
 int st_meta_set(st_store *st, const char *key, const char *value, gr_error_t *err);
 
+/* ---- accounts ----------------------------------------------------------- */
+
+typedef struct st_account {
+    char *id;            /* random, 32 hex digits */
+    char *email;         /* unique, compared without case */
+    char *display_name;
+    char *password_hash; /* argon2id string, or NULL for link-only accounts */
+    char *totp_secret;   /* base32, or NULL when the second factor is off */
+    bool is_admin;
+    int64_t created_at;
+} st_account;
+
+/* Frees the strings of a and zeroes it. */
+void st_account_release(st_account *a);
+
+/* Inserts a new account. A duplicate email fails with err->status EEXIST and
+ * the message "an account with this email already exists". */
+int st_account_create(st_store *st, const st_account *a, gr_error_t *err);
+
+/* Looks an account up by id or by email. Returns 1 and fills *out, 0 when
+ * there is none, or -1 with err. */
+int st_account_by_id(st_store *st, const char *id, st_account *out, gr_error_t *err);
+int st_account_by_email(st_store *st, const char *email, st_account *out, gr_error_t *err);
+
+/* Counts accounts (only administrators when admins_only). -1 with err. */
+int st_account_count(st_store *st, bool admins_only, gr_error_t *err);
+
+/* Replace the password hash / the TOTP secret (NULL turns it off). */
+int st_account_set_password(st_store *st, const char *id, const char *hash, gr_error_t *err);
+int st_account_set_totp(st_store *st, const char *id, const char *secret, gr_error_t *err);
+
+/* ---- sessions and login tokens -------------------------------------------
+ * Only hashes of the secrets are stored; callers hash before calling. */
+
+int st_session_create(st_store *st, const char *token_hash, const char *account_id,
+                      const char *csrf, int64_t expires_at, gr_error_t *err);
+
+/* Finds an unexpired session. Returns 1 and sets *account_id and *csrf (new
+ * strings), 0 when there is none, or -1 with err. */
+int st_session_get(st_store *st, const char *token_hash, int64_t now, char **account_id,
+                   char **csrf, gr_error_t *err);
+
+/* Deletes one session, or every session of an account. Returns 0 or -1. */
+int st_session_delete(st_store *st, const char *token_hash, gr_error_t *err);
+int st_session_delete_account(st_store *st, const char *account_id, gr_error_t *err);
+
+/* Records a one-time login token of kind "email" or "setup". */
+int st_login_token_create(st_store *st, const char *token_hash, const char *kind,
+                          const char *account_id, int64_t expires_at, gr_error_t *err);
+
+/* Consumes a token: returns 1 and sets *account_id (a new string, NULL for a
+ * setup token) when it existed unexpired, 0 when not, or -1 with err. The
+ * token is gone afterwards either way, so it can be used once. */
+int st_login_token_take(st_store *st, const char *token_hash, const char *kind, int64_t now,
+                        char **account_id, gr_error_t *err);
+
+/* Checks a token without consuming it: 1 and *account_id when it exists
+ * unexpired, 0 when not, -1 with err. */
+int st_login_token_peek(st_store *st, const char *token_hash, const char *kind, int64_t now,
+                        char **account_id, gr_error_t *err);
+
+/* Login rate limiting: record a failure for key, count failures since. */
+int st_login_failure_add(st_store *st, const char *key, int64_t at, gr_error_t *err);
+int st_login_failure_count(st_store *st, const char *key, int64_t since, gr_error_t *err);
+int st_login_failure_clear(st_store *st, const char *key, gr_error_t *err);
+
 #endif
