@@ -648,6 +648,18 @@ static int require_session(gw_server *srv, h2o_req_t *req, session *s)
     return 1;
 }
 
+/* For calls of logged-in users with a JSON body: the session and the body
+ * (the caller decrefs it and releases s), or NULL having answered. */
+static json_t *session_body(gw_server *srv, h2o_req_t *req, session *s)
+{
+    if (!require_session(srv, req, s))
+        return NULL;
+    json_t *body = parse_body(req);
+    if (body == NULL)
+        session_release(s);
+    return body;
+}
+
 static int password_done(gw_job *job, h2o_req_t *req)
 {
     gw_server *srv = job->srv;
@@ -666,13 +678,9 @@ static int password_done(gw_job *job, h2o_req_t *req)
 static int api_password(gw_server *srv, h2o_req_t *req)
 {
     session s;
-    if (!require_session(srv, req, &s))
+    json_t *body = session_body(srv, req, &s);
+    if (body == NULL)
         return 0;
-    json_t *body = parse_body(req);
-    if (body == NULL) {
-        session_release(&s);
-        return 0;
-    }
     size_t clen = 0, nlen = 0;
     const char *current = str_field(body, "current", &clen);
     const char *next = str_field(body, "new", &nlen);
@@ -724,13 +732,9 @@ static int api_totp_begin(gw_server *srv, h2o_req_t *req)
 static int api_totp_enable(gw_server *srv, h2o_req_t *req)
 {
     session s;
-    if (!require_session(srv, req, &s))
+    json_t *body = session_body(srv, req, &s);
+    if (body == NULL)
         return 0;
-    json_t *body = parse_body(req);
-    if (body == NULL) {
-        session_release(&s);
-        return 0;
-    }
     const char *secret = str_field(body, "secret", NULL);
     const char *code = str_field(body, "code", NULL);
     unsigned char raw[64];
@@ -756,13 +760,9 @@ static int api_totp_enable(gw_server *srv, h2o_req_t *req)
 static int api_totp_disable(gw_server *srv, h2o_req_t *req)
 {
     session s;
-    if (!require_session(srv, req, &s))
+    json_t *body = session_body(srv, req, &s);
+    if (body == NULL)
         return 0;
-    json_t *body = parse_body(req);
-    if (body == NULL) {
-        session_release(&s);
-        return 0;
-    }
     const char *code = str_field(body, "code", NULL);
     int rc;
     _cleanup_error_ gr_error_t err = NULL;
