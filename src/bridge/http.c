@@ -1,0 +1,532 @@
+/* The bridge's HTTP side (see bridge.h): building requests to the app and
+ * parsing its responses with llhttp, every byte of which is untrusted. */
+#include "bridge.h"
+
+#include <llhttp.h>
+#include <strings.h>
+
+/* ---- requests -------------------------------------------------------------- */
+
+static bool is_tchar(unsigned char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
+static bool is_token(const char *s)
+{
+    if (*s == '\0')
+        return false;
+    for (; *s; s++)
+        if (!is_tchar((unsigned char)*s))
+            return false;
+    return true;
+}
+
+static bool safe_value(const char *s)
+{
+    for (; *s; s++)
+        if (*s == '\r' || *s == '\n')
+            return false;
+    return true;
+}
+
+void br_percent_encode(gr_buf *b, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+            strchr("-_.~", *p)) {
+            gr_buf_append(b, p, 1);
+        } else {
+            char esc[3] = {'%', hex[*p >> 4], hex[*p & 15]};
+            gr_buf_append(b, esc, 3);
+        }
+    }
+}
+
+int br_request_header(gr_buf *b, const char *name, const char *value, gr_error_t *err)
+{
+    if (!is_token(name))
+        return gr_make_error(err, 0, "header name '%.64s' is not an HTTP token", name);
+    if (!safe_value(value))
+        return gr_make_error(err, 0, "header %s: the value holds a line break", name);
+    gr_buf_printf(b, "%s: %s\r\n", name, value);
+    return 0;
+}
+
+/* The host part of a base path like "https://ui-ab.example:6080". */
+static const char *host_of(const char *base, size_t *len, bool *https)
+{
+    *https = gr_starts_with(base, "https://");
+    const char *h = strstr(base, "://");
+    h = h ? h + 3 : base;
+    *len = strcspn(h, "/");
+    return h;
+}
+
+int br_request_begin(gr_buf *b, const char *method, const char *path, const br_session_info *s,
+                     gr_error_t *err)
+{
+    if (!is_token(method))
+        return gr_make_error(err, 0, "method '%.32s' is not an HTTP token", method);
+    for (const unsigned char *p = (const unsigned char *)path; *p; p++)
+        if (*p <= 0x20 || *p == 0x7f)
+            return gr_make_error(err, 0, "the path holds a space or a control character");
+    gr_buf_printf(b, "%s /%s HTTP/1.1\r\n", method, path[0] == '/' ? path + 1 : path);
+
+    const char *base = s && s->base_path ? s->base_path : "http://localhost";
+    size_t hlen;
+    bool https;
+    const char *host = host_of(base, &hlen, &https);
+    if (!safe_value(base))
+        return gr_make_error(err, 0, "the base path holds a line break");
+    gr_buf_printf(b, "Host: %.*s\r\n", (int)hlen, host);
+    gr_buf_printf(b, "X-Forwarded-Proto: %s\r\n", https ? "https" : "http");
+    if (s == NULL)
+        return 0;
+
+    gr_buf name = GR_BUF_INIT;
+    br_percent_encode(&name, s->username ? s->username : "Anonymous User");
+    gr_buf_printf(b, "X-Sandstorm-Username: %s\r\n", name.data);
+    gr_buf_release(&name);
+    struct {
+        const char *header, *value;
+    } fields[] = {
+        {"X-Sandstorm-Tab-Id", s->tab_id},
+        {"X-Sandstorm-User-Id", s->user_id},
+        {"X-Sandstorm-Preferred-Handle", s->preferred_handle},
+        {"X-Sandstorm-User-Picture", s->picture},
+        {"X-Sandstorm-User-Pronouns", s->pronouns},
+        {"X-Sandstorm-Session-Type", s->session_type ? s->session_type : "normal"},
+        {"X-Sandstorm-Permissions", s->permissions ? s->permissions : ""},
+        {"X-Sandstorm-Base-Path", s->base_path},
+        {"X-Sandstorm-Session-Id", s->session_id},
+    };
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+        if (fields[i].value && br_request_header(b, fields[i].header, fields[i].value, err) < 0)
+            return -1;
+    return 0;
+}
+
+void br_request_end(gr_buf *b, int64_t body_len)
+{
+    if (body_len >= 0)
+        gr_buf_printf(b, "Content-Length: %lld\r\n", (long long)body_len);
+    else if (body_len == -1)
+        gr_buf_puts(b, "Transfer-Encoding: chunked\r\n");
+    gr_buf_puts(b, "\r\n");
+}
+
+/* The two whitelists of web-session.capnp (lowercase; '*' ends a prefix). */
+static const char *const request_whitelist[] = {
+    "x-sandstorm-app-*", "oc-total-length", "oc-chunk-size", "x-oc-mtime", "oc-fileid",
+    "oc-chunked", "oc-checksum", "oc-chunk-offset", "oc-lazyops", "x-hgarg-*",
+    "x-phabricator-*", "x-requested-with", "x-csrftoken", "x-csrf-token",
+};
+static const char *const response_whitelist[] = {"x-sandstorm-app-*", "x-oc-mtime"};
+
+static bool whitelisted(const char *name, const char *const *list, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(list[i]);
+        if (list[i][len - 1] == '*') {
+            if (strncasecmp(name, list[i], len - 1) == 0)
+                return true;
+        } else if (strcasecmp(name, list[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool br_request_header_allowed(const char *name)
+{
+    return whitelisted(name, request_whitelist,
+                       sizeof(request_whitelist) / sizeof(request_whitelist[0]));
+}
+
+bool br_response_header_allowed(const char *name)
+{
+    return whitelisted(name, response_whitelist,
+                       sizeof(response_whitelist) / sizeof(response_whitelist[0]));
+}
+
+/* ---- status mapping -------------------------------------------------------- */
+
+br_status_map br_map_status(int status)
+{
+    br_status_map m = {.kind = BR_SERVER_ERROR};
+    /* SuccessCode ordinals: ok, created, accepted, noContent, partialContent,
+     * multiStatus, notModified. */
+    switch (status) {
+    case 200: case 203: m.kind = BR_CONTENT; m.code = 0; return m;
+    case 201: m.kind = BR_CONTENT; m.code = 1; return m;
+    case 202: m.kind = BR_CONTENT; m.code = 2; return m;
+    case 206: m.kind = BR_CONTENT; m.code = 4; return m;
+    case 207: m.kind = BR_CONTENT; m.code = 5; return m;
+    case 204: m.kind = BR_NO_CONTENT; return m;
+    case 205: m.kind = BR_NO_CONTENT; m.reset_form = true; return m;
+    case 304: case 412: m.kind = BR_PRECONDITION_FAILED; return m;
+    case 301: m.kind = BR_REDIRECT; m.permanent = true; m.switch_to_get = true; return m;
+    case 302: case 303: m.kind = BR_REDIRECT; m.switch_to_get = true; return m;
+    case 307: m.kind = BR_REDIRECT; return m;
+    case 308: m.kind = BR_REDIRECT; m.permanent = true; return m;
+    default: break;
+    }
+    if (status >= 200 && status < 300) {
+        m.kind = BR_CONTENT; /* another success: plain ok */
+        return m;
+    }
+    if (status >= 400 && status < 500) {
+        /* ClientErrorCode ordinals, by the HTTP status each stands for. */
+        static const int codes[] = {400, 403, 404, 405, 406, 409, 410,
+                                    413, 414, 415, 418, 412, 422};
+        m.kind = BR_CLIENT_ERROR;
+        m.code = 0; /* badRequest for any other 4xx */
+        for (int i = 0; i < (int)(sizeof(codes) / sizeof(codes[0])); i++)
+            if (codes[i] == status)
+                m.code = i;
+        return m;
+    }
+    return m; /* 5xx, 1xx out of place, 3xx that are not redirects: server error */
+}
+
+/* ---- cookies ---------------------------------------------------------------- */
+
+void br_cookie_release(br_cookie *c)
+{
+    free(c->name);
+    free(c->value);
+    free(c->path);
+    memset(c, 0, sizeof(*c));
+}
+
+static char *trimmed(const char *s, size_t len)
+{
+    while (len && (*s == ' ' || *s == '\t')) {
+        s++;
+        len--;
+    }
+    while (len && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+        len--;
+    return gr_strndup(s, len);
+}
+
+int br_parse_set_cookie(const char *value, br_cookie *c)
+{
+    memset(c, 0, sizeof(*c));
+    const char *semi = strchr(value, ';');
+    size_t first = semi ? (size_t)(semi - value) : strlen(value);
+    const char *eq = memchr(value, '=', first);
+    if (eq == NULL)
+        return -1;
+    c->name = trimmed(value, (size_t)(eq - value));
+    c->value = trimmed(eq + 1, first - (size_t)(eq - value) - 1);
+    if (c->name[0] == '\0') {
+        br_cookie_release(c);
+        return -1;
+    }
+    bool have_max_age = false;
+    for (const char *p = semi; p && *p;) {
+        p++;
+        const char *next = strchr(p, ';');
+        size_t len = next ? (size_t)(next - p) : strlen(p);
+        _cleanup_free_ char *attr = trimmed(p, len);
+        char *aeq = strchr(attr, '=');
+        char *aval = NULL;
+        if (aeq) {
+            *aeq = '\0';
+            aval = aeq + 1;
+        }
+        if (strcasecmp(attr, "httponly") == 0) {
+            c->http_only = true;
+        } else if (strcasecmp(attr, "path") == 0 && aval) {
+            free(c->path);
+            c->path = gr_strdup(aval);
+        } else if (strcasecmp(attr, "max-age") == 0 && aval) {
+            long v;
+            gr_error_t err = NULL;
+            if (gr_parse_long(aval, -(1L << 40), 1L << 40, &v, &err) == 0) {
+                have_max_age = true;
+                c->expires = BR_EXPIRES_RELATIVE;
+                c->expires_value = v < 0 ? 0 : v;
+            }
+            gr_error_release(&err);
+        } else if (strcasecmp(attr, "expires") == 0 && aval && !have_max_age) {
+            struct tm tm;
+            memset(&tm, 0, sizeof(tm));
+            const char *end = strptime(aval, "%a, %d %b %Y %H:%M:%S", &tm);
+            if (end) {
+                c->expires = BR_EXPIRES_ABSOLUTE;
+                c->expires_value = (int64_t)timegm(&tm);
+            }
+        }
+        p = next;
+    }
+    return 0;
+}
+
+/* ---- responses ---------------------------------------------------------------- */
+
+void br_response_release(br_response *r)
+{
+    free(r->content_type);
+    free(r->content_encoding);
+    free(r->content_language);
+    free(r->etag);
+    free(r->location);
+    free(r->disposition_filename);
+    for (size_t i = 0; i < r->ncookies; i++)
+        br_cookie_release(&r->cookies[i]);
+    free(r->cookies);
+    for (size_t i = 0; i < r->nheaders; i++) {
+        free(r->headers[i].name);
+        free(r->headers[i].value);
+    }
+    free(r->headers);
+    memset(r, 0, sizeof(*r));
+}
+
+br_limits br_limits_default(void)
+{
+    return (br_limits){.max_header_bytes = 64 * 1024, .max_headers = 128, .max_cookies = 64};
+}
+
+struct br_parser {
+    llhttp_t http;
+    llhttp_settings_t settings;
+    br_limits limits;
+    br_parser_callbacks cb;
+    void *ud;
+    br_response resp;
+    gr_buf name, value;
+    bool in_value;
+    size_t header_bytes, header_count;
+    bool done, head_delivered;
+    const char *problem; /* set by a callback that failed */
+};
+
+static br_parser *parser_of(llhttp_t *h)
+{
+    return h->data;
+}
+
+static int fail(br_parser *p, const char *problem)
+{
+    p->problem = problem;
+    return -1;
+}
+
+/* A filename from Content-Disposition: attachment; filename="x". */
+static char *disposition_filename(const char *v)
+{
+    if (strncasecmp(v, "attachment", 10) != 0)
+        return NULL;
+    const char *f = strcasestr(v, "filename=");
+    if (f == NULL)
+        return gr_strdup("");
+    f += 9;
+    if (*f == '"') {
+        f++;
+        const char *q = strchr(f, '"');
+        return gr_strndup(f, q ? (size_t)(q - f) : strlen(f));
+    }
+    return gr_strndup(f, strcspn(f, "; "));
+}
+
+static int take_header(br_parser *p)
+{
+    if (p->name.len == 0)
+        return 0;
+    const char *n = p->name.data;
+    const char *v = p->value.data ? p->value.data : "";
+    br_response *r = &p->resp;
+    char **slot = NULL;
+    if (strcasecmp(n, "content-type") == 0)
+        slot = &r->content_type;
+    else if (strcasecmp(n, "content-encoding") == 0)
+        slot = &r->content_encoding;
+    else if (strcasecmp(n, "content-language") == 0)
+        slot = &r->content_language;
+    else if (strcasecmp(n, "etag") == 0)
+        slot = &r->etag;
+    else if (strcasecmp(n, "location") == 0)
+        slot = &r->location;
+    if (slot) {
+        free(*slot);
+        *slot = gr_strdup(v);
+    } else if (strcasecmp(n, "content-disposition") == 0) {
+        free(r->disposition_filename);
+        r->disposition_filename = disposition_filename(v);
+    } else if (strcasecmp(n, "set-cookie") == 0) {
+        if (r->ncookies >= p->limits.max_cookies)
+            return fail(p, "the app set too many cookies");
+        br_cookie c;
+        if (br_parse_set_cookie(v, &c) == 0) {
+            r->cookies = gr_realloc(r->cookies, (r->ncookies + 1) * sizeof(*r->cookies));
+            r->cookies[r->ncookies++] = c;
+        }
+    } else if (br_response_header_allowed(n)) {
+        r->headers = gr_realloc(r->headers, (r->nheaders + 1) * sizeof(*r->headers));
+        r->headers[r->nheaders].name = gr_strdup(n);
+        r->headers[r->nheaders].value = gr_strdup(v);
+        r->nheaders++;
+    }
+    gr_buf_release(&p->name);
+    gr_buf_release(&p->value);
+    return 0;
+}
+
+static int count(br_parser *p, size_t len)
+{
+    p->header_bytes += len;
+    if (p->header_bytes > p->limits.max_header_bytes)
+        return fail(p, "the app's response headers are too large");
+    return 0;
+}
+
+static int on_header_field(llhttp_t *h, const char *at, size_t len)
+{
+    br_parser *p = parser_of(h);
+    if (p->in_value) {
+        if (take_header(p) < 0)
+            return -1;
+        p->in_value = false;
+    }
+    if (p->name.len == 0 && ++p->header_count > p->limits.max_headers)
+        return fail(p, "the app's response has too many headers");
+    gr_buf_append(&p->name, at, len);
+    return count(p, len);
+}
+
+static int on_header_value(llhttp_t *h, const char *at, size_t len)
+{
+    br_parser *p = parser_of(h);
+    p->in_value = true;
+    if (memchr(at, '\0', len))
+        return fail(p, "the app's response has a NUL byte in a header");
+    /* llhttp accepts obsolete line folding; a folded value must not carry its
+     * line break on towards the browser. */
+    if (memchr(at, '\r', len) || memchr(at, '\n', len))
+        return fail(p, "the app's response has a line break inside a header");
+    gr_buf_append(&p->value, at, len);
+    return count(p, len);
+}
+
+static int on_headers_complete(llhttp_t *h)
+{
+    br_parser *p = parser_of(h);
+    if (take_header(p) < 0)
+        return -1;
+    p->in_value = false;
+    p->resp.status = llhttp_get_status_code(h);
+    if (p->resp.status < 100 || p->resp.status > 599)
+        return fail(p, "the app answered with an impossible status");
+    p->resp.content_length = (h->flags & F_CONTENT_LENGTH) ? (int64_t)h->content_length : -1;
+    if (p->resp.status < 200) {
+        /* An interim response (100 Continue): the real one follows. */
+        br_response_release(&p->resp);
+        return 0;
+    }
+    p->head_delivered = true;
+    if (p->cb.on_head && p->cb.on_head(p->ud, &p->resp) != 0)
+        return fail(p, "the response was refused");
+    /* 1 tells llhttp a HEAD response carries no body. */
+    return p->http.method == HTTP_HEAD ? 1 : 0;
+}
+
+static int on_body(llhttp_t *h, const char *at, size_t len)
+{
+    br_parser *p = parser_of(h);
+    if (p->cb.on_body && p->cb.on_body(p->ud, at, len) != 0)
+        return fail(p, "the body was refused");
+    return 0;
+}
+
+static int on_message_complete(llhttp_t *h)
+{
+    br_parser *p = parser_of(h);
+    if (!p->head_delivered)
+        return 0; /* the end of an interim response */
+    p->done = true;
+    if (p->cb.on_done && p->cb.on_done(p->ud) != 0)
+        return fail(p, "the response was refused");
+    return HPE_PAUSED; /* one response per request: stop here */
+}
+
+br_parser *br_parser_new(const br_limits *limits, const br_parser_callbacks *cb, void *ud,
+                         bool head_request)
+{
+    br_parser *p = gr_calloc(1, sizeof(*p));
+    p->limits = limits ? *limits : br_limits_default();
+    if (cb)
+        p->cb = *cb;
+    p->ud = ud;
+    llhttp_settings_init(&p->settings);
+    p->settings.on_header_field = on_header_field;
+    p->settings.on_header_value = on_header_value;
+    p->settings.on_headers_complete = on_headers_complete;
+    p->settings.on_body = on_body;
+    p->settings.on_message_complete = on_message_complete;
+    llhttp_init(&p->http, HTTP_RESPONSE, &p->settings);
+    p->http.data = p;
+    /* llhttp reads the request method to know whether a body can follow. */
+    p->http.method = head_request ? HTTP_HEAD : HTTP_GET;
+    return p;
+}
+
+void br_parser_free(br_parser *p)
+{
+    if (p == NULL)
+        return;
+    br_response_release(&p->resp);
+    gr_buf_release(&p->name);
+    gr_buf_release(&p->value);
+    free(p);
+}
+
+int br_parser_feed(br_parser *p, const char *data, size_t len, gr_error_t *err)
+{
+    if (p->done)
+        return len == 0 ? 0 : gr_make_error(err, 0, "the app sent bytes after its response");
+    llhttp_errno_t e = llhttp_execute(&p->http, data, len);
+    if (e == HPE_OK || (e == HPE_PAUSED && p->done)) {
+        if (e == HPE_PAUSED) {
+            size_t used = (size_t)(llhttp_get_error_pos(&p->http) - data);
+            if (used < len)
+                return gr_make_error(err, 0, "the app sent bytes after its response");
+        }
+        return 0;
+    }
+    if (p->problem)
+        return gr_make_error(err, 0, "%s", p->problem);
+    return gr_make_error(err, 0, "the app's response is not valid HTTP: %s",
+                         llhttp_get_error_reason(&p->http) ? llhttp_get_error_reason(&p->http)
+                                                           : llhttp_errno_name(e));
+}
+
+int br_parser_finish(br_parser *p, gr_error_t *err)
+{
+    if (p->done)
+        return 0;
+    /* A body delimited by the end of the connection ends properly here. */
+    llhttp_errno_t e = llhttp_finish(&p->http);
+    if ((e == HPE_OK || e == HPE_PAUSED) && p->done)
+        return 0;
+    if (p->problem)
+        return gr_make_error(err, 0, "%s", p->problem);
+    if (!p->head_delivered)
+        return gr_make_error(err, 0, "the app closed the connection without answering");
+    return gr_make_error(err, 0, "the app closed the connection in the middle of its response");
+}
+
+bool br_parser_done(const br_parser *p)
+{
+    return p->done;
+}
+
+bool br_parser_keep_alive(const br_parser *p)
+{
+    return p->done && llhttp_should_keep_alive(&p->http);
+}
