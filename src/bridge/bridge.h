@@ -62,7 +62,7 @@ typedef enum {
     BR_REDIRECT,            /* permanent, switch_to_get */
     BR_PRECONDITION_FAILED, /* 304 and 412 */
     BR_CLIENT_ERROR,        /* code: a ClientErrorCode ordinal */
-    BR_SERVER_ERROR,
+    BR_SERVER_ERROR,        /* 5xx, and statuses WebSession cannot carry */
 } br_kind;
 
 typedef struct br_status_map {

@@ -160,7 +160,7 @@ br_status_map br_map_status(int status)
     /* SuccessCode ordinals: ok, created, accepted, noContent, partialContent,
      * multiStatus, notModified. */
     switch (status) {
-    case 200: case 203: m.kind = BR_CONTENT; m.code = 0; return m;
+    case 200: m.kind = BR_CONTENT; m.code = 0; return m;
     case 201: m.kind = BR_CONTENT; m.code = 1; return m;
     case 202: m.kind = BR_CONTENT; m.code = 2; return m;
     case 206: m.kind = BR_CONTENT; m.code = 4; return m;
@@ -174,10 +174,6 @@ br_status_map br_map_status(int status)
     case 308: m.kind = BR_REDIRECT; m.permanent = true; return m;
     default: break;
     }
-    if (status >= 200 && status < 300) {
-        m.kind = BR_CONTENT; /* another success: plain ok */
-        return m;
-    }
     if (status >= 400 && status < 500) {
         /* ClientErrorCode ordinals, by the HTTP status each stands for. */
         static const int codes[] = {400, 403, 404, 405, 406, 409, 410,
@@ -189,7 +185,9 @@ br_status_map br_map_status(int status)
                 m.code = i;
         return m;
     }
-    return m; /* 5xx, 1xx out of place, 3xx that are not redirects: server error */
+    /* 5xx; and 1xx out of place, other 2xx and 3xx, which WebSession cannot
+     * carry: the app's answer is an error either way. */
+    return m;
 }
 
 /* ---- cookies ---------------------------------------------------------------- */

@@ -90,7 +90,8 @@ static void test_status_map(void **state)
         bool permanent, get;
     } v[] = {
         {200, BR_CONTENT, 0}, {201, BR_CONTENT, 1}, {202, BR_CONTENT, 2}, {206, BR_CONTENT, 4},
-        {207, BR_CONTENT, 5}, {299, BR_CONTENT, 0}, {204, BR_NO_CONTENT, 0},
+        {207, BR_CONTENT, 5}, {203, BR_SERVER_ERROR, 0}, {299, BR_SERVER_ERROR, 0},
+        {204, BR_NO_CONTENT, 0},
         {304, BR_PRECONDITION_FAILED, 0}, {412, BR_PRECONDITION_FAILED, 0},
         {301, BR_REDIRECT, 0, true, true}, {302, BR_REDIRECT, 0, false, true},
         {303, BR_REDIRECT, 0, false, true}, {307, BR_REDIRECT, 0, false, false},

@@ -1,0 +1,56 @@
+/* libFuzzer target: the gateway's parsers of browser headers bound for a
+ * grain (Cookie, Accept, If-Match / If-None-Match), and the cookie writer
+ * fed what an app could set. The input is split at NUL bytes into fields. */
+#include "websession.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    char *text = gr_strndup((const char *)data, size); /* stops at the first NUL */
+    const char *second = memchr(data, '\0', size);
+    char *other = second ? gr_strndup(second + 1, size - (size_t)(second + 1 - (const char *)data))
+                         : gr_strdup("");
+    gr_error_t err = NULL;
+
+    gw_kv *kv = NULL;
+    ssize_t n = gw__ws_parse_cookies(text, other, &kv, &err);
+    if (n > GW_WS_MAX_ITEMS)
+        abort();
+    for (ssize_t i = 0; i < n; i++)
+        if (kv[i].key[0] == '\0' || strcmp(kv[i].key, other) == 0)
+            abort(); /* no empty names, and the platform's cookie never passes */
+    if (n > 0)
+        gw__kv_free(kv, (size_t)n);
+    gr_error_release(&err);
+
+    gw_accepted *a = NULL;
+    n = gw__ws_parse_accept(text, &a, &err);
+    for (ssize_t i = 0; i < n; i++)
+        if (!(a[i].q >= 0.0f && a[i].q <= 1.0f))
+            abort();
+    if (n > 0)
+        gw__accepted_free(a, (size_t)n);
+    gr_error_release(&err);
+
+    gw_precondition p;
+    if (gw__ws_parse_precondition(text, NULL, &p, &err) == 0)
+        gw__precondition_release(&p);
+    gr_error_release(&err);
+    if (gw__ws_parse_precondition(NULL, other, &p, &err) == 0)
+        gw__precondition_release(&p);
+    gr_error_release(&err);
+
+    gr_buf b = GR_BUF_INIT;
+    gw_set_cookie c = {.name = text, .value = other, .path = other,
+                       .expires = (size % 3) == 0 ? GW_EXPIRES_NONE : GW_EXPIRES_RELATIVE,
+                       .expires_value = (int64_t)size * 1000003, .http_only = size & 1};
+    if (gw__ws_format_cookie(&b, &c, size & 2, 1700000000, &err) == 0 &&
+        (strpbrk(b.data, "\r\n") || b.len == 0))
+        abort(); /* a written cookie is one clean header line */
+    gr_error_release(&err);
+    gr_buf_release(&b);
+    free(text);
+    free(other);
+    return 0;
+}
