@@ -200,16 +200,6 @@ void br_cookie_release(br_cookie *c)
     memset(c, 0, sizeof(*c));
 }
 
-static char *trimmed(const char *s, size_t len)
-{
-    while (len && (*s == ' ' || *s == '\t')) {
-        s++;
-        len--;
-    }
-    while (len && (s[len - 1] == ' ' || s[len - 1] == '\t'))
-        len--;
-    return gr_strndup(s, len);
-}
 
 int br_parse_set_cookie(const char *value, br_cookie *c)
 {
@@ -219,8 +209,8 @@ int br_parse_set_cookie(const char *value, br_cookie *c)
     const char *eq = memchr(value, '=', first);
     if (eq == NULL)
         return -1;
-    c->name = trimmed(value, (size_t)(eq - value));
-    c->value = trimmed(eq + 1, first - (size_t)(eq - value) - 1);
+    c->name = gr_strndup_trim(value, (size_t)(eq - value));
+    c->value = gr_strndup_trim(eq + 1, first - (size_t)(eq - value) - 1);
     if (c->name[0] == '\0') {
         br_cookie_release(c);
         return -1;
@@ -230,7 +220,7 @@ int br_parse_set_cookie(const char *value, br_cookie *c)
         p++;
         const char *next = strchr(p, ';');
         size_t len = next ? (size_t)(next - p) : strlen(p);
-        _cleanup_free_ char *attr = trimmed(p, len);
+        _cleanup_free_ char *attr = gr_strndup_trim(p, len);
         char *aeq = strchr(attr, '=');
         char *aval = NULL;
         if (aeq) {

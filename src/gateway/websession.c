@@ -5,17 +5,6 @@
 #include <strings.h>
 #include <time.h>
 
-/* A copy of [s, s+len) without surrounding spaces and tabs. */
-static char *trim_dup(const char *s, size_t len)
-{
-    while (len && (*s == ' ' || *s == '\t')) {
-        s++;
-        len--;
-    }
-    while (len && (s[len - 1] == ' ' || s[len - 1] == '\t'))
-        len--;
-    return gr_strndup(s, len);
-}
 
 void gw__kv_free(gw_kv *kv, size_t n)
 {
@@ -36,7 +25,7 @@ ssize_t gw__ws_parse_cookies(const char *header, const char *skip, gw_kv **out, 
         size_t len = end ? (size_t)(end - p) : strlen(p);
         const char *eq = memchr(p, '=', len);
         if (eq) {
-            char *key = trim_dup(p, (size_t)(eq - p));
+            char *key = gr_strndup_trim(p, (size_t)(eq - p));
             if (*key == '\0' || (skip && strcmp(key, skip) == 0)) {
                 free(key);
             } else {
@@ -48,7 +37,7 @@ ssize_t gw__ws_parse_cookies(const char *header, const char *skip, gw_kv **out, 
                 }
                 kv = gr_realloc(kv, (n + 1) * sizeof(*kv));
                 kv[n].key = key;
-                kv[n].value = trim_dup(eq + 1, len - (size_t)(eq - p) - 1);
+                kv[n].value = gr_strndup_trim(eq + 1, len - (size_t)(eq - p) - 1);
                 n++;
             }
         }
@@ -96,7 +85,7 @@ ssize_t gw__ws_parse_accept(const char *header, gw_accepted **out, gr_error_t *e
         size_t len = end ? (size_t)(end - p) : strlen(p);
         const char *semi = memchr(p, ';', len);
         size_t name_len = semi ? (size_t)(semi - p) : len;
-        char *name = trim_dup(p, name_len);
+        char *name = gr_strndup_trim(p, name_len);
         if (*name == '\0') {
             free(name);
         } else {

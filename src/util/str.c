@@ -33,6 +33,17 @@ char *gr_strstrip(char *s)
     return s;
 }
 
+char *gr_strndup_trim(const char *s, size_t len)
+{
+    while (len && (*s == ' ' || *s == '\t')) {
+        s++;
+        len--;
+    }
+    while (len && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+        len--;
+    return gr_strndup(s, len);
+}
+
 int gr_parse_long(const char *s, long min, long max, long *out, gr_error_t *err)
 {
     if (s == NULL || *s == '\0')

@@ -140,6 +140,10 @@ bool gr_starts_with(const char *s, const char *prefix);
  * past the leading whitespace. */
 char *gr_strstrip(char *s);
 
+/* A new copy of the len bytes at s without leading and trailing spaces and
+ * tabs (the optional whitespace of HTTP header fields). */
+char *gr_strndup_trim(const char *s, size_t len);
+
 /* Parses a whole decimal string into [min, max]. Returns 0, or -1 with err. */
 int gr_parse_long(const char *s, long min, long max, long *out, gr_error_t *err);
 
