@@ -92,6 +92,23 @@ int cp_message_read_packed(cp_message *m, const void *buf, size_t len, size_t ma
 void cp_message_init_segments(cp_message *m, const cp_segment *segs, uint32_t nsegs,
                               const cp_read_options *opts);
 
+/* Inspects the start of a frame in buf[0..len). Returns 1 and sets *need to
+ * the frame's total size once the segment table is complete, 0 and sets *need
+ * to the bytes required to learn more when it is not, or -1 with err when the
+ * table is invalid (too many segments, more than max_bytes; 0 means
+ * CP_DEFAULT_MAX_MESSAGE_BYTES). opts may be NULL. */
+int cp_frame_size(const void *buf, size_t len, size_t max_bytes, const cp_read_options *opts,
+                  size_t *need, gr_error_t *err);
+
+/* Like cp_message_read but without copying: m reads buf in place, so buf must
+ * outlive m. */
+int cp_message_open(cp_message *m, const void *buf, size_t len, const cp_read_options *opts,
+                    gr_error_t *err);
+
+/* Appends only the segment table of m's frame to out (the segments follow it
+ * verbatim: m->segs[i].words, m->segs[i].len * 8 bytes), for writev. */
+void cp_message_write_table(const cp_message *m, gr_buf *out);
+
 /* Size of the framed form in bytes. */
 size_t cp_message_frame_size(const cp_message *m);
 
