@@ -118,7 +118,9 @@ static cp_ptr_kind resolve(cp_ptr_reader p, target *t)
             return CP_PTR_INVALID;
         }
         const cp_segment *s = &m->segs[id];
-        if (off + (dbl ? 2u : 1u) > s->len) {
+        /* cap: a builder's segments are readable (zeroed) up to capacity; a
+         * read message's cap equals its length. */
+        if (off + (dbl ? 2u : 1u) > s->cap) {
             fail(m, "far pointer landing pad out of bounds");
             return CP_PTR_INVALID;
         }
@@ -130,7 +132,7 @@ static cp_ptr_kind resolve(cp_ptr_reader p, target *t)
                 return CP_PTR_INVALID;
             }
             t->seg_start = s->words;
-            t->seg_end = s->words + s->len;
+            t->seg_end = s->words + s->cap;
             t->tag = pw;
             t->pos = (int64_t)off + 1 + ptr_offset(pw);
             if ((lo32(pw) & 3u) == KIND_OTHER)
@@ -152,7 +154,7 @@ static cp_ptr_kind resolve(cp_ptr_reader p, target *t)
             }
             const cp_segment *s2 = &m->segs[id2];
             t->seg_start = s2->words;
-            t->seg_end = s2->words + s2->len;
+            t->seg_end = s2->words + s2->cap;
             t->tag = tag;
             t->pos = (int64_t)(lo32(pw) >> 3);
         }
@@ -235,7 +237,7 @@ cp_ptr_reader cp_message_root_ptr(cp_message *m)
         return p;
     }
     p.seg_start = m->segs[0].words;
-    p.seg_end = m->segs[0].words + m->segs[0].len;
+    p.seg_end = m->segs[0].words + m->segs[0].cap;
     p.ptr = p.seg_start;
     p.nesting = (int16_t)(m->nesting_limit > INT16_MAX ? INT16_MAX : m->nesting_limit);
     return p;
@@ -754,8 +756,10 @@ static cp_ptr_reader builder_ptr_reader(cp_message *m, uint32_t seg, const uint6
     r.msg = m;
     if (ptr == NULL)
         return r;
+    /* A builder's segment is zeroed up to its capacity, and objects are still
+     * being added, so its readers see all of it. */
     r.seg_start = m->segs[seg].words;
-    r.seg_end = m->segs[seg].words + m->segs[seg].len;
+    r.seg_end = m->segs[seg].words + m->segs[seg].cap;
     r.ptr = ptr;
     r.nesting = (int16_t)m->nesting_limit;
     return r;
@@ -776,7 +780,7 @@ cp_struct_reader cp_struct_builder_as_reader(cp_struct_builder b)
     cp_struct_reader r;
     r.msg = b.msg;
     r.seg_start = b.msg->segs[b.seg].words;
-    r.seg_end = r.seg_start + b.msg->segs[b.seg].len;
+    r.seg_end = r.seg_start + b.msg->segs[b.seg].cap;
     r.data = b.data;
     r.data_bytes = b.data_bytes;
     r.ptrs = b.ptrs;
@@ -792,7 +796,7 @@ cp_list_reader cp_list_builder_as_reader(cp_list_builder l)
     cp_list_reader r;
     r.msg = l.msg;
     r.seg_start = l.msg->segs[l.seg].words;
-    r.seg_end = r.seg_start + l.msg->segs[l.seg].len;
+    r.seg_end = r.seg_start + l.msg->segs[l.seg].cap;
     r.base = l.base;
     r.len = l.len;
     r.step_bits = l.step_bits;
