@@ -10,5 +10,7 @@ typedef struct gr_command {
 } gr_command;
 
 int cmd_run(int argc, char **argv);
+int cmd_spk(int argc, char **argv);
+int cmd_admin_install(int argc, char **argv);
 
 #endif

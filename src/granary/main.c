@@ -5,6 +5,7 @@
 
 static const gr_command commands[] = {
     {"run", "serve Granary (the daemon)", cmd_run},
+    {"spk", "make, verify and unpack packages", cmd_spk},
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
