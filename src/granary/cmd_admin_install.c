@@ -1,6 +1,7 @@
 /* `granary admin install FILE [--data DIR]`: verify a package and install it
  * into a server's data directory (apps/<packageId>/ and the store). The
- * integrator hooks cmd_admin_install into `granary admin`'s dispatch. */
+ * integrator hooks cmd_admin_install into `granary admin`'s dispatch; it takes
+ * argv[0] = "install" followed by its arguments. */
 #include <getopt.h>
 
 #include "commands.h"
@@ -19,7 +20,7 @@ int cmd_admin_install(int argc, char **argv)
     const char *data = CFG_DEFAULT_DATA;
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         if (c == 'd') {
             data = optarg;
         } else {
@@ -70,4 +71,15 @@ int cmd_admin_install(int argc, char **argv)
                r.previous_version);
     spk_install_result_release(&r);
     return 0;
+}
+
+/* Until this branch meets main's `granary admin` (cmd_admin.c), this stands
+ * in for its dispatch with the one subcommand it has here. The integrator
+ * drops it and the "admin" row of main.c in favour of cmd_admin.c. */
+int cmd_admin_branch(int argc, char **argv)
+{
+    if (argc >= 1 && strcmp(argv[0], "install") == 0)
+        return cmd_admin_install(argc, argv);
+    fprintf(stderr, "Usage: granary admin install FILE.spk [--data DIR]\n");
+    return 2;
 }

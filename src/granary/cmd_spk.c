@@ -59,7 +59,7 @@ static int parse(int argc, char **argv, spk_args *a)
     };
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "+p:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "p:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'k':
             free(a->keyring);

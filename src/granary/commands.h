@@ -12,5 +12,6 @@ typedef struct gr_command {
 int cmd_run(int argc, char **argv);
 int cmd_spk(int argc, char **argv);
 int cmd_admin_install(int argc, char **argv);
+int cmd_admin_branch(int argc, char **argv);
 
 #endif

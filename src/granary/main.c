@@ -6,6 +6,7 @@
 static const gr_command commands[] = {
     {"run", "serve Granary (the daemon)", cmd_run},
     {"spk", "make, verify and unpack packages", cmd_spk},
+    {"admin", "administer a server (install FILE.spk)", cmd_admin_branch},
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
