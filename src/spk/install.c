@@ -27,7 +27,7 @@ int spk_install(const char *path, const char *data_dir, st_store *st, spk_instal
     memset(out, 0, sizeof(*out));
     spk_package *pkg = NULL;
     if (spk_package_open(path, &pkg, err) < 0)
-        return -1;
+        return -1; /* the message already names the file */
     const spk_info *info = spk_package_info(pkg);
     _cleanup_free_ char *apps = gr_asprintf("%s/apps", data_dir);
     _cleanup_free_ char *dir = gr_asprintf("%s/%s", apps, info->package_id);

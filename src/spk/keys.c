@@ -23,13 +23,11 @@ void spk_key_write(const spk_key *key, gr_buf *out)
     KeyFile_B kf = KeyFile_init_root(&m);
     KeyFile_set_publicKey(kf, key->public_key, 32);
     KeyFile_set_privateKey(kf, key->secret_key, 64);
-    size_t start = out->len;
     cp_message_write(&m, out);
     /* The builder's copy of the secret goes with the message. */
     for (uint32_t i = 0; i < m.nsegs; i++)
         sodium_memzero(m.segs[i].words, (size_t)m.segs[i].cap * 8);
     cp_message_release(&m);
-    (void)start;
 }
 
 int spk_keygen(const char *path, spk_key *out, gr_error_t *err)

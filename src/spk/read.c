@@ -376,9 +376,12 @@ static int check_opened(cp_message *m, const cp_read_options *o, spk_info *info,
     gr_buf_release(&w.path);
     if (rc == 0 && cp_message_check(m, err) < 0)
         rc = gr_error_prefix(err, "archive");
-    /* Each pass reads the archive at most once over, which is what the
-     * traversal limit bounds; the manifest pass gets a fresh budget. */
-    cp_message_reset_limits(m, o);
+    /* The walk reads the archive once over, which is what the traversal
+     * limit bounds. The manifest pass scans the root directory twice (for
+     * the manifest and the bridge config), so it gets twice the budget. */
+    cp_read_options again = *o;
+    again.traversal_limit_words = 2 * o->traversal_limit_words + 64;
+    cp_message_reset_limits(m, &again);
     if (rc == 0)
         rc = check_manifest(ar, info, err);
     if (rc == 0 && cp_message_check(m, err) < 0)

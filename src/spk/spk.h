@@ -16,7 +16,8 @@
 
 /* Limits from the format (spec 3.4) and Granary's own bounds. */
 #define SPK_MAX_ARCHIVE_BYTES (UINT64_C(1) << 30)      /* decompressed archive */
-#define SPK_MAX_FILE_BYTES ((UINT64_C(512) << 20) - 1) /* one file: under 512 MiB */
+/* One file: under 512 MiB, which is also the most a Data field can hold. */
+#define SPK_MAX_FILE_BYTES ((UINT64_C(512) << 20) - 1)
 #define SPK_MAX_MANIFEST_WORDS (UINT64_C(1) << 20)     /* 8 MiB */
 #define SPK_MAX_DEPTH 64                               /* nested directories */
 #define SPK_MAX_ENTRIES 200000                         /* entries in the tree */

@@ -67,7 +67,7 @@ def text_lit(s):
 
 
 def data_lit(b):
-    return '0x"%s"' % b.hex()
+    return '0x"%s"' % b.hex() if b else '""'
 
 
 GOOD_MANIFEST = """(

@@ -259,3 +259,18 @@ def test_install_once_then_upgrade_candidate(granary, tmp_path):
             m = os.lstat(os.path.join(dirpath, n)).st_mode
             if not stat.S_ISLNK(m):
                 assert m & 0o022 == 0
+
+
+def test_pack_refuses_oversized_file(granary, tmp_path):
+    # A Data field holds at most 2^29 - 1 bytes, so a file of 512 MiB cannot
+    # be packed; the packer says so before reading it (the file is sparse).
+    app_id = keygen(granary)
+    proj = tmp_path / "proj"
+    make_tree(proj / "app")
+    with open(proj / "app" / "huge", "wb") as f:
+        f.truncate(512 * 1024 * 1024)
+    write_pkgdef(proj, app_id)
+    p = granary.run("spk", "pack", str(tmp_path / "a.spk"), cwd=proj, check=False)
+    assert p.returncode == 1
+    assert b"huge: 536870912 bytes, over the limit of 536870911 bytes" in p.stderr
+    assert not (tmp_path / "a.spk").exists()
