@@ -6,9 +6,12 @@
 
 static void admin_usage(FILE *out)
 {
-    fprintf(out, "Usage: granary admin setup-link [OPTIONS]\n\n"
+    fprintf(out, "Usage: granary admin setup-link [OPTIONS]\n"
+                 "       granary admin install FILE.spk [--data DIR]\n\n"
                  "  setup-link   print a one-time link (valid 24 hours) that creates an\n"
-                 "               administrator account\n\nOptions (as for granary run):\n%s",
+                 "               administrator account\n"
+                 "  install      verify a package and install it into the server's data\n\n"
+                 "Options (as for granary run):\n%s",
             cfg_usage());
 }
 
@@ -48,7 +51,9 @@ int cmd_admin(int argc, char **argv)
     cfg_init(&c);
     _cleanup_error_ gr_error_t err = NULL;
     int status;
-    if (strcmp(argv[0], "setup-link") != 0) {
+    if (strcmp(argv[0], "install") == 0) {
+        status = cmd_admin_install(argc, argv);
+    } else if (strcmp(argv[0], "setup-link") != 0) {
         fprintf(stderr, "granary: unknown admin command '%s' (see granary admin --help)\n",
                 argv[0]);
         status = 2;

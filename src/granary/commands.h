@@ -14,6 +14,8 @@ typedef struct gr_command {
 
 int cmd_run(int argc, char **argv);
 int cmd_admin(int argc, char **argv);
+int cmd_spk(int argc, char **argv);
+int cmd_admin_install(int argc, char **argv);
 
 /* Makes a one-time link (valid 24 hours) that creates an administrator
  * account: base_url + "/setup#token=...". Returns it (caller frees), or NULL

@@ -5,7 +5,8 @@
 
 static const gr_command commands[] = {
     {"run", "serve Granary (the daemon)", cmd_run},
-    {"admin", "administer a server: setup-link", cmd_admin},
+    {"spk", "make, verify and unpack packages", cmd_spk},
+    {"admin", "administer a server: setup-link, install FILE.spk", cmd_admin},
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -100,4 +100,18 @@ int st_login_failure_add(st_store *st, const char *key, int64_t at, gr_error_t *
 int st_login_failure_count(st_store *st, const char *key, int64_t since, gr_error_t *err);
 int st_login_failure_clear(st_store *st, const char *key, gr_error_t *err);
 
+/* ---- packages (packages.c) ----------------------------------------------- */
+
+/* st_package_exists sets *exists. */
+int st_package_exists(st_store *st, const char *package_id, bool *exists, gr_error_t *err);
+
+/* Sets *version to the newest installed appVersion of app_id, or -1 when no
+ * package of it is installed. Returns 0, or -1 with err. */
+int st_app_latest_version(st_store *st, const char *app_id, long *version, gr_error_t *err);
+
+/* Records an installed package, and its app when new, in one transaction.
+ * Returns 0, or -1 with err (e.g. the package id is already recorded). */
+int st_package_add(st_store *st, const char *package_id, const char *app_id, long version,
+                   const char *marketing_version, const char *title, gr_error_t *err);
+
 #endif

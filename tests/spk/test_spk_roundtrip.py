@@ -1,0 +1,276 @@
+# Round trips through the real granary binary: keys, init, pack (whole tree,
+# source maps with hidePaths, file lists and alwaysInclude), verify, unpack,
+# install; the app id and package id checked against independent
+# computations, and the package's bytes checked with Python's own xz, SHA-512
+# and Ed25519.
+import hashlib
+import json
+import lzma
+import os
+import sqlite3
+import stat
+
+import nacl.signing
+
+from spk_helpers import (MAGIC, b32, capnp_decode, package_id, root_data_fields,
+                         split_payload)
+
+PKGDEF = """@0xc1a2b3c4d5e6f708;
+using Spk = import "/sandstorm/package.capnp";
+const pkgdef :Spk.PackageDefinition = (
+  id = "%(id)s",
+  manifest = (
+    appTitle = (defaultText = "Round Trip"),
+    appVersion = %(version)d,
+    appMarketingVersion = (defaultText = "%(version)d.0"),
+    actions = [(nounPhrase = (defaultText = "note"), command = .cmd)],
+    continueCommand = .cmd,
+    metadata = (website = "https://example.org/", license = (openSource = mit)),
+  ),
+  sourceMap = (searchPath = [%(maps)s]),
+  %(extra)s
+  bridgeConfig = (viewInfo = (permissions = [(name = "edit")])),
+);
+const cmd :Spk.Manifest.Command = (argv = ["/bin/sh", "start.sh"]);
+"""
+
+
+def make_tree(root):
+    os.makedirs(root / "sub" / "deeper")
+    (root / "start.sh").write_text("#!/bin/sh\necho hi\n")
+    os.chmod(root / "start.sh", 0o755)
+    (root / "sub" / "data.bin").write_bytes(os.urandom(70000))
+    (root / "sub" / "deeper" / "text").write_text("hello " * 1000)
+    (root / "empty").write_bytes(b"")
+    os.symlink("../start.sh", root / "sub" / "link")
+    os.symlink("deeper/text", root / "sub" / "rel")
+    os.mkdir(root / "emptydir")
+    (root / "secret").write_text("not for the package")
+
+
+def snapshot(root, skip=()):
+    """path -> (kind, exec bit, content or target) for every entry."""
+    out = {}
+    for dirpath, dirs, files in os.walk(root):
+        for name in dirs + files:
+            full = os.path.join(dirpath, name)
+            rel = os.path.relpath(full, root)
+            if rel.split("/")[0] in skip:
+                continue
+            st = os.lstat(full)
+            if stat.S_ISLNK(st.st_mode):
+                out[rel] = ("link", False, os.readlink(full))
+            elif stat.S_ISDIR(st.st_mode):
+                out[rel] = ("dir", False, None)
+            else:
+                with open(full, "rb") as f:
+                    out[rel] = ("file", bool(st.st_mode & 0o100), f.read())
+    return out
+
+
+PACKER_ENTRIES = {"sandstorm-manifest", "sandstorm-http-bridge-config", "dev", "tmp", "var",
+                  "proc"}
+
+
+def keygen(granary):
+    return granary.run("spk", "keygen").stdout.decode().strip()
+
+
+def write_pkgdef(d, app_id, maps='(sourcePath = "app")', extra="", version=1):
+    (d / "sandstorm-pkgdef.capnp").write_text(
+        PKGDEF % {"id": app_id, "maps": maps, "extra": extra, "version": version})
+
+
+def test_keygen_listkeys_getkey(granary, env, tmp_path):
+    a, b = keygen(granary), keygen(granary)
+    ring = os.path.join(env["HOME"], ".sandstorm-keyring")
+    assert stat.S_IMODE(os.stat(ring).st_mode) == 0o600
+    assert granary.run("spk", "listkeys").stdout.decode().split() == [a, b]
+    data = open(ring, "rb").read()
+    # Two KeyFile messages, each one segment of 0 data / 2 pointer words.
+    pub_b, sec_b = root_data_fields(data[len(data) // 2:])
+    assert len(pub_b) == 32 and len(sec_b) == 64 and sec_b[32:] == pub_b
+    assert b32(pub_b) == b
+    key = granary.run("spk", "getkey", b).stdout
+    assert key == data[len(data) // 2:]
+    # The secret key's second half is the public key (libsodium layout), and the
+    # app id is the public key in Sandstorm's base32.
+    other = tmp_path / "other-ring"
+    other.write_bytes(key)
+    assert granary.run("spk", "listkeys", "--keyring", str(other)).stdout.decode().split() == [b]
+    bad = granary.run("spk", "getkey", "0" * 52, check=False)
+    assert bad.returncode == 1 and b"has no key for app id" in bad.stderr
+
+
+def test_pack_verify_unpack_whole_tree(granary, tmp_path):
+    app_id = keygen(granary)
+    proj = tmp_path / "proj"
+    make_tree(proj / "app")
+    write_pkgdef(proj, app_id)
+    out = granary.run("spk", "pack", "--json", str(tmp_path / "a.spk"), cwd=proj)
+    info = json.loads(out.stdout)
+    spk = (tmp_path / "a.spk").read_bytes()
+
+    # Independent checks of the bytes: magic, xz, two messages, signature.
+    assert spk[:8] == MAGIC
+    payload = lzma.decompress(spk[8:])
+    sig_frame, archive = split_payload(payload)
+    pub, signed = root_data_fields(sig_frame)
+    assert len(pub) == 32 and len(signed) == 128
+    opened = nacl.signing.VerifyKey(pub).verify(signed)
+    assert opened == hashlib.sha512(archive).digest()
+    assert b32(pub) == app_id == info["appId"]
+    assert info["packageId"] == package_id(spk)
+    assert info["title"] == "Round Trip" and info["version"] == 1
+
+    v = json.loads(granary.run("spk", "verify", "--json", str(tmp_path / "a.spk")).stdout)
+    assert v == info
+    plain = granary.run("spk", "verify", str(tmp_path / "a.spk")).stdout.decode()
+    assert "app id: %s" % app_id in plain and "package id: %s" % package_id(spk) in plain
+
+    granary.run("spk", "unpack", str(tmp_path / "a.spk"), str(tmp_path / "out"))
+    assert snapshot(tmp_path / "out", PACKER_ENTRIES) == snapshot(proj / "app")
+    for d in ("dev", "tmp", "var"):
+        assert os.listdir(tmp_path / "out" / d) == []
+    assert (tmp_path / "out" / "proc" / "cpuinfo").read_bytes() == b""
+    manifest = capnp_decode("Manifest", (tmp_path / "out" / "sandstorm-manifest").read_bytes())
+    assert 'appTitle = (defaultText = "Round Trip")' in manifest
+    assert "openSource = mit" in manifest
+    bridge = capnp_decode("BridgeConfig",
+                          (tmp_path / "out" / "sandstorm-http-bridge-config").read_bytes())
+    assert 'name = "edit"' in bridge
+    # mtimes survive.
+    src = os.lstat(proj / "app" / "sub" / "data.bin").st_mtime_ns
+    assert os.lstat(tmp_path / "out" / "sub" / "data.bin").st_mtime_ns == src
+
+    # Unpacking onto an existing directory is refused and leaves no temporary.
+    again = granary.run("spk", "unpack", str(tmp_path / "a.spk"), str(tmp_path / "out"),
+                        check=False)
+    assert again.returncode == 1 and b"File exists" in again.stderr
+    assert sorted(os.listdir(tmp_path)) == ["a.spk", "home", "out", "proj"]
+
+
+def test_source_map_hide_and_layering(granary, tmp_path):
+    app_id = keygen(granary)
+    proj = tmp_path / "proj"
+    make_tree(proj / "app")
+    os.makedirs(proj / "extra" / "bin")
+    (proj / "extra" / "bin" / "tool").write_text("tool")
+    (proj / "extra" / "start.sh").write_text("shadowed")
+    maps = ('(sourcePath = "app", hidePaths = ["secret", "sub/deeper"]), '
+            '(sourcePath = "extra"), (packagePath = "opt/x", sourcePath = "extra/bin")')
+    write_pkgdef(proj, app_id, maps=maps)
+    granary.run("spk", "pack", str(tmp_path / "a.spk"), cwd=proj)
+    granary.run("spk", "unpack", str(tmp_path / "a.spk"), str(tmp_path / "out"))
+    snap = snapshot(tmp_path / "out", PACKER_ENTRIES)
+    assert "secret" not in snap and "sub/deeper" not in snap and "sub/deeper/text" not in snap
+    assert snap["start.sh"][2].startswith(b"#!/bin/sh")  # the first mapping wins
+    assert snap["bin/tool"] == ("file", False, b"tool")
+    assert snap["opt/x/tool"] == ("file", False, b"tool")
+    assert snap["opt"] == ("dir", False, None)
+
+
+def test_file_list_and_always_include(granary, tmp_path):
+    app_id = keygen(granary)
+    proj = tmp_path / "proj"
+    make_tree(proj / "app")
+    (proj / "files.list").write_text("start.sh\n/sub/deeper/text\n")
+    write_pkgdef(proj, app_id, extra='fileList = "files.list", alwaysInclude = ["emptydir"],')
+    granary.run("spk", "pack", "-p", str(proj / "sandstorm-pkgdef.capnp"),
+                str(tmp_path / "a.spk"), cwd=tmp_path)
+    granary.run("spk", "unpack", str(tmp_path / "a.spk"), str(tmp_path / "out"))
+    assert sorted(snapshot(tmp_path / "out", PACKER_ENTRIES)) == [
+        "emptydir", "start.sh", "sub", "sub/deeper", "sub/deeper/text"]
+
+
+def test_pack_refuses_escaping_symlink_and_unknown_key(granary, tmp_path):
+    app_id = keygen(granary)
+    proj = tmp_path / "proj"
+    make_tree(proj / "app")
+    os.symlink("/etc/passwd", proj / "app" / "bad")
+    write_pkgdef(proj, app_id)
+    p = granary.run("spk", "pack", str(tmp_path / "a.spk"), cwd=proj, check=False)
+    assert p.returncode == 1 and b'symlink target "/etc/passwd" is absolute' in p.stderr
+    os.unlink(proj / "app" / "bad")
+    write_pkgdef(proj, b32(os.urandom(32)))
+    p = granary.run("spk", "pack", str(tmp_path / "a.spk"), cwd=proj, check=False)
+    assert p.returncode == 1 and b"has no key for app id" in p.stderr
+    assert not (tmp_path / "a.spk").exists()
+    assert [n for n in os.listdir(tmp_path) if ".tmp-" in n] == []
+
+
+def test_init_then_pack(granary, tmp_path):
+    proj = tmp_path / "p"
+    proj.mkdir()
+    app_id = granary.run("spk", "init", "-p", "8000", "--", "node", "main.js",
+                         cwd=proj).stdout.decode().strip()
+    assert granary.run("spk", "listkeys").stdout.decode().split() == [app_id]
+    (proj / "main.js").write_text("console.log(1)")
+    out = json.loads(granary.run("spk", "pack", "--json", str(tmp_path / "i.spk"),
+                                 cwd=proj).stdout)
+    assert out["appId"] == app_id and out["title"] == "Example App"
+    granary.run("spk", "unpack", str(tmp_path / "i.spk"), str(tmp_path / "o"))
+    man = capnp_decode("Manifest", (tmp_path / "o" / "sandstorm-manifest").read_bytes())
+    assert '"/sandstorm-http-bridge", "8000", "--", "node", "main.js"' in man
+    again = granary.run("spk", "init", cwd=proj, check=False)
+    assert again.returncode == 1 and b"already exists" in again.stderr
+
+
+def rows(data):
+    db = sqlite3.connect(str(data / "granary.sqlite"))
+    try:
+        return (db.execute("SELECT app_id FROM apps").fetchall(),
+                db.execute("SELECT package_id, app_id, version, marketing_version, title "
+                           "FROM packages ORDER BY version").fetchall())
+    finally:
+        db.close()
+
+
+def test_install_once_then_upgrade_candidate(granary, tmp_path):
+    app_id = keygen(granary)
+    proj = tmp_path / "proj"
+    make_tree(proj / "app")
+    data = tmp_path / "data"
+    write_pkgdef(proj, app_id, version=1)
+    granary.run("spk", "pack", str(tmp_path / "v1.spk"), cwd=proj)
+    pid1 = package_id((tmp_path / "v1.spk").read_bytes())
+    out = granary.run("admin", "install", str(tmp_path / "v1.spk"), "--data", str(data))
+    assert out.stdout.decode().startswith("installed: %s" % pid1)
+    assert snapshot(data / "apps" / pid1, PACKER_ENTRIES) == snapshot(proj / "app")
+    assert rows(data) == ([(app_id,)], [(pid1, app_id, 1, "1.0", "Round Trip")])
+
+    out = granary.run("admin", "install", str(tmp_path / "v1.spk"), "--data", str(data))
+    assert out.stdout.decode().startswith("already installed: %s" % pid1)
+    assert os.listdir(data / "apps") == [pid1]
+
+    write_pkgdef(proj, app_id, version=2)
+    granary.run("spk", "pack", str(tmp_path / "v2.spk"), cwd=proj)
+    pid2 = package_id((tmp_path / "v2.spk").read_bytes())
+    out = granary.run("admin", "install", str(tmp_path / "v2.spk"), "--data", str(data))
+    assert out.stdout.decode().startswith("installed as an upgrade candidate: %s" % pid2)
+    assert "newer than installed version 1" in out.stdout.decode()
+    assert sorted(os.listdir(data / "apps")) == sorted([pid1, pid2])
+    assert rows(data)[1] == [(pid1, app_id, 1, "1.0", "Round Trip"),
+                             (pid2, app_id, 2, "2.0", "Round Trip")]
+    # The package tree is readable by others (grains mount it) but nothing
+    # is group- or world-writable.
+    for dirpath, dirs, files in os.walk(data / "apps" / pid2):
+        for n in dirs + files:
+            m = os.lstat(os.path.join(dirpath, n)).st_mode
+            if not stat.S_ISLNK(m):
+                assert m & 0o022 == 0
+
+
+def test_pack_refuses_oversized_file(granary, tmp_path):
+    # A Data field holds at most 2^29 - 1 bytes, so a file of 512 MiB cannot
+    # be packed; the packer says so before reading it (the file is sparse).
+    app_id = keygen(granary)
+    proj = tmp_path / "proj"
+    make_tree(proj / "app")
+    with open(proj / "app" / "huge", "wb") as f:
+        f.truncate(512 * 1024 * 1024)
+    write_pkgdef(proj, app_id)
+    p = granary.run("spk", "pack", str(tmp_path / "a.spk"), cwd=proj, check=False)
+    assert p.returncode == 1
+    assert b"huge: 536870912 bytes, over the limit of 536870911 bytes" in p.stderr
+    assert not (tmp_path / "a.spk").exists()
