@@ -12,7 +12,7 @@ import time
 import pytest
 import websocket
 
-from conftest import ASAN_DIR, BUILD_DIR
+from granary_testing import ASAN_DIR, BUILD_DIR
 
 WRITE = {"X-Sandstorm-Permissions": "read,write"}
 

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from conftest import ADMIN, Client, run_granary, setup_link_from_log, totp_now
+from granary_testing import ADMIN, Client, run_granary, setup_link_from_log, totp_now
 
 
 def test_anonymous_session_says_setup_is_needed(daemon):

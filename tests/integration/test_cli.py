@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from conftest import Daemon, granary_bin, run_granary, sanitizer_env
+from granary_testing import Daemon, granary_bin, run_granary, sanitizer_env
 
 
 def test_version():

@@ -6,7 +6,7 @@ import signal
 import socket
 import threading
 
-from conftest import BASE_HOST, Daemon
+from granary_testing import BASE_HOST, Daemon
 
 
 def test_health_is_json(daemon):
