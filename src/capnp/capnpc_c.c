@@ -145,6 +145,11 @@ static uint64_t type_id(cp_struct_reader t)
 {
     return cp_get_u64(t, 8, 0);
 }
+/* anyPointer.unconstrained.capability, i.e. the `Capability` type. */
+static bool type_is_capability(cp_struct_reader t)
+{
+    return cp_get_u16(t, 8, 0) == 0 && cp_get_u16(t, 10, 0) == 3;
+}
 static cp_struct_reader type_elem(cp_struct_reader t)
 {
     return cp_get_struct(t, 0, cp_ptr_null());
@@ -570,6 +575,11 @@ static void emit_field(gen *g, node *n, cp_struct_reader f)
         }
         return;
     }
+    case T_ANYPOINTER:
+        if (!type_is_capability(t))
+            goto any;
+        /* `Capability` is a capability of unknown interface. */
+        __attribute__((fallthrough));
     case T_INTERFACE:
         emit(g, "static inline uint32_t %s_get_%s(%s_R r) { return cp_get_cap(r.s, %u); }\n", c,
              fname, c, off);
@@ -577,7 +587,8 @@ static void emit_field(gen *g, node *n, cp_struct_reader f)
              "static inline void %s_set_%s(%s_B b, uint32_t cap) { %scp_set_cap(b.s, %u, cap); }\n",
              c, fname, c, disc, off);
         return;
-    default: /* AnyPointer, including generic parameters */
+    default:
+    any: /* AnyPointer, AnyStruct, AnyList and generic parameters */
         emit(g, "static inline cp_ptr_reader %s_get_%s(%s_R r) { return cp_get_ptr(r.s, %u); }\n", c,
              fname, c, off);
         return;
@@ -646,6 +657,14 @@ static void emit_interface(gen *g, node *n)
     emit(g, "/* %s */\n#define %s_TYPE_ID UINT64_C(0x%016llx)\n", node_display_name(n->r).str, c,
          (unsigned long long)n->id);
     emit(g, "#define %s_METHOD_COUNT %u\n", c, ms.len);
+    cp_list_reader sup = cp_get_list(n->r, 4, CP_ELEM_COMPOSITE, cp_ptr_null());
+    emit(g, "#define %s_SUPERCLASS_COUNT %u\n", c, sup.len);
+    emit(g, "static const uint64_t %s_SUPERCLASS_IDS[%u] __attribute__((unused)) = {", c,
+         sup.len ? sup.len : 1);
+    for (uint32_t i = 0; i < sup.len; i++)
+        emit(g, "%sUINT64_C(0x%016llx)", i ? ", " : "",
+             (unsigned long long)cp_get_u64(cp_list_get_struct(sup, i), 0, 0));
+    emit(g, "%s};\n", sup.len ? "" : "0");
     if (ms.len > 0) {
         emit(g, "enum {\n");
         for (uint32_t i = 0; i < ms.len; i++)

@@ -4,7 +4,11 @@
  * CodeGeneratorRequest produced by `capnp compile -o-`. */
 #include "generic.capnp.h"
 #include "sample.h"
+#include "persistent.capnp.h"
+#include "rpc-twoparty.capnp.h"
+#include "rpc.capnp.h"
 #include "schema.capnp.h"
+#include "stream.capnp.h"
 
 #include <setjmp.h>
 #include <cmocka.h>
@@ -151,6 +155,14 @@ static void test_generics_and_interfaces(void **state)
     Inner_set_id(eb, 6);
     Derived_explicit_results_R er = Inner_root(&m);
     assert_int_equal(Inner_get_id(er), 6);
+    /* `Capability` fields carry a cap-table index; superclasses are listed. */
+    Untyped_B u = Untyped_init_root(&m);
+    Untyped_set_cap(u, 2);
+    assert_int_equal(Untyped_get_cap(Untyped_as_reader(u)), 2);
+    assert_int_equal(Saveable_SUPERCLASS_COUNT, 1);
+    assert_true(Saveable_SUPERCLASS_IDS[0] == Persistent_TYPE_ID);
+    assert_int_equal(Derived_SUPERCLASS_COUNT, 1);
+    assert_true(Derived_SUPERCLASS_IDS[0] == Base_TYPE_ID);
     assert_true(cp_message_ok(&m));
     cp_message_release(&m);
 }
