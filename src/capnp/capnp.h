@@ -550,4 +550,7 @@ void cp_pack(const uint64_t *words, size_t nwords, gr_buf *out);
  * than max_bytes. Returns 0, or -1 with err (truncated input, over the limit). */
 int cp_unpack(const void *in, size_t len, size_t max_bytes, gr_buf *out, gr_error_t *err);
 
+/* The RPC layer, over the encoding above. */
+#include "rpc.h"
+
 #endif

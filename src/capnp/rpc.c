@@ -143,6 +143,29 @@ static void waiters_remove(cp_cap **head, cp_cap *cap)
     }
 }
 
+/* One promise per pipelined path of a call, kept in the order they were
+ * made: calls on them then resolve in the order they were sent. */
+static cp_cap *waiter_find(cp_cap **head, const uint16_t *path, size_t n)
+{
+    for (cp_cap *w = *head; w; w = w->waiter_next)
+        if (w->npath == n && (!n || memcmp(w->path, path, n * sizeof(*path)) == 0))
+            return w;
+    return NULL;
+}
+
+static void waiter_add(cp_cap **head, cp_cap *c, const uint16_t *path, size_t n)
+{
+    if (n) {
+        c->path = gr_malloc(n * sizeof(*path));
+        memcpy(c->path, path, n * sizeof(*path));
+    }
+    c->npath = (uint16_t)n;
+    cp_cap **pp = head;
+    while (*pp)
+        pp = &(*pp)->waiter_next;
+    *pp = c;
+}
+
 void cp_cap_unref(cp_cap *cap)
 {
     if (!cap || --cap->refs > 0)
@@ -426,16 +449,13 @@ cp_cap *cp_pending_pipeline(cp_pending *p, const uint16_t *path, size_t n)
             return cp_cap_broken(p->exc.type, "%s", p->exc.reason);
         return cp__follow_path(p->content, path, n);
     }
-    cp_cap *c = cp__cap_new(CP__CAP_PROMISE);
+    cp_cap *c = waiter_find(&p->waiters, path, n);
+    if (c)
+        return cp_cap_ref(c);
+    c = cp__cap_new(CP__CAP_PROMISE);
     c->question = p;
     p->refs++;
-    if (n) {
-        c->path = gr_malloc(n * sizeof(*path));
-        memcpy(c->path, path, n * sizeof(*path));
-    }
-    c->npath = (uint16_t)n;
-    c->waiter_next = p->waiters;
-    p->waiters = c;
+    waiter_add(&p->waiters, c, path, n);
     return c;
 }
 
@@ -506,12 +526,13 @@ void cp__deliver(cp_cap *cap, cp_request *req, cp_pending *pending)
     cp_cap *t = cp__cap_target(cap);
     switch (t->kind) {
     case CP__CAP_LOCAL: {
-        cp_request_params(req, 0, 0);
+        /* The params are read where the payload points now (a forwarded
+         * call copied them over the struct cp_request_params made). */
+        cp_ptr_reader content = cp_ptr_builder_as_reader(cp_builder_ptr(cp__request_payload(req), 0));
         cp_message *msg = gr_steal_pointer(&req->msg);
-        cp_struct_reader params = cp_struct_builder_as_reader(req->params);
+        cp_struct_reader params = cp_ptr_get_struct(content, cp_ptr_null());
         cp_call *call = cp__call_new(CP__CALL_LOCAL, msg, params, req->interface_id, req->method_id);
-        call->params_ptr = cp_ptr_builder_as_reader(
-            cp_builder_ptr(cp_ptr_get_struct_builder(cp_builder_ptr(req->call, 1), 0, 2), 0));
+        call->params_ptr = content;
         call->pending = pending;
         pending->refs++;
         pending->local_call = call;
@@ -775,16 +796,13 @@ cp_cap *cp__call_pipeline(cp_call *call, const uint16_t *path, size_t n)
     }
     if (call->ended || call->canceled)
         return cp_cap_broken(CP_EXC_FAILED, "pipelined on a canceled call");
-    cp_cap *c = cp__cap_new(CP__CAP_PROMISE);
+    cp_cap *c = waiter_find(&call->waiters, path, n);
+    if (c)
+        return cp_cap_ref(c);
+    c = cp__cap_new(CP__CAP_PROMISE);
     c->answer = call;
     call->refs++;
-    if (n) {
-        c->path = gr_malloc(n * sizeof(*path));
-        memcpy(c->path, path, n * sizeof(*path));
-    }
-    c->npath = (uint16_t)n;
-    c->waiter_next = call->waiters;
-    call->waiters = c;
+    waiter_add(&call->waiters, c, path, n);
     return c;
 }
 

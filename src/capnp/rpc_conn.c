@@ -33,6 +33,9 @@ struct cp_rpc_conn {
     cp_cap *caps;         /* imports, to break on disconnect */
 
     bool alive, in_read, closing, closed, free_requested;
+    int handles;        /* libuv handles not yet closed */
+    uv_timer_t linger;  /* bounds the wait for the peer after an Abort */
+    uv_shutdown_t shutdown;
     int busy;
     char *reason;
     cp_rpc_disconnect_cb on_disconnect;
@@ -889,13 +892,44 @@ static void drop_export(uint32_t id, void *val, void *ud)
 static void on_closed(uv_handle_t *h)
 {
     cp_rpc_conn *conn = h->data;
+    if (--conn->handles > 0)
+        return;
     free(conn->pipe);
     conn->pipe = NULL;
     conn->closed = true;
     conn_maybe_free(conn);
 }
 
+static void close_handles(cp_rpc_conn *conn)
+{
+    if (!conn->pipe || conn->closing)
+        return;
+    conn->closing = true;
+    uv_read_stop((uv_stream_t *)conn->pipe);
+    uv_close((uv_handle_t *)conn->pipe, on_closed);
+    uv_close((uv_handle_t *)&conn->linger, on_closed);
+}
+
+static void on_linger(uv_timer_t *t)
+{
+    close_handles(t->data);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    /* Wait for the peer to close its side (it has our Abort), briefly. */
+}
+
+static void conn_end(cp_rpc_conn *conn, const char *reason, bool linger);
+
 void cp__rpc_conn_disconnect(cp_rpc_conn *conn, const char *reason)
+{
+    conn_end(conn, reason, false);
+}
+
+/* Ends the connection; with linger, the socket stays open a moment (reading
+ * and dropping) so that the peer reads our Abort before seeing the close. */
+static void conn_end(cp_rpc_conn *conn, const char *reason, bool linger)
 {
     if (!conn->alive)
         return;
@@ -918,9 +952,11 @@ void cp__rpc_conn_disconnect(cp_rpc_conn *conn, const char *reason)
     cp__idmap_each(&conn->exports, drop_export, conn);
     cp_cap_unref(gr_steal_pointer(&conn->bootstrap));
     if (conn->pipe && !conn->closing) {
-        conn->closing = true;
-        uv_read_stop((uv_stream_t *)conn->pipe);
-        uv_close((uv_handle_t *)conn->pipe, on_closed);
+        if (linger && !conn->free_requested &&
+            uv_shutdown(&conn->shutdown, (uv_stream_t *)conn->pipe, on_shutdown) == 0)
+            uv_timer_start(&conn->linger, on_linger, 1000, 0);
+        else
+            close_handles(conn);
     }
     if (conn->on_disconnect) {
         cp_rpc_disconnect_cb cb = conn->on_disconnect;
@@ -947,7 +983,7 @@ static void conn_abort(cp_rpc_conn *conn, const char *fmt, ...)
     conn_send(conn, &m);
     cp_message_release(&m);
     char *why = gr_asprintf("protocol error: %s", reason);
-    cp__rpc_conn_disconnect(conn, why);
+    conn_end(conn, why, true);
     free(why);
     free(reason);
 }
@@ -983,6 +1019,11 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     cp_rpc_conn *conn = s->data;
+    if (!conn->alive) { /* lingering after an Abort */
+        if (nread < 0)
+            close_handles(conn);
+        return;
+    }
     if (nread > 0) {
         conn->busy++;
         conn->in_read = true;
@@ -1010,24 +1051,30 @@ int cp_rpc_conn_open(uv_loop_t *loop, int fd, cp_cap *bootstrap, const cp_rpc_op
     conn->loop = loop;
     conn->pipe = gr_calloc(1, sizeof(*conn->pipe));
     conn->pipe->data = conn;
+    uv_timer_init(loop, &conn->linger);
+    conn->linger.data = conn;
+    conn->handles = 2;
     int r = uv_pipe_init(loop, conn->pipe, 0);
     if (r < 0) {
-        close(fd);
-        free(conn->pipe);
-        conn->pipe = NULL;
-        conn->closed = true;
+        conn->handles = 1;
         conn->free_requested = true;
-        conn_maybe_free(conn);
-        return gr_make_error(err, -r, "rpc connection: uv_pipe_init");
-    }
-    if ((r = uv_pipe_open(conn->pipe, fd)) < 0 ||
-        (r = uv_read_start((uv_stream_t *)conn->pipe, on_alloc, on_read)) < 0) {
+        conn->alive = false;
         close(fd);
         cp_cap_unref(gr_steal_pointer(&conn->bootstrap));
+        free(conn->pipe);
+        conn->pipe = NULL;
+        uv_close((uv_handle_t *)&conn->linger, on_closed);
+        return gr_make_error(err, -r, "rpc connection: uv_pipe_init");
+    }
+    bool opened = false;
+    if ((r = uv_pipe_open(conn->pipe, fd)) < 0 || !(opened = true) ||
+        (r = uv_read_start((uv_stream_t *)conn->pipe, on_alloc, on_read)) < 0) {
+        if (!opened)
+            close(fd);
+        cp_cap_unref(gr_steal_pointer(&conn->bootstrap));
         conn->alive = false;
-        conn->closing = true;
         conn->free_requested = true;
-        uv_close((uv_handle_t *)conn->pipe, on_closed);
+        close_handles(conn);
         return gr_make_error(err, -r, "rpc connection on fd %d", fd);
     }
     *out = conn;
@@ -1073,6 +1120,7 @@ void cp_rpc_conn_free(cp_rpc_conn *conn)
     conn->on_disconnect = NULL;
     conn->free_requested = true;
     cp__rpc_conn_disconnect(conn, "connection closed locally");
+    close_handles(conn);
     conn_maybe_free(conn);
 }
 

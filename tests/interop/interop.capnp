@@ -1,0 +1,54 @@
+# The schema both interop peers speak: Granary's C RPC on one side, the C++
+# reference (libcapnp-rpc) on the other. Each method exercises one part of
+# the protocol; the comments say which.
+@0xb9d1351b9b818e36;
+
+interface Interop @0xb142475a3f0e501d {
+  ping @0 (n :UInt64) -> (n :UInt64);
+  # Returns n + 1: plain call and return; the benchmark's ping-pong.
+
+  echo @1 (text :Text) -> (text :Text);
+
+  fail @2 (reason :Text) -> ();
+  # Always throws a "failed" exception whose reason is `reason`.
+
+  hang @3 () -> ();
+  # Never returns; counts its own cancellation (Finish before Return).
+
+  canceledCount @4 () -> (count :UInt32);
+
+  newCounter @5 (start :Int64) -> (counter :Counter);
+  # Returns a capability, a little later than at once, so that calls made on
+  # the result are pipelined.
+
+  callBack @6 (cb :Callback, n :UInt32) -> (sum :Int64);
+  # Calls cb.call(i) for i in [0, n) one after the other and sums the results:
+  # a capability passed from caller to callee.
+
+  write @7 (data :Data) -> stream;
+  # A streaming method: the caller keeps a bounded number of bytes in flight.
+
+  writeDone @8 () -> (bytes :UInt64, calls :UInt32);
+  # Totals of the write() calls received so far.
+
+  add @9 (counter :Counter, by :Int64) -> (value :Int64);
+  # Calls counter.inc(by): the caller passes back a capability that the
+  # callee hosts (receiverHosted) or a promised answer (receiverAnswer).
+
+  disconnectMe @10 () -> ();
+  # The callee drops the connection instead of returning.
+
+  notImplemented @11 () -> ();
+  # Neither side implements this; calling it yields "unimplemented".
+
+  liveObjects @12 () -> (count :UInt32);
+  # Counter and Callback objects this side has made and not yet destroyed.
+}
+
+interface Counter @0xfb8261102c30f9f2 {
+  inc @0 (by :Int64) -> (value :Int64);
+}
+
+interface Callback @0xd4f1ffd5f37d78e2 {
+  call @0 (i :UInt32) -> (r :Int64);
+}
