@@ -202,9 +202,9 @@ static void name_children(gen *g, node *n, uint64_t file_id)
     cp_list_reader nested = node_nested(n->r);
     for (uint32_t i = 0; i < nested.len; i++) {
         cp_struct_reader nn = cp_list_get_struct(nested, i);
-        _cleanup_free_ char *c =
-            n->cname[0] ? gr_asprintf("%s_%s", n->cname, cp_get_text(nn, 0, NULL).str)
-                        : gr_strdup(cp_get_text(nn, 0, NULL).str);
+        _cleanup_free_ char *c = n->cname[0]
+                                     ? gr_asprintf("%s_%s", n->cname, cp_get_text(nn, 0, NULL).str)
+                                     : gr_strdup(cp_get_text(nn, 0, NULL).str);
         name_node(g, cp_get_u64(nn, 0, 0), c, file_id);
     }
     uint16_t w = node_which(n->r);
@@ -339,8 +339,8 @@ static cp_elem_size elem_size_of(cp_struct_reader t)
 }
 
 static const char *const elem_names[] = {
-    "CP_ELEM_VOID",        "CP_ELEM_BIT",         "CP_ELEM_BYTE",    "CP_ELEM_TWO_BYTES",
-    "CP_ELEM_FOUR_BYTES",  "CP_ELEM_EIGHT_BYTES", "CP_ELEM_POINTER", "CP_ELEM_COMPOSITE",
+    "CP_ELEM_VOID",       "CP_ELEM_BIT",         "CP_ELEM_BYTE",    "CP_ELEM_TWO_BYTES",
+    "CP_ELEM_FOUR_BYTES", "CP_ELEM_EIGHT_BYTES", "CP_ELEM_POINTER", "CP_ELEM_COMPOSITE",
 };
 
 static const char *type_cname(gen *g, uint64_t id)
@@ -368,7 +368,10 @@ static uint32_t emit_words(gen *g, const char *name, cp_ptr_reader p)
     uint32_t n = m.segs[0].len;
     emit(g, "static const uint64_t %s[%u] __attribute__((unused)) = {", name, n);
     for (uint32_t i = 0; i < n; i++)
-        emit(g, "%sUINT64_C(0x%016llx)", i == 0 ? "\n    " : i % 3 ? ", " : ",\n    ",
+        emit(g, "%sUINT64_C(0x%016llx)",
+             i == 0  ? "\n    "
+             : i % 3 ? ", "
+                     : ",\n    ",
              (unsigned long long)m.segs[0].words[i]);
     emit(g, "\n};\n");
     cp_message_release(&m);
@@ -453,8 +456,7 @@ static void emit_field(gen *g, node *n, cp_struct_reader f)
         const char *d = value_bits(dv, T_BOOL) ? "true" : "false";
         emit(g, "static inline bool %s_get_%s(%s_R r) { return cp_get_bool(r.s, %u, %s); }\n", c,
              fname, c, off, d);
-        emit(g,
-             "static inline void %s_set_%s(%s_B b, bool v) { %scp_set_bool(b.s, %u, v, %s); }\n",
+        emit(g, "static inline void %s_set_%s(%s_B b, bool v) { %scp_set_bool(b.s, %u, v, %s); }\n",
              c, fname, c, disc, off, d);
         return;
     }
@@ -476,7 +478,9 @@ static void emit_field(gen *g, node *n, cp_struct_reader f)
     }
     if (primitive(tw, &ctype, &suffix, &bytes)) {
         unsigned long long d = (unsigned long long)value_bits(dv, tw);
-        emit(g, "static inline %s %s_get_%s(%s_R r) { return cp_get_%s(r.s, %u, (%s)UINT64_C(0x%llx)); }\n",
+        emit(g,
+             "static inline %s %s_get_%s(%s_R r) { return cp_get_%s(r.s, %u, "
+             "(%s)UINT64_C(0x%llx)); }\n",
              ctype, c, fname, c, suffix, off * bytes, ctype, d);
         emit(g,
              "static inline void %s_set_%s(%s_B b, %s v) { %scp_set_%s(b.s, %u, v, "
@@ -499,7 +503,8 @@ static void emit_field(gen *g, node *n, cp_struct_reader f)
     /* Pointer fields. */
     emit(g, "static inline bool %s_has_%s(%s_R r) { return cp_has_ptr(r.s, %u); }\n", c, fname, c,
          off);
-    emit(g, "static inline cp_ptr_builder %s_ptr_%s(%s_B b) { %sreturn cp_builder_ptr(b.s, %u); }\n",
+    emit(g,
+         "static inline cp_ptr_builder %s_ptr_%s(%s_B b) { %sreturn cp_builder_ptr(b.s, %u); }\n",
          c, fname, c, disc, off);
     switch (tw) {
     case T_TEXT: {
@@ -589,8 +594,8 @@ static void emit_field(gen *g, node *n, cp_struct_reader f)
         return;
     default:
     any: /* AnyPointer, AnyStruct, AnyList and generic parameters */
-        emit(g, "static inline cp_ptr_reader %s_get_%s(%s_R r) { return cp_get_ptr(r.s, %u); }\n", c,
-             fname, c, off);
+        emit(g, "static inline cp_ptr_reader %s_get_%s(%s_R r) { return cp_get_ptr(r.s, %u); }\n",
+             c, fname, c, off);
         return;
     }
 }
@@ -631,7 +636,9 @@ static void emit_struct_funcs(gen *g, node *n)
              c, c, c, c, c, c, c, c, c, c, c, c, c, c, c, c, struct_data_words(r),
              struct_ptr_words(r));
     }
-    emit(g, "static inline %s_R %s_as_reader(%s_B b) { %s_R x = {cp_struct_builder_as_reader(b.s)}; return x; }\n",
+    emit(g,
+         "static inline %s_R %s_as_reader(%s_B b) { %s_R x = {cp_struct_builder_as_reader(b.s)}; "
+         "return x; }\n",
          c, c, c, c);
     cp_list_reader fields = node_members(r);
     if (struct_disc_count(r) > 0) {
@@ -642,8 +649,8 @@ static void emit_struct_funcs(gen *g, node *n)
                 emit(g, "    %s_WHICH_%s = %u,\n", c, member_name(f).str, field_disc_value(f));
         }
         emit(g, "};\n");
-        emit(g, "static inline uint16_t %s_which(%s_R r) { return cp_get_u16(r.s, %u, 0); }\n", c, c,
-             struct_disc_offset(r) * 2);
+        emit(g, "static inline uint16_t %s_which(%s_R r) { return cp_get_u16(r.s, %u, 0); }\n", c,
+             c, struct_disc_offset(r) * 2);
     }
     for (uint32_t i = 0; i < fields.len; i++)
         emit_field(g, n, cp_list_get_struct(fields, i));
@@ -668,7 +675,8 @@ static void emit_interface(gen *g, node *n)
     if (ms.len > 0) {
         emit(g, "enum {\n");
         for (uint32_t i = 0; i < ms.len; i++)
-            emit(g, "    %s_%s_METHOD_ID = %u,\n", c, member_name(cp_list_get_struct(ms, i)).str, i);
+            emit(g, "    %s_%s_METHOD_ID = %u,\n", c, member_name(cp_list_get_struct(ms, i)).str,
+                 i);
         emit(g, "};\n");
     }
     emit(g, "static const char *const %s_METHOD_NAMES[%u] __attribute__((unused)) = {", c,
@@ -683,7 +691,8 @@ static void emit_interface(gen *g, node *n)
         const char *mn = member_name(m).str;
         const char *pt = type_cname(g, method_param_id(m));
         const char *rt = type_cname(g, method_result_id(m));
-        emit(g, "typedef %s_R %s_%s_params_R;\ntypedef %s_B %s_%s_params_B;\n", pt, c, mn, pt, c, mn);
+        emit(g, "typedef %s_R %s_%s_params_R;\ntypedef %s_B %s_%s_params_B;\n", pt, c, mn, pt, c,
+             mn);
         emit(g, "typedef %s_R %s_%s_results_R;\ntypedef %s_B %s_%s_results_B;\n", rt, c, mn, rt, c,
              mn);
     }
@@ -738,8 +747,8 @@ static void emit_const(gen *g, node *n)
                  "%u), cp_ptr_null())}; return x; }\n",
                  st, c, st, arr, nw);
         } else {
-            emit(g, "static inline cp_ptr_reader %s_get(void) { return cp_const_ptr(%s, %u); }\n", c,
-                 arr, nw);
+            emit(g, "static inline cp_ptr_reader %s_get(void) { return cp_const_ptr(%s, %u); }\n",
+                 c, arr, nw);
         }
     }
     emit(g, "\n");

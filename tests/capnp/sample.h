@@ -122,12 +122,12 @@ static inline void sample_build(cp_message *m)
 static inline int sample_check(cp_message *m)
 {
     int bad = 0;
-#define SAMPLE_EXPECT(cond)                                                                     \
-    do {                                                                                        \
-        if (!(cond)) {                                                                          \
-            fprintf(stderr, "sample mismatch: %s (line %d)\n", #cond, __LINE__);                \
-            bad++;                                                                              \
-        }                                                                                       \
+#define SAMPLE_EXPECT(cond)                                                                        \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "sample mismatch: %s (line %d)\n", #cond, __LINE__);                   \
+            bad++;                                                                                 \
+        }                                                                                          \
     } while (0)
 #define SAMPLE_TEXT(t, s) SAMPLE_EXPECT((t).len == strlen(s) && memcmp((t).str, s, (t).len) == 0)
     Everything_R e = Everything_root(m);
@@ -186,8 +186,9 @@ static inline int sample_check(cp_message *m)
     SAMPLE_TEXT(cp_list_get_text(l, 1), "");
     SAMPLE_TEXT(cp_list_get_text(l, 2), "three");
     l = Everything_get_dataList(e);
-    SAMPLE_EXPECT(l.len == 3 && cp_list_get_data(l, 0).len == 1 && cp_list_get_data(l, 1).len == 0 &&
-                  cp_list_get_data(l, 2).len == 2 && cp_list_get_data(l, 2).ptr[1] == 3);
+    SAMPLE_EXPECT(l.len == 3 && cp_list_get_data(l, 0).len == 1 &&
+                  cp_list_get_data(l, 1).len == 0 && cp_list_get_data(l, 2).len == 2 &&
+                  cp_list_get_data(l, 2).ptr[1] == 3);
     Inner_LR sl = Everything_get_structList(e);
     SAMPLE_EXPECT(Inner_list_len(sl) == 3);
     SAMPLE_EXPECT(Inner_get_id(Inner_list_get(sl, 0)) == 1);
@@ -206,7 +207,8 @@ static inline int sample_check(cp_message *m)
     SAMPLE_EXPECT(sub.len == 0);
     l = Everything_get_listOfStructLists(e);
     Inner_LR s1 = Inner_list_read(cp_list_get_ptr(l, 1));
-    SAMPLE_EXPECT(l.len == 2 && Inner_list_len(s1) == 2 && Inner_get_id(Inner_list_get(s1, 1)) == 21);
+    SAMPLE_EXPECT(l.len == 2 && Inner_list_len(s1) == 2 &&
+                  Inner_get_id(Inner_list_get(s1, 1)) == 21);
     SAMPLE_TEXT(Inner_get_name(Inner_list_get(s1, 1)), "x");
     SAMPLE_EXPECT(Everything_which(e) == Everything_WHICH_unionText);
     SAMPLE_TEXT(Everything_get_unionText(e), "in the union");

@@ -143,7 +143,8 @@ static void test_write_fd(void **state)
 static void test_pack_reference_vectors(void **state)
 {
     /* The examples of the encoding spec. */
-    static const uint8_t plain[] = {0x08, 0, 0, 0, 0x03, 0, 0x02, 0, 0x19, 0, 0, 0, 0xaa, 0x01, 0, 0};
+    static const uint8_t plain[] = {0x08, 0, 0, 0, 0x03, 0,    0x02, 0,
+                                    0x19, 0, 0, 0, 0xaa, 0x01, 0,    0};
     static const uint8_t packed[] = {0x51, 0x08, 0x03, 0x02, 0x31, 0x19, 0xaa, 0x01};
     uint64_t words[2];
     memcpy(words, plain, 16);
@@ -348,8 +349,8 @@ static void test_stream_reader_byte_by_byte(void **state)
     assert_int_equal(cp_stream_reader_take(&sr, &m, &err), 0);
     cp_message_release(&m);
     size_t used2;
-    assert_int_equal(cp_stream_reader_feed(&sr, stream.data + used, stream.len - used, &used2, &err),
-                     1);
+    assert_int_equal(
+        cp_stream_reader_feed(&sr, stream.data + used, stream.len - used, &used2, &err), 1);
     assert_int_equal(used + used2, stream.len);
     assert_int_equal(cp_stream_reader_take(&sr, &m, &err), 0);
     cp_message_release(&m);

@@ -73,8 +73,8 @@ static void test_constants_and_nested(void **state)
     Outer_Nested_B n = Outer_init_nested(o);
     Outer_R r = Outer_as_reader(o);
     assert_int_equal(Outer_Nested_get_mood(Outer_get_nested(r)), Outer_Nested_Mood_sad);
-    assert_string_equal(Outer_Nested_Deeper_get_value(Outer_Nested_get_deeper(Outer_get_nested(r))).str,
-                        "deep");
+    assert_string_equal(
+        Outer_Nested_Deeper_get_value(Outer_Nested_get_deeper(Outer_get_nested(r))).str, "deep");
     Outer_Nested_set_mood(n, Outer_Nested_Mood_happy);
     assert_int_equal(Outer_Nested_get_mood(Outer_get_nested(r)), Outer_Nested_Mood_happy);
     cp_message_release(&m);
@@ -170,9 +170,8 @@ static void test_generics_and_interfaces(void **state)
 /* The generated schema.capnp accessors, over a request capnp itself wrote. */
 static void test_schema_capnp_reads_real_request(void **state)
 {
-    FILE *p = popen("capnp compile -o- --src-prefix=" CAPNP_TEST_DIR " " CAPNP_TEST_DIR
-                    "/test.capnp",
-                    "r");
+    FILE *p = popen(
+        "capnp compile -o- --src-prefix=" CAPNP_TEST_DIR " " CAPNP_TEST_DIR "/test.capnp", "r");
     assert_non_null(p);
     gr_buf in = GR_BUF_INIT;
     char chunk[4096];
@@ -186,10 +185,10 @@ static void test_schema_capnp_reads_real_request(void **state)
     CodeGeneratorRequest_R req = CodeGeneratorRequest_root(&m);
     CodeGeneratorRequest_RequestedFile_LR files = CodeGeneratorRequest_get_requestedFiles(req);
     assert_int_equal(CodeGeneratorRequest_RequestedFile_list_len(files), 1);
-    assert_string_equal(
-        CodeGeneratorRequest_RequestedFile_get_filename(CodeGeneratorRequest_RequestedFile_list_get(files, 0))
-            .str,
-        "test.capnp");
+    assert_string_equal(CodeGeneratorRequest_RequestedFile_get_filename(
+                            CodeGeneratorRequest_RequestedFile_list_get(files, 0))
+                            .str,
+                        "test.capnp");
     Node_LR nodes = CodeGeneratorRequest_get_nodes(req);
     bool found = false;
     for (uint32_t i = 0; i < Node_list_len(nodes); i++) {
