@@ -683,18 +683,21 @@ void cp_call_on_cancel(cp_call *call, void (*on_cancel)(cp_call *call, void *ud)
     call->cancel_ud = ud;
 }
 
+static void call_resolve_waiters(cp_call *call);
+
 void cp__call_cancel(cp_call *call)
 {
     if (call->ended || call->canceled)
         return;
     call->canceled = true;
+    call->refs++;
     if (call->on_cancel) {
         void (*fn)(cp_call *, void *) = call->on_cancel;
         call->on_cancel = NULL;
-        call->refs++;
         fn(call, call->cancel_ud);
-        cp__call_unref(call);
     }
+    call_resolve_waiters(call);
+    cp__call_unref(call);
 }
 
 static void call_resolve_waiters(cp_call *call)
@@ -750,6 +753,8 @@ void cp_call_return(cp_call *call)
         if (!call->results_init)
             cp_call_results(call, 0, 0);
         call_complete(call);
+    } else {
+        call_resolve_waiters(call); /* to broken: no results will come */
     }
     cp__call_unref(call);
 }
@@ -767,6 +772,8 @@ static void call_fail_str(cp_call *call, cp_exc_type type, char *reason)
     call->exc.reason = reason;
     if (!call->canceled)
         call_complete(call);
+    else
+        call_resolve_waiters(call);
     cp__call_unref(call);
 }
 

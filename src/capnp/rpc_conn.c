@@ -558,16 +558,18 @@ static void handle_call(cp_rpc_conn *conn, cp_message *m, cp_struct_reader c)
         cp__msg_free(m);
         return;
     }
+    /* The target first: a call cannot pipeline on its own answer. */
+    const char *why = NULL;
+    cp_cap *target = message_target(conn, cp_get_struct(c, 0, cp_ptr_null()), &why);
     cp_ptr_reader content = cp_get_ptr(payload, 0);
     cp_struct_reader params = cp_ptr_get_struct(content, cp_ptr_null());
     cp_call *call = answer_new(conn, qid, m, params, cp_get_u64(c, 8, 0), cp_get_u16(c, 4, 0));
     call->params_ptr = content;
     if (cp_get_u16(c, 6, 0) != 0) {
+        cp_cap_unref(target);
         cp_call_fail(call, CP_EXC_UNIMPLEMENTED, "sendResultsTo other than the caller");
         return;
     }
-    const char *why = NULL;
-    cp_cap *target = message_target(conn, cp_get_struct(c, 0, cp_ptr_null()), &why);
     if (!target) {
         cp_call_fail(call, CP_EXC_FAILED, "%s", why);
         return;
