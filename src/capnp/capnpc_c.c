@@ -657,6 +657,64 @@ static void emit_struct_funcs(gen *g, node *n)
     emit(g, "\n");
 }
 
+/* Client call helpers and a server dispatch table over the RPC layer
+ * (rpc.h, which capnp.h includes). */
+static void emit_rpc_helpers(gen *g, node *n, cp_list_reader ms)
+{
+    const char *c = n->cname;
+    for (uint32_t i = 0; i < ms.len; i++) {
+        cp_struct_reader m = cp_list_get_struct(ms, i);
+        const char *mn = member_name(m).str;
+        const char *pt = type_cname(g, method_param_id(m));
+        const char *rt = type_cname(g, method_result_id(m));
+        emit(g,
+             "/* Starts a call of %s.%s on target: fill *params, then cp_request_send. */\n"
+             "static inline cp_request *%s_%s_request(cp_cap *target, %s_B *params) { cp_request "
+             "*req = cp_request_new(target, %s_TYPE_ID, %s_%s_METHOD_ID); %s_B p = "
+             "{cp_request_params(req, %s_DATA_WORDS, %s_PTR_WORDS)}; *params = p; return req; }\n",
+             c, mn, c, mn, pt, c, c, mn, pt, pt, pt);
+        emit(g,
+             "static inline %s_R %s_%s_response(const cp_response *resp) { %s_R x = "
+             "{resp->results}; return x; }\n",
+             rt, c, mn, rt);
+        emit(g,
+             "static inline %s_B %s_%s_results(cp_call *call) { %s_B x = {cp_call_results(call, "
+             "%s_DATA_WORDS, %s_PTR_WORDS)}; return x; }\n",
+             rt, c, mn, rt, rt, rt);
+    }
+    emit(g, "/* A server's implementations of %s's methods (NULL: unimplemented). */\n", c);
+    emit(g, "typedef struct %s_methods {\n", c);
+    for (uint32_t i = 0; i < ms.len; i++) {
+        cp_struct_reader m = cp_list_get_struct(ms, i);
+        emit(g, "    void (*%s)(cp_server *self, cp_call *call, %s_R params);\n", member_name(m).str,
+             type_cname(g, method_param_id(m)));
+    }
+    if (ms.len == 0)
+        emit(g, "    void (*unused_)(void);\n");
+    emit(g, "} %s_methods;\n", c);
+    emit(g,
+         "/* Hands a call of one of %s's methods to m and returns true; returns false,\n"
+         " * leaving the call alone, for another interface (try superclasses next) or\n"
+         " * a method m lacks. */\n"
+         "static inline bool %s_dispatch(const %s_methods *m, cp_server *self, cp_call *call, "
+         "uint64_t interface_id, uint16_t method_id)\n{\n"
+         "    if (interface_id != %s_TYPE_ID)\n        return false;\n"
+         "    switch (method_id) {\n",
+         c, c, c, c);
+    for (uint32_t i = 0; i < ms.len; i++) {
+        cp_struct_reader m = cp_list_get_struct(ms, i);
+        const char *mn = member_name(m).str;
+        const char *pt = type_cname(g, method_param_id(m));
+        emit(g,
+             "    case %s_%s_METHOD_ID:\n        if (m->%s == NULL)\n            return false;\n"
+             "        { %s_R p = {cp_call_params(call)}; m->%s(self, call, p); }\n"
+             "        return true;\n",
+             c, mn, mn, pt, mn);
+    }
+    emit(g, "    default:\n        (void)m;\n        (void)self;\n        (void)call;\n"
+            "        return false;\n    }\n}\n");
+}
+
 static void emit_interface(gen *g, node *n)
 {
     const char *c = n->cname;
@@ -696,6 +754,7 @@ static void emit_interface(gen *g, node *n)
         emit(g, "typedef %s_R %s_%s_results_R;\ntypedef %s_B %s_%s_results_B;\n", rt, c, mn, rt, c,
              mn);
     }
+    emit_rpc_helpers(g, n, ms);
     emit(g, "\n");
 }
 
