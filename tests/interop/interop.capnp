@@ -18,8 +18,9 @@ interface Interop @0xb142475a3f0e501d {
   canceledCount @4 () -> (count :UInt32);
 
   newCounter @5 (start :Int64) -> (counter :Counter);
-  # Returns a capability, a little later than at once, so that calls made on
-  # the result are pipelined.
+  # Returns a capability; calls made on the result before it comes back are
+  # pipelined (the Granary server can be told to answer from a timer, so that
+  # they must wait in its queue).
 
   callBack @6 (cb :Callback, n :UInt32) -> (sum :Int64);
   # Calls cb.call(i) for i in [0, n) one after the other and sums the results:

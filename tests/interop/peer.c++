@@ -108,10 +108,8 @@ class InteropImpl final : public Interop::Server {
     }
     kj::Promise<void> newCounter(NewCounterContext context) override
     {
-        int64_t start = context.getParams().getStart();
-        return kj::evalLater([context, start]() mutable {
-            context.getResults().setCounter(kj::heap<CounterImpl>(start));
-        });
+        context.getResults().setCounter(kj::heap<CounterImpl>(context.getParams().getStart()));
+        return kj::READY_NOW;
     }
     kj::Promise<void> callBack(CallBackContext context) override
     {
