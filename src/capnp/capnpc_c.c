@@ -707,7 +707,7 @@ static void emit_rpc_helpers(gen *g, node *n, cp_list_reader ms)
         const char *pt = type_cname(g, method_param_id(m));
         emit(g,
              "    case %s_%s_METHOD_ID:\n        if (m->%s == NULL)\n            return false;\n"
-             "        { %s_R p = {cp_call_params(call)}; m->%s(self, call, p); }\n"
+             "        { %s_R p = {cp_call_params(call)}; (m->%s)(self, call, p); }\n"
              "        return true;\n",
              c, mn, mn, pt, mn);
     }

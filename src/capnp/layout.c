@@ -388,21 +388,31 @@ cp_list_reader cp_ptr_get_list(cp_ptr_reader p, cp_elem_size expected, cp_ptr_re
     return l;
 }
 
-cp_text cp_ptr_get_text(cp_ptr_reader p, const char *def)
+/* Follows p to a list of bytes (text or data, named by what): the bytes and
+ * *n, or NULL (null pointer, or a problem, recorded). */
+static const uint8_t *byte_list(cp_ptr_reader p, const char *what, uint32_t *n)
 {
-    cp_text out = {def ? def : "", def ? strlen(def) : 0};
     target t;
     cp_ptr_kind k = resolve(p, &t);
     if (k == CP_PTR_NULL || k == CP_PTR_INVALID)
-        return out;
+        return NULL;
     if (k != CP_PTR_LIST || (hi32(t.tag) & 7u) != CP_ELEM_BYTE) {
-        fail(p.msg, "expected text");
-        return out;
+        cp_message_fail(p.msg, "malformed message: expected %s", what);
+        return NULL;
     }
-    uint32_t n = hi32(t.tag) >> 3;
-    if (!admit(&t, ((int64_t)n + 7) / 8, 0, "text"))
+    *n = hi32(t.tag) >> 3;
+    if (!admit(&t, ((int64_t)*n + 7) / 8, 0, what))
+        return NULL;
+    return (const uint8_t *)(t.seg_start + t.pos);
+}
+
+cp_text cp_ptr_get_text(cp_ptr_reader p, const char *def)
+{
+    cp_text out = {def ? def : "", def ? strlen(def) : 0};
+    uint32_t n = 0;
+    const char *s = (const char *)byte_list(p, "text", &n);
+    if (s == NULL)
         return out;
-    const char *s = (const char *)(t.seg_start + t.pos);
     if (n == 0 || s[n - 1] != '\0') {
         fail(p.msg, "text is not NUL-terminated");
         return out;
@@ -415,19 +425,12 @@ cp_text cp_ptr_get_text(cp_ptr_reader p, const char *def)
 cp_data cp_ptr_get_data(cp_ptr_reader p, const void *def, size_t def_len)
 {
     cp_data out = {def, def ? def_len : 0};
-    target t;
-    cp_ptr_kind k = resolve(p, &t);
-    if (k == CP_PTR_NULL || k == CP_PTR_INVALID)
-        return out;
-    if (k != CP_PTR_LIST || (hi32(t.tag) & 7u) != CP_ELEM_BYTE) {
-        fail(p.msg, "expected data");
-        return out;
+    uint32_t n = 0;
+    const uint8_t *d = byte_list(p, "data", &n);
+    if (d != NULL) {
+        out.ptr = d;
+        out.len = n;
     }
-    uint32_t n = hi32(t.tag) >> 3;
-    if (!admit(&t, ((int64_t)n + 7) / 8, 0, "data"))
-        return out;
-    out.ptr = (const uint8_t *)(t.seg_start + t.pos);
-    out.len = n;
     return out;
 }
 
