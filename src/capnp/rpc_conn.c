@@ -422,6 +422,22 @@ void cp__conn_send_return(cp_call *call)
 {
     cp_rpc_conn *conn = call->conn;
     cp_struct_builder payload = cp__call_payload(call);
+    if (call->to_yourself) {
+        /* The peer will take the results for a question of ours. */
+        cp_message m;
+        cp_struct_builder r = msg_start(&m, CP__MSG_RETURN, 2, 1);
+        cp_set_u32(r, 0, call->answer_id, 0);
+        cp_set_bool(r, 32, false, true);
+        cp_set_u16(r, 6, 3, 0); /* resultsSentElsewhere */
+        conn_send(conn, &m);
+        cp_message_release(&m);
+        if (!call->failed)
+            call->content = cp_ptr_builder_as_reader(cp_builder_ptr(payload, 0));
+        call->returned = true;
+        if (conn->outstanding)
+            conn->outstanding--;
+        return;
+    }
     cp_set_u32(call->ret, 0, call->answer_id, 0);
     if (call->failed) {
         cp_set_u16(call->ret, 6, 1, 0);
@@ -454,6 +470,7 @@ void cp__conn_embargo(cp_rpc_conn *conn, cp_cap *promise)
     if (!id)
         id = ++conn->next_embargo;
     promise->embargo_id = id;
+    conn->stats.embargoes++;
     cp__idmap_put(&conn->embargoes, id, cp_cap_ref(promise));
     cp_message m;
     cp_struct_builder d = msg_start(&m, CP__MSG_DISEMBARGO, 1, 1);
@@ -565,9 +582,11 @@ static void handle_call(cp_rpc_conn *conn, cp_message *m, cp_struct_reader c)
     cp_struct_reader params = cp_ptr_get_struct(content, cp_ptr_null());
     cp_call *call = answer_new(conn, qid, m, params, cp_get_u64(c, 8, 0), cp_get_u16(c, 4, 0));
     call->params_ptr = content;
-    if (cp_get_u16(c, 6, 0) != 0) {
+    uint16_t results_to = cp_get_u16(c, 6, 0);
+    call->to_yourself = results_to == 1;
+    if (results_to > 1) {
         cp_cap_unref(target);
-        cp_call_fail(call, CP_EXC_UNIMPLEMENTED, "sendResultsTo other than the caller");
+        cp_call_fail(call, CP_EXC_UNIMPLEMENTED, "sendResultsTo a third party");
         return;
     }
     if (!target) {
@@ -615,6 +634,29 @@ static void handle_return(cp_rpc_conn *conn, cp_message *m, cp_struct_reader r)
         cp__pending_fail(p, CP_EXC_FAILED, "call canceled");
         cp__msg_free(m);
         break;
+    case 4: { /* the results of a call the peer made to us with sendResultsTo.yourself */
+        uint32_t other = cp_get_u32(r, 8, 0);
+        cp__msg_free(m);
+        cp_call *a = cp__idmap_get(&conn->answers, other);
+        if (!a || !a->to_yourself || !a->returned) {
+            cp__pending_fail(p, CP_EXC_FAILED, "bad takeFromOtherQuestion");
+            conn_abort(conn, "takeFromOtherQuestion names %u, which is not a returned "
+                             "sendResultsTo.yourself call", other);
+            break;
+        }
+        a->to_yourself = false; /* only once */
+        if (a->failed) {
+            cp__pending_fail(p, a->exc.type, a->exc.reason);
+            break;
+        }
+        cp_message *copy = cp__msg_new();
+        cp_ptr_builder root = cp_message_root_builder(copy);
+        cp_ptr_set_copy(root, a->content);
+        for (uint32_t i = 0; i < a->results_msg->ncaps; i++)
+            cp_message_add_cap(copy, cp_cap_ref(a->results_msg->caps[i]));
+        cp__pending_results(p, copy, cp_ptr_builder_as_reader(root));
+        break;
+    }
     default:
         cp__msg_free(m);
         cp__pending_fail(p, CP_EXC_FAILED, "unsupported kind of Return");
@@ -711,6 +753,7 @@ static void handle_disembargo(cp_rpc_conn *conn, cp_struct_reader d)
         cp_set_u32(mt, 0, t->import_id, 0);
         cp_set_u16(out, 4, 1, 0);
         cp_set_u32(out, 0, id, 0);
+        conn->stats.reflections++;
         conn_send(conn, &m);
         cp_message_release(&m);
         cp_cap_unref(target);

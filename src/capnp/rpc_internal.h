@@ -133,6 +133,7 @@ struct cp_call {
     uint32_t *result_exports;
     uint32_t nresult_exports;
     bool is_bootstrap;
+    bool to_yourself; /* sendResultsTo.yourself: results kept for takeFromOtherQuestion */
 };
 
 struct cp__queued {

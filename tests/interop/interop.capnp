@@ -44,6 +44,12 @@ interface Interop @0xb142475a3f0e501d {
 
   liveObjects @12 () -> (count :UInt32);
   # Counter and Callback objects this side has made and not yet destroyed.
+
+  reflect @13 (cb :Callback) -> (cb :Callback);
+  # Returns the capability it was given. Calls the caller pipelines on the
+  # result go to the callee and come back; once the caller learns the result
+  # is its own object, new calls must wait behind a Disembargo so that they
+  # do not overtake those (a Callback checks that its calls come in order).
 }
 
 interface Counter @0xfb8261102c30f9f2 {

@@ -49,6 +49,7 @@ static cp_cap *counter_new(interop_state *st, int64_t start)
 typedef struct callback {
     cp_server base;
     interop_state *st;
+    uint32_t next; /* the i the next call should carry */
 } callback;
 
 static void callback_dispatch(cp_server *self, cp_call *call, uint64_t iface, uint16_t method)
@@ -57,7 +58,11 @@ static void callback_dispatch(cp_server *self, cp_call *call, uint64_t iface, ui
         cp_call_unimplemented(call, iface, method);
         return;
     }
+    callback *cb = (callback *)self;
     Callback_call_Params_R p = {cp_call_params(call)};
+    if (Callback_call_Params_get_i(p) != cb->next)
+        cb->st->out_of_order++;
+    cb->next++;
     Callback_call_Results_B r = {cp_call_results(call, Callback_call_Results_DATA_WORDS,
                                                  Callback_call_Results_PTR_WORDS)};
     Callback_call_Results_set_r(r, (int64_t)Callback_call_Params_get_i(p) * 10);
@@ -271,6 +276,12 @@ static void interop_dispatch(cp_server *self, cp_call *call, uint64_t iface, uin
         _cleanup_error_ gr_error_t err = NULL;
         if (cp_request_send(req, add_returned, call, NULL, &err) < 0)
             cp_call_fail(call, CP_EXC_FAILED, "%s", gr_error_msg(err));
+        return;
+    }
+    case Interop_reflect_METHOD_ID: {
+        cp_struct_builder r = cp_call_results(call, 0, 1);
+        cp_set_capability(r, 0, cp_get_capability(params, 0));
+        cp_call_return(call);
         return;
     }
     case Interop_liveObjects_METHOD_ID: {

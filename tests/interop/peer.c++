@@ -69,12 +69,17 @@ class CallbackImpl final : public Callback::Server {
     }
     kj::Promise<void> call(CallContext context) override
     {
-        context.getResults().setR((int64_t)context.getParams().getI() * 10);
+        uint32_t i = context.getParams().getI();
+        if (i != next)
+            failCheck("callback calls out of order", i, next);
+        next++;
+        context.getResults().setR((int64_t)i * 10);
         return kj::READY_NOW;
     }
 
   private:
     bool *destroyed;
+    uint32_t next = 0;
 };
 
 class InteropImpl final : public Interop::Server {
@@ -145,6 +150,11 @@ class InteropImpl final : public Interop::Server {
     {
         fflush(stderr);
         _exit(0);
+    }
+    kj::Promise<void> reflect(ReflectContext context) override
+    {
+        context.getResults().setCb(context.getParams().getCb());
+        return kj::READY_NOW;
     }
     kj::Promise<void> liveObjects(LiveObjectsContext context) override
     {
@@ -320,6 +330,27 @@ void scenarioServerDisconnects(Interop::Client cap, kj::WaitScope &ws)
     CHECK_EQ(threw, true);
 }
 
+void scenarioEmbargo(Interop::Client cap, kj::WaitScope &ws)
+{
+    // Our own callback, reflected: calls 0-2 travel there and back, call 3 is
+    // made once the result is known to be local and must arrive last.
+    auto req = cap.reflectRequest();
+    req.setCb(kj::heap<CallbackImpl>(nullptr));
+    auto promise = req.send();
+    Callback::Client cb = promise.getCb();
+    kj::Vector<kj::Promise<void>> calls;
+    for (uint32_t i = 0; i < 3; i++) {
+        auto c = cb.callRequest();
+        c.setI(i);
+        calls.add(c.send().then([i](auto r) { CHECK_EQ(r.getR(), i * 10); }));
+    }
+    promise.wait(ws);
+    auto c = cb.callRequest();
+    c.setI(3);
+    calls.add(c.send().then([](auto r) { CHECK_EQ(r.getR(), 30); }));
+    kj::joinPromises(calls.releaseAsArray()).wait(ws);
+}
+
 void scenarioFlood(Interop::Client cap, kj::WaitScope &ws)
 {
     // More unanswered calls than the Granary side allows: it must abort.
@@ -359,6 +390,8 @@ int runClient(kj::AsyncIoContext &io, int fd, const char *scenario)
         scenarioStream(cap, ws);
     else if (strcmp(scenario, "disconnect") == 0)
         scenarioDisconnect(cap, ws);
+    else if (strcmp(scenario, "embargo") == 0)
+        scenarioEmbargo(cap, ws);
     else if (strcmp(scenario, "flood") == 0)
         scenarioFlood(cap, ws);
     else if (strcmp(scenario, "server-disconnects") == 0)

@@ -163,6 +163,17 @@ static void test_cxx_client_disconnect(void **state)
     finish(f);
 }
 
+static void test_cxx_client_embargo(void **state)
+{
+    /* The peer checks the order; we forwarded its pipelined calls back to it
+     * and reflected its Disembargo. */
+    fixture *f = serve_cxx_client("embargo", NULL, false);
+    cp_rpc_stats stats;
+    cp_rpc_conn_stats(f->conn, &stats);
+    assert_int_equal(stats.reflections, 1);
+    finish(f);
+}
+
 static void test_cxx_client_flood(void **state)
 {
     cp_rpc_options opts = {.max_outstanding_calls = 4};
@@ -427,6 +438,46 @@ static void test_c_client_stream(void **state)
     end_client(f);
 }
 
+static cp_request *cb_call_req(cp_cap *cb, uint32_t i)
+{
+    cp_request *req = cp_request_new(cb, Callback_TYPE_ID, Callback_call_METHOD_ID);
+    Callback_call_Params_set_i((Callback_call_Params_B){cp_request_params(req, 1, 0)}, i);
+    return req;
+}
+
+static void test_c_client_embargo(void **state)
+{
+    fixture *f = client_of_cxx(NULL);
+    _cleanup_error_ gr_error_t err = NULL;
+    cp_request *req = cp_request_new(f->remote, Interop_TYPE_ID, Interop_reflect_METHOD_ID);
+    cp_set_capability(cp_request_params(req, 0, 1), 0, interop_callback_new(&f->st));
+    cp_pending *pending = NULL;
+    interop_outcome *reflected = interop_send(req, &pending, &err);
+    uint16_t path[] = {0};
+    cp_cap *cb = cp_pending_pipeline(pending, path, 1);
+    interop_outcome *calls[5];
+    for (uint32_t i = 0; i < 3; i++) /* to the C++ side and back to us */
+        calls[i] = interop_send(cb_call_req(cb, i), NULL, &err);
+    interop_wait(&f->loop, reflected);
+    assert_false(reflected->failed);
+    /* The promise now resolves to our own object, but calls 0-2 may still be
+     * on their way back: these must queue behind the Disembargo. */
+    calls[3] = interop_send(cb_call_req(cb, 3), NULL, &err);
+    calls[4] = interop_send(cb_call_req(cb, 4), NULL, &err);
+    for (int i = 0; i < 5; i++) {
+        interop_wait(&f->loop, calls[i]);
+        assert_int_equal(value_of(calls[i]), i * 10);
+        interop_outcome_free(calls[i]);
+    }
+    assert_int_equal(f->st.out_of_order, 0);
+    cp_rpc_stats stats;
+    cp_rpc_conn_stats(f->conn, &stats);
+    assert_int_equal(stats.embargoes, 1);
+    interop_outcome_free(reflected);
+    cp_cap_unref(cb);
+    end_client(f);
+}
+
 static void test_c_client_server_disconnects(void **state)
 {
     fixture *f = client_of_cxx(NULL);
@@ -495,6 +546,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_cxx_client_cancel),
         cmocka_unit_test(test_cxx_client_stream),
         cmocka_unit_test(test_cxx_client_disconnect),
+        cmocka_unit_test(test_cxx_client_embargo),
         cmocka_unit_test(test_cxx_client_flood),
         cmocka_unit_test(test_c_client_ping),
         cmocka_unit_test(test_c_client_pipeline),
@@ -502,6 +554,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_c_client_exception),
         cmocka_unit_test(test_c_client_cancel),
         cmocka_unit_test(test_c_client_stream),
+        cmocka_unit_test(test_c_client_embargo),
         cmocka_unit_test(test_c_client_server_disconnects),
         cmocka_unit_test(test_c_client_message_limit),
     };
