@@ -166,6 +166,27 @@ static void waiter_add(cp_cap **head, cp_cap *c, const uint16_t *path, size_t n)
     *pp = c;
 }
 
+/* The capability a pipelined path names when it is known already (the call
+ * came back, or a promise for the path exists), else NULL. */
+static cp_cap *pipeline_known(bool returned, bool failed, const cp_exception *exc,
+                              cp_ptr_reader content, cp_cap **waiters, const uint16_t *path,
+                              size_t n)
+{
+    if (returned && failed)
+        return cp_cap_broken(exc->type, "%s", exc->reason);
+    if (returned)
+        return cp__follow_path(content, path, n);
+    return cp_cap_ref(waiter_find(waiters, path, n));
+}
+
+char *cp__vformat(const char *fmt, va_list ap)
+{
+    char *s = NULL;
+    if (vasprintf(&s, fmt, ap) < 0)
+        gr_die("out of memory");
+    return s;
+}
+
 void cp_cap_unref(cp_cap *cap)
 {
     if (!cap || --cap->refs > 0)
@@ -205,12 +226,9 @@ cp_cap *cp_cap_broken(cp_exc_type type, const char *fmt, ...)
     cp_cap *c = cp__cap_new(CP__CAP_BROKEN);
     va_list ap;
     va_start(ap, fmt);
-    char *reason = NULL;
-    if (vasprintf(&reason, fmt, ap) < 0)
-        gr_die("out of memory");
+    c->exc.reason = cp__vformat(fmt, ap);
     va_end(ap);
     c->exc.type = type;
-    c->exc.reason = reason;
     return c;
 }
 
@@ -444,14 +462,9 @@ void cp__pending_results(cp_pending *p, cp_message *msg, cp_ptr_reader content)
 
 cp_cap *cp_pending_pipeline(cp_pending *p, const uint16_t *path, size_t n)
 {
-    if (p->returned) {
-        if (p->failed)
-            return cp_cap_broken(p->exc.type, "%s", p->exc.reason);
-        return cp__follow_path(p->content, path, n);
-    }
-    cp_cap *c = waiter_find(&p->waiters, path, n);
+    cp_cap *c = pipeline_known(p->returned, p->failed, &p->exc, p->content, &p->waiters, path, n);
     if (c)
-        return cp_cap_ref(c);
+        return c;
     c = cp__cap_new(CP__CAP_PROMISE);
     c->question = p;
     p->refs++;
@@ -781,9 +794,7 @@ void cp_call_fail(cp_call *call, cp_exc_type type, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    char *reason = NULL;
-    if (vasprintf(&reason, fmt, ap) < 0)
-        gr_die("out of memory");
+    char *reason = cp__vformat(fmt, ap);
     va_end(ap);
     call_fail_str(call, type, reason);
 }
@@ -796,16 +807,12 @@ void cp_call_unimplemented(cp_call *call, uint64_t interface_id, uint16_t method
 
 cp_cap *cp__call_pipeline(cp_call *call, const uint16_t *path, size_t n)
 {
-    if (call->returned) {
-        if (call->failed)
-            return cp_cap_broken(call->exc.type, "%s", call->exc.reason);
-        return cp__follow_path(call->content, path, n);
-    }
-    if (call->ended || call->canceled)
+    if (!call->returned && (call->ended || call->canceled))
         return cp_cap_broken(CP_EXC_FAILED, "pipelined on a canceled call");
-    cp_cap *c = waiter_find(&call->waiters, path, n);
+    cp_cap *c = pipeline_known(call->returned, call->failed, &call->exc, call->content,
+                               &call->waiters, path, n);
     if (c)
-        return cp_cap_ref(c);
+        return c;
     c = cp__cap_new(CP__CAP_PROMISE);
     c->answer = call;
     call->refs++;

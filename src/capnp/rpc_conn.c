@@ -1017,9 +1017,7 @@ static void conn_abort(cp_rpc_conn *conn, const char *fmt, ...)
         return;
     va_list ap;
     va_start(ap, fmt);
-    char *reason = NULL;
-    if (vasprintf(&reason, fmt, ap) < 0)
-        gr_die("out of memory");
+    char *reason = cp__vformat(fmt, ap);
     va_end(ap);
     gr_warn("rpc: aborting connection: %s", reason);
     cp_message m;
