@@ -61,3 +61,16 @@ interface Saveable(Owner) extends(Persistent(Data, Owner)) {
   write @1 (chunk :Data) -> stream;
   describe @2 () -> Untyped;
 }
+
+interface Marker extends(Base, Saveable(Text)) {}
+
+struct Holder {
+  marker @0 :Marker;
+  markers @1 :List(Marker);
+  interface Inside {
+    struct Detail {
+      depth @0 :UInt8 = 3;
+    }
+    look @0 (detail :Detail) -> (seen :Bool);
+  }
+}
