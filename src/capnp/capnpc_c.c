@@ -586,10 +586,19 @@ static void emit_field(gen *g, node *n, cp_struct_reader f)
         /* `Capability` is a capability of unknown interface. */
         __attribute__((fallthrough));
     case T_INTERFACE:
-        emit(g, "static inline uint32_t %s_get_%s(%s_R r) { return cp_get_cap(r.s, %u); }\n", c,
+        /* As capabilities of the RPC layer, and as raw cap-table indexes. */
+        emit(g,
+             "static inline cp_cap *%s_get_%s(%s_R r) { return cp_get_capability(r.s, %u); }\n", c,
              fname, c, off);
         emit(g,
-             "static inline void %s_set_%s(%s_B b, uint32_t cap) { %scp_set_cap(b.s, %u, cap); }\n",
+             "static inline void %s_set_%s(%s_B b, cp_cap *cap) { %scp_set_capability(b.s, %u, "
+             "cap); }\n",
+             c, fname, c, disc, off);
+        emit(g, "static inline uint32_t %s_get_%s_index(%s_R r) { return cp_get_cap(r.s, %u); }\n",
+             c, fname, c, off);
+        emit(g,
+             "static inline void %s_set_%s_index(%s_B b, uint32_t cap) { %scp_set_cap(b.s, %u, "
+             "cap); }\n",
              c, fname, c, disc, off);
         return;
     default:

@@ -145,8 +145,8 @@ static void test_generics_and_interfaces(void **state)
     assert_true(Store_get_Results_get_found(rr));
     assert_string_equal(cp_ptr_get_text(Store_get_Results_get_value(rr), NULL).str, "v");
     Store_watch_Params_B wp = Store_watch_Params_init_root(&m);
-    Store_watch_Params_set_watcher(wp, 4);
-    assert_int_equal(Store_watch_Params_get_watcher(Store_watch_Params_as_reader(wp)), 4);
+    Store_watch_Params_set_watcher_index(wp, 4);
+    assert_int_equal(Store_watch_Params_get_watcher_index(Store_watch_Params_as_reader(wp)), 4);
     /* Explicit param and result types are the named structs. */
     Derived_explicit_params_B ep = Handle_init_root(&m);
     Handle_set_color(ep, Color_red);
@@ -157,8 +157,8 @@ static void test_generics_and_interfaces(void **state)
     assert_int_equal(Inner_get_id(er), 6);
     /* `Capability` fields carry a cap-table index; superclasses are listed. */
     Untyped_B u = Untyped_init_root(&m);
-    Untyped_set_cap(u, 2);
-    assert_int_equal(Untyped_get_cap(Untyped_as_reader(u)), 2);
+    Untyped_set_cap_index(u, 2);
+    assert_int_equal(Untyped_get_cap_index(Untyped_as_reader(u)), 2);
     assert_int_equal(Saveable_SUPERCLASS_COUNT, 1);
     assert_true(Saveable_SUPERCLASS_IDS[0] == Persistent_TYPE_ID);
     assert_int_equal(Derived_SUPERCLASS_COUNT, 1);
@@ -279,6 +279,20 @@ static void test_rpc_helpers_with_local_server(void **state)
     send_and_expect_done(req, &o);
     assert_true(o.failed);
     assert_int_equal(o.type, CP_EXC_UNIMPLEMENTED);
+
+    /* Capability fields hold cp_cap references through the cap table. */
+    cp_message m;
+    cp_message_init(&m, 0);
+    Holder_B h = Holder_init_root(&m);
+    Holder_set_marker(h, cp_cap_ref(cap));
+    assert_int_equal(m.ncaps, 1);
+    cp_cap *back = Holder_get_marker(Holder_as_reader(h));
+    assert_ptr_equal(back, cap);
+    cp_cap_unref(back);
+    assert_null(cp_get_capability(Holder_as_reader(h).s, 1)); /* the null markers list */
+    for (uint32_t i = 0; i < m.ncaps; i++)
+        cp_cap_unref(m.caps[i]);
+    cp_message_release(&m);
 
     assert_false(kv.destroyed);
     cp_cap_unref(cap);
