@@ -698,6 +698,15 @@ void cp_call_on_cancel(cp_call *call, void (*on_cancel)(cp_call *call, void *ud)
 
 static void call_resolve_waiters(cp_call *call);
 
+/* The params (and the capabilities in them) are not needed once the call
+ * has ended: drop them now rather than at Finish. */
+static void call_drop_params(cp_call *call)
+{
+    cp__msg_free(gr_steal_pointer(&call->params_msg));
+    call->params = cp_struct_reader_empty();
+    call->params_ptr = cp_ptr_null();
+}
+
 void cp__call_cancel(cp_call *call)
 {
     if (call->ended || call->canceled)
@@ -769,6 +778,7 @@ void cp_call_return(cp_call *call)
     } else {
         call_resolve_waiters(call); /* to broken: no results will come */
     }
+    call_drop_params(call);
     cp__call_unref(call);
 }
 
@@ -787,6 +797,7 @@ static void call_fail_str(cp_call *call, cp_exc_type type, char *reason)
         call_complete(call);
     else
         call_resolve_waiters(call);
+    call_drop_params(call);
     cp__call_unref(call);
 }
 

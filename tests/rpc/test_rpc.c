@@ -479,6 +479,144 @@ static void test_hostile_release_and_limits(void **state)
     victim_free(v);
 }
 
+/* Starts a message of the given kind; returns its body. */
+static cp_struct_builder msg_body(cp_message *m, uint16_t which, uint16_t dw, uint16_t pw)
+{
+    cp_message_init(m, 0);
+    cp_struct_builder root = cp_message_init_root(m, 1, 1);
+    cp_set_u16(root, 0, which, 0);
+    return cp_init_struct(root, 0, dw, pw);
+}
+
+static int inject_msg(victim *v, cp_message *m)
+{
+    gr_buf b = GR_BUF_INIT;
+    cp_message_write(m, &b);
+    cp_message_release(m);
+    int r = cp__rpc_conn_feed(v->conn, b.data, b.len);
+    gr_buf_release(&b);
+    return r;
+}
+
+/* A Return for question id with results {r = value}. */
+static int inject_return(victim *v, uint32_t id, int64_t value)
+{
+    cp_message m;
+    cp_struct_builder r = msg_body(&m, CP__MSG_RETURN, 2, 1);
+    cp_set_u32(r, 0, id, 0);
+    cp_set_bool(r, 32, false, true);
+    cp_struct_builder payload = cp_init_struct(r, 0, 0, 2);
+    cp_set_i64(cp_init_struct(payload, 0, 1, 0), 0, value, 0);
+    return inject_msg(v, &m);
+}
+
+typedef struct seen {
+    int calls, releases, returns;
+    uint32_t call_qid[4], call_target[4];
+    uint32_t release_id[4], release_count[4];
+    int64_t last_return_value;
+} seen;
+
+static void parse_sent(victim *v, seen *out)
+{
+    memset(out, 0, sizeof(*out));
+    cp_stream_reader sr;
+    cp_stream_reader_init(&sr, 0, NULL);
+    size_t off = 0;
+    while (off < v->out.len) {
+        size_t used = 0;
+        gr_error_t err = NULL;
+        int r = cp_stream_reader_feed(&sr, v->out.data + off, v->out.len - off, &used, &err);
+        assert_true(r >= 0);
+        off += used;
+        if (r != 1)
+            continue;
+        cp_message m;
+        assert_int_equal(cp_stream_reader_take(&sr, &m, &err), 0);
+        cp_struct_reader root = cp_message_root(&m);
+        cp_struct_reader body = cp_get_struct(root, 0, cp_ptr_null());
+        switch (cp_get_u16(root, 0, 0)) {
+        case CP__MSG_CALL:
+            if (out->calls < 4) {
+                out->call_qid[out->calls] = cp_get_u32(body, 0, 0);
+                out->call_target[out->calls] =
+                    cp_get_u32(cp_get_struct(body, 0, cp_ptr_null()), 0, 0);
+            }
+            out->calls++;
+            break;
+        case CP__MSG_RELEASE:
+            if (out->releases < 4) {
+                out->release_id[out->releases] = cp_get_u32(body, 0, 0);
+                out->release_count[out->releases] = cp_get_u32(body, 4, 0);
+            }
+            out->releases++;
+            break;
+        case CP__MSG_RETURN: {
+            cp_struct_reader payload = cp_get_struct(body, 0, cp_ptr_null());
+            out->last_return_value = cp_get_i64(cp_get_struct(payload, 0, cp_ptr_null()), 0, 0);
+            out->returns++;
+            break;
+        }
+        }
+        cp_message_release(&m);
+    }
+    cp_stream_reader_release(&sr);
+}
+
+static void test_promise_import_resolves(void **state)
+{
+    /* The peer passes a promise (senderPromise 9) and later resolves it to
+     * another of its objects (senderHosted 10): calls made after the
+     * Resolve go to 10 directly, and both imports are released at the end. */
+    victim *v = victim_new(NULL);
+    const uint32_t boot[] = {0, 0};
+    inject(v, CP__MSG_BOOTSTRAP, 1, 1, fill_u32s, boot);
+    cp_message m;
+    cp_struct_builder c = msg_body(&m, CP__MSG_CALL, 3, 3);
+    cp_set_u32(c, 0, 1, 0);
+    cp_set_u64(c, 8, Interop_TYPE_ID, 0);
+    cp_set_u16(c, 4, Interop_callBack_METHOD_ID, 0);
+    cp_init_struct(c, 0, 1, 1); /* importedCap 0: the bootstrap */
+    cp_struct_builder payload = cp_init_struct(c, 1, 0, 2);
+    cp_struct_builder params = cp_init_struct(payload, 0, 1, 1);
+    Interop_callBack_Params_set_n((Interop_callBack_Params_B){params}, 2);
+    cp_set_cap(params, 0, 0);
+    cp_list_builder table = cp_init_struct_list(payload, 1, 1, 1, 1);
+    cp_struct_builder d = cp_list_struct_at(table, 0);
+    cp_set_u16(d, 0, 2, 0); /* senderPromise */
+    cp_set_u32(d, 4, 9, 0);
+    assert_int_equal(inject_msg(v, &m), 0);
+
+    seen s;
+    parse_sent(v, &s);
+    assert_int_equal(s.calls, 1);
+    assert_int_equal(s.call_target[0], 9);
+
+    cp_struct_builder res = msg_body(&m, CP__MSG_RESOLVE, 1, 1);
+    cp_set_u32(res, 0, 9, 0);
+    cp_struct_builder to = cp_init_struct(res, 0, 1, 1);
+    cp_set_u16(to, 0, 1, 0); /* senderHosted */
+    cp_set_u32(to, 4, 10, 0);
+    assert_int_equal(inject_msg(v, &m), 0);
+    assert_int_equal(inject_return(v, s.call_qid[0], 5), 0);
+
+    parse_sent(v, &s);
+    assert_int_equal(s.calls, 2);
+    assert_int_equal(s.call_target[1], 10);
+    assert_int_equal(inject_return(v, s.call_qid[1], 7), 0);
+
+    parse_sent(v, &s);
+    assert_int_equal(s.last_return_value, 12); /* callBack summed 5 + 7 */
+    assert_int_equal(s.releases, 2);
+    uint32_t released = 0;
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(s.release_count[i], 1);
+        released |= 1u << s.release_id[i];
+    }
+    assert_int_equal(released, (1u << 9) | (1u << 10));
+    victim_free(v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -487,6 +625,7 @@ int main(void)
         cmocka_unit_test(test_hostile_duplicate_question),
         cmocka_unit_test(test_hostile_messages),
         cmocka_unit_test(test_hostile_release_and_limits),
+        cmocka_unit_test(test_promise_import_resolves),
     };
     gr_log_set_level(GR_LOG_ERROR);
     return cmocka_run_group_tests(tests, NULL, NULL);
