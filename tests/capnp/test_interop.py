@@ -99,3 +99,23 @@ def test_hostile_frames_are_refused():
         r = sample("check", data=data, check=False)
         assert r.returncode == 1
         assert b"capnp frame" in r.stderr
+
+
+CAPNPC_C = os.path.join(BUILD, "src", "capnp", "capnpc-c")
+
+
+def test_capnpc_c_as_a_plugin_and_on_bad_requests(tmp_path):
+    # The plugin run by hand on a request equals what the build generated.
+    request = capnp("compile", "-o-", "--src-prefix=" + HERE, SCHEMA)
+    r = subprocess.run([CAPNPC_C], input=request, cwd=tmp_path, capture_output=True)
+    assert r.returncode == 0, r.stderr.decode()
+    with open(os.path.join(BUILD, "tests", "capnp", "test.capnp.h"), "rb") as f:
+        assert (tmp_path / "test.capnp.h").read_bytes() == f.read()
+    # A truncated or corrupted request is an error with a message, not a crash.
+    for bad in (request[:len(request) // 2], request[:4], b"\x00" * 16,
+                request[:8] + bytes(b ^ 0x5a for b in request[8:200]) + request[200:]):
+        r = subprocess.run([CAPNPC_C], input=bad, cwd=tmp_path, capture_output=True)
+        assert r.returncode in (0, 1), r.stderr.decode()
+        assert b"Sanitizer" not in r.stderr and b"runtime error" not in r.stderr
+        if r.returncode == 1:
+            assert b"capnpc-c:" in r.stderr
