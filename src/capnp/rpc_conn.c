@@ -1009,6 +1009,7 @@ static void conn_end(cp_rpc_conn *conn, const char *reason, bool linger)
         cb(conn, reason, conn->disconnect_ud);
     }
     conn->busy--;
+    conn_maybe_free(conn); /* the callback may have freed it */
 }
 
 static void conn_abort(cp_rpc_conn *conn, const char *fmt, ...)
@@ -1162,8 +1163,10 @@ void cp_rpc_conn_free(cp_rpc_conn *conn)
         return;
     conn->on_disconnect = NULL;
     conn->free_requested = true;
+    conn->busy++;
     cp__rpc_conn_disconnect(conn, "connection closed locally");
     close_handles(conn);
+    conn->busy--;
     conn_maybe_free(conn);
 }
 

@@ -131,6 +131,19 @@ static void test_local_calls(void **state)
     cp_cap_unref(counter);
     assert_int_equal(st.live, 0);
 
+    /* A streaming flow reports the first failure of its calls to later sends. */
+    cp_flow *flow = cp_flow_new(0, NULL, NULL);
+    _cleanup_error_ gr_error_t ferr = NULL;
+    assert_int_equal(cp_flow_send(flow, ping_req(srv, 1), &ferr), 1);
+    cp_request *bad = cp_request_new(srv, Interop_TYPE_ID, Interop_fail_METHOD_ID);
+    cp_set_text(cp_request_params(bad, 0, 1), 0, "disk full", 9);
+    assert_true(cp_flow_send(flow, bad, &ferr) < 0); /* answered at once: already failed */
+    gr_error_release(&ferr);
+    assert_true(cp_flow_send(flow, ping_req(srv, 2), &ferr) < 0);
+    assert_non_null(strstr(gr_error_msg(ferr), "disk full"));
+    assert_int_equal(cp_flow_in_flight(flow), 0);
+    cp_flow_free(flow);
+
     /* A broken capability refuses at once, without calling back. */
     cp_cap *broken = cp_cap_broken(CP_EXC_OVERLOADED, "busy %d", 3);
     assert_true(cp_cap_is_broken(broken));
