@@ -347,6 +347,23 @@ uint32_t cp_list_get_u32(cp_list_reader l, uint32_t i);
 uint64_t cp_list_get_u64(cp_list_reader l, uint32_t i);
 float cp_list_get_f32(cp_list_reader l, uint32_t i);
 double cp_list_get_f64(cp_list_reader l, uint32_t i);
+/* Signed views of the same elements. */
+static inline int8_t cp_list_get_i8(cp_list_reader l, uint32_t i)
+{
+    return (int8_t)cp_list_get_u8(l, i);
+}
+static inline int16_t cp_list_get_i16(cp_list_reader l, uint32_t i)
+{
+    return (int16_t)cp_list_get_u16(l, i);
+}
+static inline int32_t cp_list_get_i32(cp_list_reader l, uint32_t i)
+{
+    return (int32_t)cp_list_get_u32(l, i);
+}
+static inline int64_t cp_list_get_i64(cp_list_reader l, uint32_t i)
+{
+    return (int64_t)cp_list_get_u64(l, i);
+}
 
 /* Records an out-of-range list index in l's message. */
 void cp__list_range_fail(cp_list_reader l, uint32_t i);
@@ -557,6 +574,22 @@ void cp_list_set_u32(cp_list_builder l, uint32_t i, uint32_t v);
 void cp_list_set_u64(cp_list_builder l, uint32_t i, uint64_t v);
 void cp_list_set_f32(cp_list_builder l, uint32_t i, float v);
 void cp_list_set_f64(cp_list_builder l, uint32_t i, double v);
+static inline void cp_list_set_i8(cp_list_builder l, uint32_t i, int8_t v)
+{
+    cp_list_set_u8(l, i, (uint8_t)v);
+}
+static inline void cp_list_set_i16(cp_list_builder l, uint32_t i, int16_t v)
+{
+    cp_list_set_u16(l, i, (uint16_t)v);
+}
+static inline void cp_list_set_i32(cp_list_builder l, uint32_t i, int32_t v)
+{
+    cp_list_set_u32(l, i, (uint32_t)v);
+}
+static inline void cp_list_set_i64(cp_list_builder l, uint32_t i, int64_t v)
+{
+    cp_list_set_u64(l, i, (uint64_t)v);
+}
 
 static inline cp_struct_builder cp_list_struct_at(cp_list_builder l, uint32_t i)
 {

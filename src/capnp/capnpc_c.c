@@ -587,9 +587,8 @@ static void emit_field(gen *g, node *n, cp_struct_reader f)
         __attribute__((fallthrough));
     case T_INTERFACE:
         /* As capabilities of the RPC layer, and as raw cap-table indexes. */
-        emit(g,
-             "static inline cp_cap *%s_get_%s(%s_R r) { return cp_get_capability(r.s, %u); }\n", c,
-             fname, c, off);
+        emit(g, "static inline cp_cap *%s_get_%s(%s_R r) { return cp_get_capability(r.s, %u); }\n",
+             c, fname, c, off);
         emit(g,
              "static inline void %s_set_%s(%s_B b, cp_cap *cap) { %scp_set_capability(b.s, %u, "
              "cap); }\n",
@@ -695,8 +694,8 @@ static void emit_rpc_helpers(gen *g, node *n, cp_list_reader ms)
     emit(g, "typedef struct %s_methods {\n", c);
     for (uint32_t i = 0; i < ms.len; i++) {
         cp_struct_reader m = cp_list_get_struct(ms, i);
-        emit(g, "    void (*%s)(cp_server *self, cp_call *call, %s_R params);\n", member_name(m).str,
-             type_cname(g, method_param_id(m)));
+        emit(g, "    void (*%s)(cp_server *self, cp_call *call, %s_R params);\n",
+             member_name(m).str, type_cname(g, method_param_id(m)));
     }
     if (ms.len == 0)
         emit(g, "    void (*unused_)(void);\n");
