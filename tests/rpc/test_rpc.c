@@ -5,6 +5,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <sys/socket.h>
 
 #include <cmocka.h>
 
@@ -630,6 +631,109 @@ static void test_promise_import_resolves(void **state)
     victim_free(v);
 }
 
+/* ---- the example of docs/capnp.md ("RPC"), verbatim ------------------------------------ */
+
+typedef struct counter_server {
+    cp_server base; /* first member */
+    int64_t value;
+} counter_server;
+
+static void counter_inc(cp_server *self, cp_call *call, Counter_inc_Params_R params)
+{
+    counter_server *c = (counter_server *)self;
+    int64_t by = Counter_inc_Params_get_by(params);
+    if (by < 0) {
+        cp_call_fail(call, CP_EXC_FAILED, "inc by %lld: must not be negative", (long long)by);
+        return;
+    }
+    c->value += by;
+    Counter_inc_Results_set_value(Counter_inc_results(call), c->value);
+    cp_call_return(call); /* or later, from any callback, keeping `call` */
+}
+
+static const Counter_methods counter_methods = {.inc = counter_inc};
+
+static void counter_dispatch(cp_server *self, cp_call *call, uint64_t iface, uint16_t method)
+{
+    if (!Counter_dispatch(&counter_methods, self, call, iface, method))
+        cp_call_unimplemented(call, iface, method); /* "unimplemented" to the caller */
+}
+
+static void counter_destroy(cp_server *self)
+{
+    free(self);
+}
+
+static const cp_server_vtable counter_vt = {"Counter", counter_dispatch, counter_destroy};
+
+/* A new counter, as a capability (the caller owns the reference). */
+static cp_cap *counter_new(int64_t start)
+{
+    counter_server *c = gr_calloc(1, sizeof(*c));
+    c->base.vt = &counter_vt;
+    c->value = start;
+    return cp_server_cap(&c->base);
+}
+
+/* Serves a new counter to whoever is on the other end of fd. */
+static int serve_counter(uv_loop_t *loop, int fd, cp_rpc_conn **out, gr_error_t *err)
+{
+    cp_cap *cap = counter_new(0);
+    int r = cp_rpc_conn_open(loop, fd, cap, NULL, out, err); /* the conn takes its own ref */
+    cp_cap_unref(cap);
+    return r;
+}
+
+static void on_inc(const cp_response *resp, void *ud)
+{
+    int64_t *out = ud;
+    if (resp->exception) { /* failed, overloaded, disconnected or unimplemented */
+        gr_warn("inc: %s", resp->exception->reason);
+        return;
+    }
+    *out = Counter_inc_Results_get_value(Counter_inc_response(resp));
+    /* resp and its readers are valid only during the callback: copy what
+     * you need; take capabilities out with cp_get_capability. */
+}
+
+/* Asks the peer's bootstrap counter to add 5; the answer lands in *out. */
+static int call_inc(cp_rpc_conn *conn, int64_t *out, gr_error_t *err)
+{
+    cp_cap *remote = cp_rpc_conn_bootstrap(conn); /* usable at once: a promise */
+    Counter_inc_Params_B params;
+    cp_request *req = Counter_inc_request(remote, &params);
+    cp_cap_unref(remote); /* the request holds its own reference */
+    Counter_inc_Params_set_by(params, 5);
+    return cp_request_send(req, on_inc, out, NULL, err); /* -1: on_inc will not run */
+}
+
+static void test_doc_example(void **state)
+{
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    cp_rpc_conn *server = NULL, *client = NULL;
+    _cleanup_error_ gr_error_t err = NULL;
+    assert_int_equal(serve_counter(&loop, sv[0], &server, &err), 0);
+    assert_int_equal(cp_rpc_conn_open(&loop, sv[1], NULL, NULL, &client, &err), 0);
+    int64_t value = -1;
+    assert_int_equal(call_inc(client, &value, &err), 0);
+    while (value < 0 && uv_run(&loop, UV_RUN_ONCE))
+        ;
+    assert_int_equal(value, 5);
+    value = -1;
+    assert_int_equal(call_inc(client, &value, &err), 0);
+    while (value < 0 && uv_run(&loop, UV_RUN_ONCE))
+        ;
+    assert_int_equal(value, 10);
+    cp_rpc_conn_free(client);
+    cp_rpc_conn_free(server);
+    while (uv_run(&loop, UV_RUN_DEFAULT))
+        ;
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -639,6 +743,7 @@ int main(void)
         cmocka_unit_test(test_hostile_messages),
         cmocka_unit_test(test_hostile_release_and_limits),
         cmocka_unit_test(test_promise_import_resolves),
+        cmocka_unit_test(test_doc_example),
     };
     gr_log_set_level(GR_LOG_ERROR);
     return cmocka_run_group_tests(tests, NULL, NULL);
