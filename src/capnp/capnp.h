@@ -181,12 +181,12 @@ typedef struct cp_struct_reader {
 typedef struct cp_list_reader {
     cp_message *msg;
     const uint64_t *seg_start, *seg_end;
-    const uint8_t *base;  /* first element (after the tag for composite lists) */
-    uint32_t len;         /* element count */
-    uint32_t step_bits;   /* distance between elements */
-    uint32_t data_bits;   /* data bits of each element */
-    uint16_t nptrs;       /* pointers of each element */
-    uint8_t elem_size;    /* cp_elem_size as encoded */
+    const uint8_t *base; /* first element (after the tag for composite lists) */
+    uint32_t len;        /* element count */
+    uint32_t step_bits;  /* distance between elements */
+    uint32_t data_bits;  /* data bits of each element */
+    uint16_t nptrs;      /* pointers of each element */
+    uint8_t elem_size;   /* cp_elem_size as encoded */
     int16_t nesting;
 } cp_list_reader;
 
@@ -221,13 +221,13 @@ cp_ptr_reader cp_const_ptr(const uint64_t *words, size_t nwords);
 
 /* Data section getters: each returns the stored value XOR def, so a field
  * beyond the data section (an older writer) reads as def. */
-#define CP__DEFINE_GET(name, type)                                                      \
-    static inline type cp_get_##name(cp_struct_reader r, uint32_t off, type def)        \
-    {                                                                                   \
-        type v = 0;                                                                     \
-        if ((uint64_t)off + sizeof(type) <= r.data_bytes)                               \
-            memcpy(&v, r.data + off, sizeof(type));                                     \
-        return (type)(v ^ def);                                                         \
+#define CP__DEFINE_GET(name, type)                                                                 \
+    static inline type cp_get_##name(cp_struct_reader r, uint32_t off, type def)                   \
+    {                                                                                              \
+        type v = 0;                                                                                \
+        if ((uint64_t)off + sizeof(type) <= r.data_bytes)                                          \
+            memcpy(&v, r.data + off, sizeof(type));                                                \
+        return (type)(v ^ def);                                                                    \
     }
 CP__DEFINE_GET(u8, uint8_t)
 CP__DEFINE_GET(u16, uint16_t)
@@ -266,10 +266,22 @@ static inline double cp_get_f64(cp_struct_reader r, uint32_t off, double def)
 }
 
 /* The pointer slot idx of r (a null slot when idx >= r.nptrs). */
-cp_ptr_reader cp_get_ptr(cp_struct_reader r, uint16_t idx);
+static inline cp_ptr_reader cp_get_ptr(cp_struct_reader r, uint16_t idx)
+{
+    cp_ptr_reader p = {r.msg, r.seg_start, r.seg_end, NULL, r.nesting};
+    if (idx < r.nptrs)
+        p.ptr = r.ptrs + idx;
+    return p;
+}
 
 /* True when pointer slot idx is present and non-null. */
-bool cp_has_ptr(cp_struct_reader r, uint16_t idx);
+static inline bool cp_has_ptr(cp_struct_reader r, uint16_t idx)
+{
+    uint64_t w = 0;
+    if (idx < r.nptrs)
+        memcpy(&w, r.ptrs + idx, 8);
+    return w != 0;
+}
 
 /* What the slot holds (after following far pointers). */
 cp_ptr_kind cp_ptr_get_kind(cp_ptr_reader p);
@@ -335,8 +347,58 @@ uint32_t cp_list_get_u32(cp_list_reader l, uint32_t i);
 uint64_t cp_list_get_u64(cp_list_reader l, uint32_t i);
 float cp_list_get_f32(cp_list_reader l, uint32_t i);
 double cp_list_get_f64(cp_list_reader l, uint32_t i);
-cp_struct_reader cp_list_get_struct(cp_list_reader l, uint32_t i);
-cp_ptr_reader cp_list_get_ptr(cp_list_reader l, uint32_t i);
+/* Signed views of the same elements. */
+static inline int8_t cp_list_get_i8(cp_list_reader l, uint32_t i)
+{
+    return (int8_t)cp_list_get_u8(l, i);
+}
+static inline int16_t cp_list_get_i16(cp_list_reader l, uint32_t i)
+{
+    return (int16_t)cp_list_get_u16(l, i);
+}
+static inline int32_t cp_list_get_i32(cp_list_reader l, uint32_t i)
+{
+    return (int32_t)cp_list_get_u32(l, i);
+}
+static inline int64_t cp_list_get_i64(cp_list_reader l, uint32_t i)
+{
+    return (int64_t)cp_list_get_u64(l, i);
+}
+
+/* Records an out-of-range list index in l's message. */
+void cp__list_range_fail(cp_list_reader l, uint32_t i);
+
+static inline cp_struct_reader cp_list_get_struct(cp_list_reader l, uint32_t i)
+{
+    if (__builtin_expect(i >= l.len || l.elem_size == CP_ELEM_BIT, 0)) {
+        if (i >= l.len)
+            cp__list_range_fail(l, i);
+        cp_struct_reader e = cp_struct_reader_empty();
+        e.msg = l.msg;
+        return e;
+    }
+    const uint8_t *d = l.base + ((uint64_t)i * l.step_bits) / 8u;
+    cp_struct_reader r = {l.msg,
+                          l.seg_start,
+                          l.seg_end,
+                          d,
+                          (const uint64_t *)(const void *)(d + l.data_bits / 8u),
+                          l.data_bits / 8u,
+                          l.nptrs,
+                          l.nesting};
+    return r;
+}
+
+static inline cp_ptr_reader cp_list_get_ptr(cp_list_reader l, uint32_t i)
+{
+    cp_ptr_reader p = {l.msg, l.seg_start, l.seg_end, NULL, l.nesting};
+    if (__builtin_expect(i >= l.len, 0))
+        cp__list_range_fail(l, i);
+    else if (l.nptrs > 0)
+        p.ptr = (const uint64_t *)(const void *)(l.base + ((uint64_t)i * l.step_bits) / 8u +
+                                                 l.data_bits / 8u);
+    return p;
+}
 
 static inline cp_text cp_list_get_text(cp_list_reader l, uint32_t i)
 {
@@ -389,13 +451,13 @@ cp_ptr_builder cp_message_root_builder(cp_message *m);
 
 /* Data section setters: store v XOR def. Writes beyond the section are
  * ignored (cannot happen with generated code). */
-#define CP__DEFINE_SET(name, type)                                                           \
-    static inline void cp_set_##name(cp_struct_builder b, uint32_t off, type v, type def)    \
-    {                                                                                        \
-        if ((uint64_t)off + sizeof(type) <= b.data_bytes) {                                  \
-            type x = (type)(v ^ def);                                                        \
-            memcpy(b.data + off, &x, sizeof(type));                                          \
-        }                                                                                    \
+#define CP__DEFINE_SET(name, type)                                                                 \
+    static inline void cp_set_##name(cp_struct_builder b, uint32_t off, type v, type def)          \
+    {                                                                                              \
+        if ((uint64_t)off + sizeof(type) <= b.data_bytes) {                                        \
+            type x = (type)(v ^ def);                                                              \
+            memcpy(b.data + off, &x, sizeof(type));                                                \
+        }                                                                                          \
     }
 CP__DEFINE_SET(u8, uint8_t)
 CP__DEFINE_SET(u16, uint16_t)
@@ -439,7 +501,13 @@ cp_struct_reader cp_struct_builder_as_reader(cp_struct_builder b);
 cp_list_reader cp_list_builder_as_reader(cp_list_builder l);
 
 /* The pointer slot idx of b (a discarding slot when idx >= b.nptrs). */
-cp_ptr_builder cp_builder_ptr(cp_struct_builder b, uint16_t idx);
+static inline cp_ptr_builder cp_builder_ptr(cp_struct_builder b, uint16_t idx)
+{
+    cp_ptr_builder p = {b.msg, b.seg, NULL};
+    if (idx < b.nptrs)
+        p.ptr = b.ptrs + idx;
+    return p;
+}
 
 /* Each of these replaces what the slot held (the old object is abandoned in
  * place, as in the reference). */
@@ -480,9 +548,8 @@ static inline cp_list_builder cp_init_list(cp_struct_builder b, uint16_t idx, cp
 {
     return cp_ptr_init_list(cp_builder_ptr(b, idx), elem, count);
 }
-static inline cp_list_builder cp_init_struct_list(cp_struct_builder b, uint16_t idx,
-                                                  uint32_t count, uint16_t data_words,
-                                                  uint16_t ptr_words)
+static inline cp_list_builder cp_init_struct_list(cp_struct_builder b, uint16_t idx, uint32_t count,
+                                                  uint16_t data_words, uint16_t ptr_words)
 {
     return cp_ptr_init_struct_list(cp_builder_ptr(b, idx), count, data_words, ptr_words);
 }
@@ -507,8 +574,42 @@ void cp_list_set_u32(cp_list_builder l, uint32_t i, uint32_t v);
 void cp_list_set_u64(cp_list_builder l, uint32_t i, uint64_t v);
 void cp_list_set_f32(cp_list_builder l, uint32_t i, float v);
 void cp_list_set_f64(cp_list_builder l, uint32_t i, double v);
-cp_struct_builder cp_list_struct_at(cp_list_builder l, uint32_t i);
-cp_ptr_builder cp_list_ptr_at(cp_list_builder l, uint32_t i);
+static inline void cp_list_set_i8(cp_list_builder l, uint32_t i, int8_t v)
+{
+    cp_list_set_u8(l, i, (uint8_t)v);
+}
+static inline void cp_list_set_i16(cp_list_builder l, uint32_t i, int16_t v)
+{
+    cp_list_set_u16(l, i, (uint16_t)v);
+}
+static inline void cp_list_set_i32(cp_list_builder l, uint32_t i, int32_t v)
+{
+    cp_list_set_u32(l, i, (uint32_t)v);
+}
+static inline void cp_list_set_i64(cp_list_builder l, uint32_t i, int64_t v)
+{
+    cp_list_set_u64(l, i, (uint64_t)v);
+}
+
+static inline cp_struct_builder cp_list_struct_at(cp_list_builder l, uint32_t i)
+{
+    cp_struct_builder b = {l.msg, l.seg, NULL, NULL, 0, 0};
+    if (i < l.len && l.elem_size == CP_ELEM_COMPOSITE) {
+        b.data = l.base + ((uint64_t)i * l.step_bits) / 8u;
+        b.data_bytes = l.data_bits / 8u;
+        b.ptrs = (uint64_t *)(void *)(b.data + b.data_bytes);
+        b.nptrs = l.nptrs;
+    }
+    return b;
+}
+
+static inline cp_ptr_builder cp_list_ptr_at(cp_list_builder l, uint32_t i)
+{
+    cp_ptr_builder p = {l.msg, l.seg, NULL};
+    if (i < l.len && l.nptrs > 0)
+        p.ptr = (uint64_t *)(void *)(l.base + ((uint64_t)i * l.step_bits) / 8u + l.data_bits / 8u);
+    return p;
+}
 
 /* ---- stream framing -------------------------------------------------------
  * An incremental reader for a nonblocking socket: feed it bytes as they come;
@@ -517,9 +618,9 @@ cp_ptr_builder cp_list_ptr_at(cp_list_builder l, uint32_t i);
 typedef struct cp_stream_reader {
     uint8_t *buf; /* bytes of the message being assembled */
     size_t len, cap;
-    size_t need;        /* total bytes of the current frame, once known */
-    uint32_t nsegs;     /* segments of the current frame, once known */
-    size_t max_bytes;   /* frame size limit */
+    size_t need;      /* total bytes of the current frame, once known */
+    uint32_t nsegs;   /* segments of the current frame, once known */
+    size_t max_bytes; /* frame size limit */
     cp_read_options opts;
 } cp_stream_reader;
 
@@ -549,5 +650,8 @@ void cp_pack(const uint64_t *words, size_t nwords, gr_buf *out);
 /* Appends the unpacked bytes of in[0..len) to out, refusing to produce more
  * than max_bytes. Returns 0, or -1 with err (truncated input, over the limit). */
 int cp_unpack(const void *in, size_t len, size_t max_bytes, gr_buf *out, gr_error_t *err);
+
+/* The RPC layer, over the encoding above. */
+#include "rpc.h"
 
 #endif

@@ -145,6 +145,11 @@ static uint64_t type_id(cp_struct_reader t)
 {
     return cp_get_u64(t, 8, 0);
 }
+/* anyPointer.unconstrained.capability, i.e. the `Capability` type. */
+static bool type_is_capability(cp_struct_reader t)
+{
+    return cp_get_u16(t, 8, 0) == 0 && cp_get_u16(t, 10, 0) == 3;
+}
 static cp_struct_reader type_elem(cp_struct_reader t)
 {
     return cp_get_struct(t, 0, cp_ptr_null());
@@ -197,9 +202,9 @@ static void name_children(gen *g, node *n, uint64_t file_id)
     cp_list_reader nested = node_nested(n->r);
     for (uint32_t i = 0; i < nested.len; i++) {
         cp_struct_reader nn = cp_list_get_struct(nested, i);
-        _cleanup_free_ char *c =
-            n->cname[0] ? gr_asprintf("%s_%s", n->cname, cp_get_text(nn, 0, NULL).str)
-                        : gr_strdup(cp_get_text(nn, 0, NULL).str);
+        _cleanup_free_ char *c = n->cname[0]
+                                     ? gr_asprintf("%s_%s", n->cname, cp_get_text(nn, 0, NULL).str)
+                                     : gr_strdup(cp_get_text(nn, 0, NULL).str);
         name_node(g, cp_get_u64(nn, 0, 0), c, file_id);
     }
     uint16_t w = node_which(n->r);
@@ -334,8 +339,8 @@ static cp_elem_size elem_size_of(cp_struct_reader t)
 }
 
 static const char *const elem_names[] = {
-    "CP_ELEM_VOID",        "CP_ELEM_BIT",         "CP_ELEM_BYTE",    "CP_ELEM_TWO_BYTES",
-    "CP_ELEM_FOUR_BYTES",  "CP_ELEM_EIGHT_BYTES", "CP_ELEM_POINTER", "CP_ELEM_COMPOSITE",
+    "CP_ELEM_VOID",       "CP_ELEM_BIT",         "CP_ELEM_BYTE",    "CP_ELEM_TWO_BYTES",
+    "CP_ELEM_FOUR_BYTES", "CP_ELEM_EIGHT_BYTES", "CP_ELEM_POINTER", "CP_ELEM_COMPOSITE",
 };
 
 static const char *type_cname(gen *g, uint64_t id)
@@ -363,7 +368,10 @@ static uint32_t emit_words(gen *g, const char *name, cp_ptr_reader p)
     uint32_t n = m.segs[0].len;
     emit(g, "static const uint64_t %s[%u] __attribute__((unused)) = {", name, n);
     for (uint32_t i = 0; i < n; i++)
-        emit(g, "%sUINT64_C(0x%016llx)", i == 0 ? "\n    " : i % 3 ? ", " : ",\n    ",
+        emit(g, "%sUINT64_C(0x%016llx)",
+             i == 0  ? "\n    "
+             : i % 3 ? ", "
+                     : ",\n    ",
              (unsigned long long)m.segs[0].words[i]);
     emit(g, "\n};\n");
     cp_message_release(&m);
@@ -448,8 +456,7 @@ static void emit_field(gen *g, node *n, cp_struct_reader f)
         const char *d = value_bits(dv, T_BOOL) ? "true" : "false";
         emit(g, "static inline bool %s_get_%s(%s_R r) { return cp_get_bool(r.s, %u, %s); }\n", c,
              fname, c, off, d);
-        emit(g,
-             "static inline void %s_set_%s(%s_B b, bool v) { %scp_set_bool(b.s, %u, v, %s); }\n",
+        emit(g, "static inline void %s_set_%s(%s_B b, bool v) { %scp_set_bool(b.s, %u, v, %s); }\n",
              c, fname, c, disc, off, d);
         return;
     }
@@ -471,7 +478,9 @@ static void emit_field(gen *g, node *n, cp_struct_reader f)
     }
     if (primitive(tw, &ctype, &suffix, &bytes)) {
         unsigned long long d = (unsigned long long)value_bits(dv, tw);
-        emit(g, "static inline %s %s_get_%s(%s_R r) { return cp_get_%s(r.s, %u, (%s)UINT64_C(0x%llx)); }\n",
+        emit(g,
+             "static inline %s %s_get_%s(%s_R r) { return cp_get_%s(r.s, %u, "
+             "(%s)UINT64_C(0x%llx)); }\n",
              ctype, c, fname, c, suffix, off * bytes, ctype, d);
         emit(g,
              "static inline void %s_set_%s(%s_B b, %s v) { %scp_set_%s(b.s, %u, v, "
@@ -494,7 +503,8 @@ static void emit_field(gen *g, node *n, cp_struct_reader f)
     /* Pointer fields. */
     emit(g, "static inline bool %s_has_%s(%s_R r) { return cp_has_ptr(r.s, %u); }\n", c, fname, c,
          off);
-    emit(g, "static inline cp_ptr_builder %s_ptr_%s(%s_B b) { %sreturn cp_builder_ptr(b.s, %u); }\n",
+    emit(g,
+         "static inline cp_ptr_builder %s_ptr_%s(%s_B b) { %sreturn cp_builder_ptr(b.s, %u); }\n",
          c, fname, c, disc, off);
     switch (tw) {
     case T_TEXT: {
@@ -570,16 +580,30 @@ static void emit_field(gen *g, node *n, cp_struct_reader f)
         }
         return;
     }
+    case T_ANYPOINTER:
+        if (!type_is_capability(t))
+            goto any;
+        /* `Capability` is a capability of unknown interface. */
+        __attribute__((fallthrough));
     case T_INTERFACE:
-        emit(g, "static inline uint32_t %s_get_%s(%s_R r) { return cp_get_cap(r.s, %u); }\n", c,
-             fname, c, off);
+        /* As capabilities of the RPC layer, and as raw cap-table indexes. */
+        emit(g, "static inline cp_cap *%s_get_%s(%s_R r) { return cp_get_capability(r.s, %u); }\n",
+             c, fname, c, off);
         emit(g,
-             "static inline void %s_set_%s(%s_B b, uint32_t cap) { %scp_set_cap(b.s, %u, cap); }\n",
+             "static inline void %s_set_%s(%s_B b, cp_cap *cap) { %scp_set_capability(b.s, %u, "
+             "cap); }\n",
+             c, fname, c, disc, off);
+        emit(g, "static inline uint32_t %s_get_%s_index(%s_R r) { return cp_get_cap(r.s, %u); }\n",
+             c, fname, c, off);
+        emit(g,
+             "static inline void %s_set_%s_index(%s_B b, uint32_t cap) { %scp_set_cap(b.s, %u, "
+             "cap); }\n",
              c, fname, c, disc, off);
         return;
-    default: /* AnyPointer, including generic parameters */
-        emit(g, "static inline cp_ptr_reader %s_get_%s(%s_R r) { return cp_get_ptr(r.s, %u); }\n", c,
-             fname, c, off);
+    default:
+    any: /* AnyPointer, AnyStruct, AnyList and generic parameters */
+        emit(g, "static inline cp_ptr_reader %s_get_%s(%s_R r) { return cp_get_ptr(r.s, %u); }\n",
+             c, fname, c, off);
         return;
     }
 }
@@ -620,7 +644,9 @@ static void emit_struct_funcs(gen *g, node *n)
              c, c, c, c, c, c, c, c, c, c, c, c, c, c, c, c, struct_data_words(r),
              struct_ptr_words(r));
     }
-    emit(g, "static inline %s_R %s_as_reader(%s_B b) { %s_R x = {cp_struct_builder_as_reader(b.s)}; return x; }\n",
+    emit(g,
+         "static inline %s_R %s_as_reader(%s_B b) { %s_R x = {cp_struct_builder_as_reader(b.s)}; "
+         "return x; }\n",
          c, c, c, c);
     cp_list_reader fields = node_members(r);
     if (struct_disc_count(r) > 0) {
@@ -631,12 +657,70 @@ static void emit_struct_funcs(gen *g, node *n)
                 emit(g, "    %s_WHICH_%s = %u,\n", c, member_name(f).str, field_disc_value(f));
         }
         emit(g, "};\n");
-        emit(g, "static inline uint16_t %s_which(%s_R r) { return cp_get_u16(r.s, %u, 0); }\n", c, c,
-             struct_disc_offset(r) * 2);
+        emit(g, "static inline uint16_t %s_which(%s_R r) { return cp_get_u16(r.s, %u, 0); }\n", c,
+             c, struct_disc_offset(r) * 2);
     }
     for (uint32_t i = 0; i < fields.len; i++)
         emit_field(g, n, cp_list_get_struct(fields, i));
     emit(g, "\n");
+}
+
+/* Client call helpers and a server dispatch table over the RPC layer
+ * (rpc.h, which capnp.h includes). */
+static void emit_rpc_helpers(gen *g, node *n, cp_list_reader ms)
+{
+    const char *c = n->cname;
+    for (uint32_t i = 0; i < ms.len; i++) {
+        cp_struct_reader m = cp_list_get_struct(ms, i);
+        const char *mn = member_name(m).str;
+        const char *pt = type_cname(g, method_param_id(m));
+        const char *rt = type_cname(g, method_result_id(m));
+        emit(g,
+             "/* Starts a call of %s.%s on target: fill *params, then cp_request_send. */\n"
+             "static inline cp_request *%s_%s_request(cp_cap *target, %s_B *params) { cp_request "
+             "*req = cp_request_new(target, %s_TYPE_ID, %s_%s_METHOD_ID); %s_B p = "
+             "{cp_request_params(req, %s_DATA_WORDS, %s_PTR_WORDS)}; *params = p; return req; }\n",
+             c, mn, c, mn, pt, c, c, mn, pt, pt, pt);
+        emit(g,
+             "static inline %s_R %s_%s_response(const cp_response *resp) { %s_R x = "
+             "{resp->results}; return x; }\n",
+             rt, c, mn, rt);
+        emit(g,
+             "static inline %s_B %s_%s_results(cp_call *call) { %s_B x = {cp_call_results(call, "
+             "%s_DATA_WORDS, %s_PTR_WORDS)}; return x; }\n",
+             rt, c, mn, rt, rt, rt);
+    }
+    emit(g, "/* A server's implementations of %s's methods (NULL: unimplemented). */\n", c);
+    emit(g, "typedef struct %s_methods {\n", c);
+    for (uint32_t i = 0; i < ms.len; i++) {
+        cp_struct_reader m = cp_list_get_struct(ms, i);
+        emit(g, "    void (*%s)(cp_server *self, cp_call *call, %s_R params);\n",
+             member_name(m).str, type_cname(g, method_param_id(m)));
+    }
+    if (ms.len == 0)
+        emit(g, "    void (*unused_)(void);\n");
+    emit(g, "} %s_methods;\n", c);
+    emit(g,
+         "/* Hands a call of one of %s's methods to m and returns true; returns false,\n"
+         " * leaving the call alone, for another interface (try superclasses next) or\n"
+         " * a method m lacks. */\n"
+         "static inline bool %s_dispatch(const %s_methods *m, cp_server *self, cp_call *call, "
+         "uint64_t interface_id, uint16_t method_id)\n{\n"
+         "    if (interface_id != %s_TYPE_ID)\n        return false;\n"
+         "    switch (method_id) {\n",
+         c, c, c, c);
+    for (uint32_t i = 0; i < ms.len; i++) {
+        cp_struct_reader m = cp_list_get_struct(ms, i);
+        const char *mn = member_name(m).str;
+        const char *pt = type_cname(g, method_param_id(m));
+        emit(g,
+             "    case %s_%s_METHOD_ID:\n        if (m->%s == NULL)\n            return false;\n"
+             "        { %s_R p = {cp_call_params(call)}; (m->%s)(self, call, p); }\n"
+             "        return true;\n",
+             c, mn, mn, pt, mn);
+    }
+    emit(g, "    default:\n        (void)m;\n        (void)self;\n        (void)call;\n"
+            "        return false;\n    }\n}\n");
 }
 
 static void emit_interface(gen *g, node *n)
@@ -646,10 +730,19 @@ static void emit_interface(gen *g, node *n)
     emit(g, "/* %s */\n#define %s_TYPE_ID UINT64_C(0x%016llx)\n", node_display_name(n->r).str, c,
          (unsigned long long)n->id);
     emit(g, "#define %s_METHOD_COUNT %u\n", c, ms.len);
+    cp_list_reader sup = cp_get_list(n->r, 4, CP_ELEM_COMPOSITE, cp_ptr_null());
+    emit(g, "#define %s_SUPERCLASS_COUNT %u\n", c, sup.len);
+    emit(g, "static const uint64_t %s_SUPERCLASS_IDS[%u] __attribute__((unused)) = {", c,
+         sup.len ? sup.len : 1);
+    for (uint32_t i = 0; i < sup.len; i++)
+        emit(g, "%sUINT64_C(0x%016llx)", i ? ", " : "",
+             (unsigned long long)cp_get_u64(cp_list_get_struct(sup, i), 0, 0));
+    emit(g, "%s};\n", sup.len ? "" : "0");
     if (ms.len > 0) {
         emit(g, "enum {\n");
         for (uint32_t i = 0; i < ms.len; i++)
-            emit(g, "    %s_%s_METHOD_ID = %u,\n", c, member_name(cp_list_get_struct(ms, i)).str, i);
+            emit(g, "    %s_%s_METHOD_ID = %u,\n", c, member_name(cp_list_get_struct(ms, i)).str,
+                 i);
         emit(g, "};\n");
     }
     emit(g, "static const char *const %s_METHOD_NAMES[%u] __attribute__((unused)) = {", c,
@@ -664,10 +757,12 @@ static void emit_interface(gen *g, node *n)
         const char *mn = member_name(m).str;
         const char *pt = type_cname(g, method_param_id(m));
         const char *rt = type_cname(g, method_result_id(m));
-        emit(g, "typedef %s_R %s_%s_params_R;\ntypedef %s_B %s_%s_params_B;\n", pt, c, mn, pt, c, mn);
+        emit(g, "typedef %s_R %s_%s_params_R;\ntypedef %s_B %s_%s_params_B;\n", pt, c, mn, pt, c,
+             mn);
         emit(g, "typedef %s_R %s_%s_results_R;\ntypedef %s_B %s_%s_results_B;\n", rt, c, mn, rt, c,
              mn);
     }
+    emit_rpc_helpers(g, n, ms);
     emit(g, "\n");
 }
 
@@ -719,8 +814,8 @@ static void emit_const(gen *g, node *n)
                  "%u), cp_ptr_null())}; return x; }\n",
                  st, c, st, arr, nw);
         } else {
-            emit(g, "static inline cp_ptr_reader %s_get(void) { return cp_const_ptr(%s, %u); }\n", c,
-                 arr, nw);
+            emit(g, "static inline cp_ptr_reader %s_get(void) { return cp_const_ptr(%s, %u); }\n",
+                 c, arr, nw);
         }
     }
     emit(g, "\n");

@@ -82,8 +82,8 @@ uint32_t cp_message_add_cap(cp_message *m, void *cap)
 typedef struct target {
     cp_message *msg;
     const uint64_t *seg_start, *seg_end;
-    uint64_t tag;         /* the pointer word that describes the object */
-    int64_t pos;          /* word index of the object in its segment (unchecked) */
+    uint64_t tag; /* the pointer word that describes the object */
+    int64_t pos;  /* word index of the object in its segment (unchecked) */
     int16_t nesting;
 } target;
 
@@ -248,24 +248,6 @@ cp_struct_reader cp_message_root(cp_message *m)
     return cp_ptr_get_struct(cp_message_root_ptr(m), cp_ptr_null());
 }
 
-cp_ptr_reader cp_get_ptr(cp_struct_reader r, uint16_t idx)
-{
-    cp_ptr_reader p = {0};
-    p.msg = r.msg;
-    if (idx >= r.nptrs)
-        return p;
-    p.seg_start = r.seg_start;
-    p.seg_end = r.seg_end;
-    p.ptr = r.ptrs + idx;
-    p.nesting = r.nesting;
-    return p;
-}
-
-bool cp_has_ptr(cp_struct_reader r, uint16_t idx)
-{
-    return idx < r.nptrs && load64(r.ptrs + idx) != 0;
-}
-
 cp_ptr_kind cp_ptr_get_kind(cp_ptr_reader p)
 {
     target t;
@@ -406,21 +388,31 @@ cp_list_reader cp_ptr_get_list(cp_ptr_reader p, cp_elem_size expected, cp_ptr_re
     return l;
 }
 
-cp_text cp_ptr_get_text(cp_ptr_reader p, const char *def)
+/* Follows p to a list of bytes (text or data, named by what): the bytes and
+ * *n, or NULL (null pointer, or a problem, recorded). */
+static const uint8_t *byte_list(cp_ptr_reader p, const char *what, uint32_t *n)
 {
-    cp_text out = {def ? def : "", def ? strlen(def) : 0};
     target t;
     cp_ptr_kind k = resolve(p, &t);
     if (k == CP_PTR_NULL || k == CP_PTR_INVALID)
-        return out;
+        return NULL;
     if (k != CP_PTR_LIST || (hi32(t.tag) & 7u) != CP_ELEM_BYTE) {
-        fail(p.msg, "expected text");
-        return out;
+        cp_message_fail(p.msg, "malformed message: expected %s", what);
+        return NULL;
     }
-    uint32_t n = hi32(t.tag) >> 3;
-    if (!admit(&t, ((int64_t)n + 7) / 8, 0, "text"))
+    *n = hi32(t.tag) >> 3;
+    if (!admit(&t, ((int64_t)*n + 7) / 8, 0, what))
+        return NULL;
+    return (const uint8_t *)(t.seg_start + t.pos);
+}
+
+cp_text cp_ptr_get_text(cp_ptr_reader p, const char *def)
+{
+    cp_text out = {def ? def : "", def ? strlen(def) : 0};
+    uint32_t n = 0;
+    const char *s = (const char *)byte_list(p, "text", &n);
+    if (s == NULL)
         return out;
-    const char *s = (const char *)(t.seg_start + t.pos);
     if (n == 0 || s[n - 1] != '\0') {
         fail(p.msg, "text is not NUL-terminated");
         return out;
@@ -433,19 +425,12 @@ cp_text cp_ptr_get_text(cp_ptr_reader p, const char *def)
 cp_data cp_ptr_get_data(cp_ptr_reader p, const void *def, size_t def_len)
 {
     cp_data out = {def, def ? def_len : 0};
-    target t;
-    cp_ptr_kind k = resolve(p, &t);
-    if (k == CP_PTR_NULL || k == CP_PTR_INVALID)
-        return out;
-    if (k != CP_PTR_LIST || (hi32(t.tag) & 7u) != CP_ELEM_BYTE) {
-        fail(p.msg, "expected data");
-        return out;
+    uint32_t n = 0;
+    const uint8_t *d = byte_list(p, "data", &n);
+    if (d != NULL) {
+        out.ptr = d;
+        out.len = n;
     }
-    uint32_t n = hi32(t.tag) >> 3;
-    if (!admit(&t, ((int64_t)n + 7) / 8, 0, "data"))
-        return out;
-    out.ptr = (const uint8_t *)(t.seg_start + t.pos);
-    out.len = n;
     return out;
 }
 
@@ -460,10 +445,15 @@ uint32_t cp_ptr_get_cap(cp_ptr_reader p)
     return CP_NO_CAP;
 }
 
+void cp__list_range_fail(cp_list_reader l, uint32_t i)
+{
+    cp_message_fail(l.msg, "list index %u out of range (length %u)", i, l.len);
+}
+
 static bool list_index(cp_list_reader l, uint32_t i, uint32_t bits)
 {
     if (i >= l.len) {
-        cp_message_fail(l.msg, "list index %u out of range (length %u)", i, l.len);
+        cp__list_range_fail(l, i);
         return false;
     }
     return l.data_bits >= bits;
@@ -482,13 +472,13 @@ bool cp_list_get_bool(cp_list_reader l, uint32_t i)
     return (l.base[bit / 8u] >> (bit % 8u)) & 1u;
 }
 
-#define DEFINE_LIST_GET(name, type, bits)                                                 \
-    type cp_list_get_##name(cp_list_reader l, uint32_t i)                                 \
-    {                                                                                     \
-        type v = 0;                                                                       \
-        if (list_index(l, i, bits))                                                       \
-            memcpy(&v, elem_ptr(l, i), sizeof(type));                                     \
-        return v;                                                                         \
+#define DEFINE_LIST_GET(name, type, bits)                                                          \
+    type cp_list_get_##name(cp_list_reader l, uint32_t i)                                          \
+    {                                                                                              \
+        type v = 0;                                                                                \
+        if (list_index(l, i, bits))                                                                \
+            memcpy(&v, elem_ptr(l, i), sizeof(type));                                              \
+        return v;                                                                                  \
     }
 DEFINE_LIST_GET(u8, uint8_t, 8)
 DEFINE_LIST_GET(u16, uint16_t, 16)
@@ -497,35 +487,6 @@ DEFINE_LIST_GET(u64, uint64_t, 64)
 DEFINE_LIST_GET(f32, float, 32)
 DEFINE_LIST_GET(f64, double, 64)
 #undef DEFINE_LIST_GET
-
-cp_struct_reader cp_list_get_struct(cp_list_reader l, uint32_t i)
-{
-    if (!list_index(l, i, 0) || l.elem_size == CP_ELEM_BIT)
-        return cp_struct_reader_empty();
-    cp_struct_reader r;
-    r.msg = l.msg;
-    r.seg_start = l.seg_start;
-    r.seg_end = l.seg_end;
-    r.data = elem_ptr(l, i);
-    r.data_bytes = l.data_bits / 8u;
-    r.ptrs = (const uint64_t *)(r.data + r.data_bytes);
-    r.nptrs = l.nptrs;
-    r.nesting = l.nesting;
-    return r;
-}
-
-cp_ptr_reader cp_list_get_ptr(cp_list_reader l, uint32_t i)
-{
-    cp_ptr_reader p = {0};
-    p.msg = l.msg;
-    if (!list_index(l, i, 0) || l.nptrs == 0)
-        return p;
-    p.seg_start = l.seg_start;
-    p.seg_end = l.seg_end;
-    p.ptr = (const uint64_t *)(elem_ptr(l, i) + l.data_bits / 8u);
-    p.nesting = l.nesting;
-    return p;
-}
 
 /* ---- building ------------------------------------------------------------ */
 
@@ -569,7 +530,7 @@ static uint32_t new_segment(cp_message *m, uint32_t min_words)
 }
 
 /* Takes n zeroed words from segment seg if they fit. */
-static uint64_t *take(cp_message *m, uint32_t seg, uint32_t n)
+static inline uint64_t *take(cp_message *m, uint32_t seg, uint32_t n)
 {
     cp_segment *s = &m->segs[seg];
     if (!s->owned || s->cap - s->len < n)
@@ -588,8 +549,8 @@ static uint64_t make_ptr(uint32_t kind, int64_t offset, uint32_t hi)
 /* Allocates n words for the object p will point to and writes the pointer
  * (kind, hi) into p, through a far pointer and landing pad when the object
  * cannot live in p's segment. Returns the object and sets *seg_out. */
-static uint64_t *alloc_obj(cp_ptr_builder p, uint32_t n, uint32_t kind, uint32_t hi,
-                           uint32_t *seg_out)
+static inline __attribute__((always_inline)) uint64_t *
+alloc_obj(cp_ptr_builder p, uint32_t n, uint32_t kind, uint32_t hi, uint32_t *seg_out)
 {
     cp_message *m = p.msg;
     uint64_t *obj = take(m, p.seg, n);
@@ -628,14 +589,6 @@ cp_ptr_builder cp_message_root_builder(cp_message *m)
 cp_struct_builder cp_message_init_root(cp_message *m, uint16_t data_words, uint16_t ptr_words)
 {
     return cp_ptr_init_struct(cp_message_root_builder(m), data_words, ptr_words);
-}
-
-cp_ptr_builder cp_builder_ptr(cp_struct_builder b, uint16_t idx)
-{
-    cp_ptr_builder p = {b.msg, b.seg, NULL};
-    if (idx < b.nptrs)
-        p.ptr = b.ptrs + idx;
-    return p;
 }
 
 static cp_struct_builder discard_struct(cp_message *m)
@@ -853,11 +806,11 @@ void cp_list_set_bool(cp_list_builder l, uint32_t i, bool v)
         l.base[bit / 8u] &= (uint8_t)~mask;
 }
 
-#define DEFINE_LIST_SET(name, type, bits)                                               \
-    void cp_list_set_##name(cp_list_builder l, uint32_t i, type v)                      \
-    {                                                                                   \
-        if (i < l.len && l.data_bits >= bits)                                           \
-            memcpy(elem_bptr(l, i), &v, sizeof(type));                                  \
+#define DEFINE_LIST_SET(name, type, bits)                                                          \
+    void cp_list_set_##name(cp_list_builder l, uint32_t i, type v)                                 \
+    {                                                                                              \
+        if (i < l.len && l.data_bits >= bits)                                                      \
+            memcpy(elem_bptr(l, i), &v, sizeof(type));                                             \
     }
 DEFINE_LIST_SET(u8, uint8_t, 8)
 DEFINE_LIST_SET(u16, uint16_t, 16)
@@ -866,28 +819,6 @@ DEFINE_LIST_SET(u64, uint64_t, 64)
 DEFINE_LIST_SET(f32, float, 32)
 DEFINE_LIST_SET(f64, double, 64)
 #undef DEFINE_LIST_SET
-
-cp_struct_builder cp_list_struct_at(cp_list_builder l, uint32_t i)
-{
-    if (i >= l.len || l.elem_size != CP_ELEM_COMPOSITE)
-        return discard_struct(l.msg);
-    cp_struct_builder b;
-    b.msg = l.msg;
-    b.seg = l.seg;
-    b.data = elem_bptr(l, i);
-    b.data_bytes = l.data_bits / 8u;
-    b.ptrs = (uint64_t *)(b.data + b.data_bytes);
-    b.nptrs = l.nptrs;
-    return b;
-}
-
-cp_ptr_builder cp_list_ptr_at(cp_list_builder l, uint32_t i)
-{
-    cp_ptr_builder p = {l.msg, l.seg, NULL};
-    if (i < l.len && l.nptrs > 0)
-        p.ptr = (uint64_t *)(elem_bptr(l, i) + l.data_bits / 8u);
-    return p;
-}
 
 /* ---- deep copy ----------------------------------------------------------- */
 
@@ -927,12 +858,13 @@ void cp_ptr_set_copy(cp_ptr_builder p, cp_ptr_reader src)
         break;
     }
     uint8_t es = hi32(t.tag) & 7u;
-    cp_list_reader l = cp_ptr_get_list(src, es == CP_ELEM_COMPOSITE ? CP_ELEM_COMPOSITE : es,
-                                       cp_ptr_null());
+    cp_list_reader l =
+        cp_ptr_get_list(src, es == CP_ELEM_COMPOSITE ? CP_ELEM_COMPOSITE : es, cp_ptr_null());
     if (src.msg != NULL && !cp_message_ok(src.msg))
         return;
     if (es == CP_ELEM_COMPOSITE) {
-        cp_list_builder b = cp_ptr_init_struct_list(p, l.len, (uint16_t)(l.data_bits / 64u), l.nptrs);
+        cp_list_builder b =
+            cp_ptr_init_struct_list(p, l.len, (uint16_t)(l.data_bits / 64u), l.nptrs);
         for (uint32_t i = 0; i < l.len; i++)
             copy_struct_into(cp_list_struct_at(b, i), cp_list_get_struct(l, i));
     } else if (es == CP_ELEM_POINTER) {

@@ -350,7 +350,8 @@ void cp_pack(const uint64_t *words, size_t nwords, gr_buf *out)
         if (tag == 0) {
             /* A run of further zero words, counted in one byte. */
             uint8_t run = 0;
-            while (i < nwords && run < 255 && load32(in + i * 8) == 0 && load32(in + i * 8 + 4) == 0) {
+            while (i < nwords && run < 255 && load32(in + i * 8) == 0 &&
+                   load32(in + i * 8 + 4) == 0) {
                 run++;
                 i++;
             }

@@ -143,6 +143,50 @@ static void waiters_remove(cp_cap **head, cp_cap *cap)
     }
 }
 
+/* One promise per pipelined path of a call, kept in the order they were
+ * made: calls on them then resolve in the order they were sent. */
+static cp_cap *waiter_find(cp_cap **head, const uint16_t *path, size_t n)
+{
+    for (cp_cap *w = *head; w; w = w->waiter_next)
+        if (w->npath == n && (!n || memcmp(w->path, path, n * sizeof(*path)) == 0))
+            return w;
+    return NULL;
+}
+
+static void waiter_add(cp_cap **head, cp_cap *c, const uint16_t *path, size_t n)
+{
+    if (n) {
+        c->path = gr_malloc(n * sizeof(*path));
+        memcpy(c->path, path, n * sizeof(*path));
+    }
+    c->npath = (uint16_t)n;
+    cp_cap **pp = head;
+    while (*pp)
+        pp = &(*pp)->waiter_next;
+    *pp = c;
+}
+
+/* The capability a pipelined path names when it is known already (the call
+ * came back, or a promise for the path exists), else NULL. */
+static cp_cap *pipeline_known(bool returned, bool failed, const cp_exception *exc,
+                              cp_ptr_reader content, cp_cap **waiters, const uint16_t *path,
+                              size_t n)
+{
+    if (returned && failed)
+        return cp_cap_broken(exc->type, "%s", exc->reason);
+    if (returned)
+        return cp__follow_path(content, path, n);
+    return cp_cap_ref(waiter_find(waiters, path, n));
+}
+
+char *cp__vformat(const char *fmt, va_list ap)
+{
+    char *s = NULL;
+    if (vasprintf(&s, fmt, ap) < 0)
+        gr_die("out of memory");
+    return s;
+}
+
 void cp_cap_unref(cp_cap *cap)
 {
     if (!cap || --cap->refs > 0)
@@ -182,12 +226,9 @@ cp_cap *cp_cap_broken(cp_exc_type type, const char *fmt, ...)
     cp_cap *c = cp__cap_new(CP__CAP_BROKEN);
     va_list ap;
     va_start(ap, fmt);
-    char *reason = NULL;
-    if (vasprintf(&reason, fmt, ap) < 0)
-        gr_die("out of memory");
+    c->exc.reason = cp__vformat(fmt, ap);
     va_end(ap);
     c->exc.type = type;
-    c->exc.reason = reason;
     return c;
 }
 
@@ -421,21 +462,13 @@ void cp__pending_results(cp_pending *p, cp_message *msg, cp_ptr_reader content)
 
 cp_cap *cp_pending_pipeline(cp_pending *p, const uint16_t *path, size_t n)
 {
-    if (p->returned) {
-        if (p->failed)
-            return cp_cap_broken(p->exc.type, "%s", p->exc.reason);
-        return cp__follow_path(p->content, path, n);
-    }
-    cp_cap *c = cp__cap_new(CP__CAP_PROMISE);
+    cp_cap *c = pipeline_known(p->returned, p->failed, &p->exc, p->content, &p->waiters, path, n);
+    if (c)
+        return c;
+    c = cp__cap_new(CP__CAP_PROMISE);
     c->question = p;
     p->refs++;
-    if (n) {
-        c->path = gr_malloc(n * sizeof(*path));
-        memcpy(c->path, path, n * sizeof(*path));
-    }
-    c->npath = (uint16_t)n;
-    c->waiter_next = p->waiters;
-    p->waiters = c;
+    waiter_add(&p->waiters, c, path, n);
     return c;
 }
 
@@ -506,12 +539,13 @@ void cp__deliver(cp_cap *cap, cp_request *req, cp_pending *pending)
     cp_cap *t = cp__cap_target(cap);
     switch (t->kind) {
     case CP__CAP_LOCAL: {
-        cp_request_params(req, 0, 0);
+        /* The params are read where the payload points now (a forwarded
+         * call copied them over the struct cp_request_params made). */
+        cp_ptr_reader content = cp_ptr_builder_as_reader(cp_builder_ptr(cp__request_payload(req), 0));
         cp_message *msg = gr_steal_pointer(&req->msg);
-        cp_struct_reader params = cp_struct_builder_as_reader(req->params);
+        cp_struct_reader params = cp_ptr_get_struct(content, cp_ptr_null());
         cp_call *call = cp__call_new(CP__CALL_LOCAL, msg, params, req->interface_id, req->method_id);
-        call->params_ptr = cp_ptr_builder_as_reader(
-            cp_builder_ptr(cp_ptr_get_struct_builder(cp_builder_ptr(req->call, 1), 0, 2), 0));
+        call->params_ptr = content;
         call->pending = pending;
         pending->refs++;
         pending->local_call = call;
@@ -662,18 +696,30 @@ void cp_call_on_cancel(cp_call *call, void (*on_cancel)(cp_call *call, void *ud)
     call->cancel_ud = ud;
 }
 
+static void call_resolve_waiters(cp_call *call);
+
+/* The params (and the capabilities in them) are not needed once the call
+ * has ended: drop them now rather than at Finish. */
+static void call_drop_params(cp_call *call)
+{
+    cp__msg_free(gr_steal_pointer(&call->params_msg));
+    call->params = cp_struct_reader_empty();
+    call->params_ptr = cp_ptr_null();
+}
+
 void cp__call_cancel(cp_call *call)
 {
     if (call->ended || call->canceled)
         return;
     call->canceled = true;
+    call->refs++;
     if (call->on_cancel) {
         void (*fn)(cp_call *, void *) = call->on_cancel;
         call->on_cancel = NULL;
-        call->refs++;
         fn(call, call->cancel_ud);
-        cp__call_unref(call);
     }
+    call_resolve_waiters(call);
+    cp__call_unref(call);
 }
 
 static void call_resolve_waiters(cp_call *call)
@@ -729,7 +775,10 @@ void cp_call_return(cp_call *call)
         if (!call->results_init)
             cp_call_results(call, 0, 0);
         call_complete(call);
+    } else {
+        call_resolve_waiters(call); /* to broken: no results will come */
     }
+    call_drop_params(call);
     cp__call_unref(call);
 }
 
@@ -746,6 +795,9 @@ static void call_fail_str(cp_call *call, cp_exc_type type, char *reason)
     call->exc.reason = reason;
     if (!call->canceled)
         call_complete(call);
+    else
+        call_resolve_waiters(call);
+    call_drop_params(call);
     cp__call_unref(call);
 }
 
@@ -753,9 +805,7 @@ void cp_call_fail(cp_call *call, cp_exc_type type, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    char *reason = NULL;
-    if (vasprintf(&reason, fmt, ap) < 0)
-        gr_die("out of memory");
+    char *reason = cp__vformat(fmt, ap);
     va_end(ap);
     call_fail_str(call, type, reason);
 }
@@ -768,23 +818,16 @@ void cp_call_unimplemented(cp_call *call, uint64_t interface_id, uint16_t method
 
 cp_cap *cp__call_pipeline(cp_call *call, const uint16_t *path, size_t n)
 {
-    if (call->returned) {
-        if (call->failed)
-            return cp_cap_broken(call->exc.type, "%s", call->exc.reason);
-        return cp__follow_path(call->content, path, n);
-    }
-    if (call->ended || call->canceled)
+    if (!call->returned && (call->ended || call->canceled))
         return cp_cap_broken(CP_EXC_FAILED, "pipelined on a canceled call");
-    cp_cap *c = cp__cap_new(CP__CAP_PROMISE);
+    cp_cap *c = pipeline_known(call->returned, call->failed, &call->exc, call->content,
+                               &call->waiters, path, n);
+    if (c)
+        return c;
+    c = cp__cap_new(CP__CAP_PROMISE);
     c->answer = call;
     call->refs++;
-    if (n) {
-        c->path = gr_malloc(n * sizeof(*path));
-        memcpy(c->path, path, n * sizeof(*path));
-    }
-    c->npath = (uint16_t)n;
-    c->waiter_next = call->waiters;
-    call->waiters = c;
+    waiter_add(&call->waiters, c, path, n);
     return c;
 }
 

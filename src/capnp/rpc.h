@@ -209,6 +209,8 @@ typedef struct cp_rpc_stats {
     uint32_t exports;   /* capabilities the peer holds from us */
     uint32_t imports;   /* capabilities we hold from the peer */
     uint64_t messages_in, messages_out;
+    uint32_t embargoes;   /* Disembargos we sent (senderLoopback) */
+    uint32_t reflections; /* the peer's Disembargos we echoed back */
 } cp_rpc_stats;
 void cp_rpc_conn_stats(const cp_rpc_conn *conn, cp_rpc_stats *out);
 

@@ -33,6 +33,9 @@ struct cp_rpc_conn {
     cp_cap *caps;         /* imports, to break on disconnect */
 
     bool alive, in_read, closing, closed, free_requested;
+    int handles;        /* libuv handles not yet closed */
+    uv_timer_t linger;  /* bounds the wait for the peer after an Abort */
+    uv_shutdown_t shutdown;
     int busy;
     char *reason;
     cp_rpc_disconnect_cb on_disconnect;
@@ -419,6 +422,22 @@ void cp__conn_send_return(cp_call *call)
 {
     cp_rpc_conn *conn = call->conn;
     cp_struct_builder payload = cp__call_payload(call);
+    if (call->to_yourself) {
+        /* The peer will take the results for a question of ours. */
+        cp_message m;
+        cp_struct_builder r = msg_start(&m, CP__MSG_RETURN, 2, 1);
+        cp_set_u32(r, 0, call->answer_id, 0);
+        cp_set_bool(r, 32, false, true);
+        cp_set_u16(r, 6, 3, 0); /* resultsSentElsewhere */
+        conn_send(conn, &m);
+        cp_message_release(&m);
+        if (!call->failed)
+            call->content = cp_ptr_builder_as_reader(cp_builder_ptr(payload, 0));
+        call->returned = true;
+        if (conn->outstanding)
+            conn->outstanding--;
+        return;
+    }
     cp_set_u32(call->ret, 0, call->answer_id, 0);
     if (call->failed) {
         cp_set_u16(call->ret, 6, 1, 0);
@@ -451,6 +470,7 @@ void cp__conn_embargo(cp_rpc_conn *conn, cp_cap *promise)
     if (!id)
         id = ++conn->next_embargo;
     promise->embargo_id = id;
+    conn->stats.embargoes++;
     cp__idmap_put(&conn->embargoes, id, cp_cap_ref(promise));
     cp_message m;
     cp_struct_builder d = msg_start(&m, CP__MSG_DISEMBARGO, 1, 1);
@@ -555,16 +575,20 @@ static void handle_call(cp_rpc_conn *conn, cp_message *m, cp_struct_reader c)
         cp__msg_free(m);
         return;
     }
+    /* The target first: a call cannot pipeline on its own answer. */
+    const char *why = NULL;
+    cp_cap *target = message_target(conn, cp_get_struct(c, 0, cp_ptr_null()), &why);
     cp_ptr_reader content = cp_get_ptr(payload, 0);
     cp_struct_reader params = cp_ptr_get_struct(content, cp_ptr_null());
     cp_call *call = answer_new(conn, qid, m, params, cp_get_u64(c, 8, 0), cp_get_u16(c, 4, 0));
     call->params_ptr = content;
-    if (cp_get_u16(c, 6, 0) != 0) {
-        cp_call_fail(call, CP_EXC_UNIMPLEMENTED, "sendResultsTo other than the caller");
+    uint16_t results_to = cp_get_u16(c, 6, 0);
+    call->to_yourself = results_to == 1;
+    if (results_to > 1) {
+        cp_cap_unref(target);
+        cp_call_fail(call, CP_EXC_UNIMPLEMENTED, "sendResultsTo a third party");
         return;
     }
-    const char *why = NULL;
-    cp_cap *target = message_target(conn, cp_get_struct(c, 0, cp_ptr_null()), &why);
     if (!target) {
         cp_call_fail(call, CP_EXC_FAILED, "%s", why);
         return;
@@ -610,6 +634,29 @@ static void handle_return(cp_rpc_conn *conn, cp_message *m, cp_struct_reader r)
         cp__pending_fail(p, CP_EXC_FAILED, "call canceled");
         cp__msg_free(m);
         break;
+    case 4: { /* the results of a call the peer made to us with sendResultsTo.yourself */
+        uint32_t other = cp_get_u32(r, 8, 0);
+        cp__msg_free(m);
+        cp_call *a = cp__idmap_get(&conn->answers, other);
+        if (!a || !a->to_yourself || !a->returned) {
+            cp__pending_fail(p, CP_EXC_FAILED, "bad takeFromOtherQuestion");
+            conn_abort(conn, "takeFromOtherQuestion names %u, which is not a returned "
+                             "sendResultsTo.yourself call", other);
+            break;
+        }
+        a->to_yourself = false; /* only once */
+        if (a->failed) {
+            cp__pending_fail(p, a->exc.type, a->exc.reason);
+            break;
+        }
+        cp_message *copy = cp__msg_new();
+        cp_ptr_builder root = cp_message_root_builder(copy);
+        cp_ptr_set_copy(root, a->content);
+        for (uint32_t i = 0; i < a->results_msg->ncaps; i++)
+            cp_message_add_cap(copy, cp_cap_ref(a->results_msg->caps[i]));
+        cp__pending_results(p, copy, cp_ptr_builder_as_reader(root));
+        break;
+    }
     default:
         cp__msg_free(m);
         cp__pending_fail(p, CP_EXC_FAILED, "unsupported kind of Return");
@@ -706,6 +753,7 @@ static void handle_disembargo(cp_rpc_conn *conn, cp_struct_reader d)
         cp_set_u32(mt, 0, t->import_id, 0);
         cp_set_u16(out, 4, 1, 0);
         cp_set_u32(out, 0, id, 0);
+        conn->stats.reflections++;
         conn_send(conn, &m);
         cp_message_release(&m);
         cp_cap_unref(target);
@@ -889,13 +937,44 @@ static void drop_export(uint32_t id, void *val, void *ud)
 static void on_closed(uv_handle_t *h)
 {
     cp_rpc_conn *conn = h->data;
+    if (--conn->handles > 0)
+        return;
     free(conn->pipe);
     conn->pipe = NULL;
     conn->closed = true;
     conn_maybe_free(conn);
 }
 
+static void close_handles(cp_rpc_conn *conn)
+{
+    if (!conn->pipe || conn->closing)
+        return;
+    conn->closing = true;
+    uv_read_stop((uv_stream_t *)conn->pipe);
+    uv_close((uv_handle_t *)conn->pipe, on_closed);
+    uv_close((uv_handle_t *)&conn->linger, on_closed);
+}
+
+static void on_linger(uv_timer_t *t)
+{
+    close_handles(t->data);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    /* Wait for the peer to close its side (it has our Abort), briefly. */
+}
+
+static void conn_end(cp_rpc_conn *conn, const char *reason, bool linger);
+
 void cp__rpc_conn_disconnect(cp_rpc_conn *conn, const char *reason)
+{
+    conn_end(conn, reason, false);
+}
+
+/* Ends the connection; with linger, the socket stays open a moment (reading
+ * and dropping) so that the peer reads our Abort before seeing the close. */
+static void conn_end(cp_rpc_conn *conn, const char *reason, bool linger)
 {
     if (!conn->alive)
         return;
@@ -918,9 +997,11 @@ void cp__rpc_conn_disconnect(cp_rpc_conn *conn, const char *reason)
     cp__idmap_each(&conn->exports, drop_export, conn);
     cp_cap_unref(gr_steal_pointer(&conn->bootstrap));
     if (conn->pipe && !conn->closing) {
-        conn->closing = true;
-        uv_read_stop((uv_stream_t *)conn->pipe);
-        uv_close((uv_handle_t *)conn->pipe, on_closed);
+        if (linger && !conn->free_requested &&
+            uv_shutdown(&conn->shutdown, (uv_stream_t *)conn->pipe, on_shutdown) == 0)
+            uv_timer_start(&conn->linger, on_linger, 1000, 0);
+        else
+            close_handles(conn);
     }
     if (conn->on_disconnect) {
         cp_rpc_disconnect_cb cb = conn->on_disconnect;
@@ -928,6 +1009,7 @@ void cp__rpc_conn_disconnect(cp_rpc_conn *conn, const char *reason)
         cb(conn, reason, conn->disconnect_ud);
     }
     conn->busy--;
+    conn_maybe_free(conn); /* the callback may have freed it */
 }
 
 static void conn_abort(cp_rpc_conn *conn, const char *fmt, ...)
@@ -936,9 +1018,7 @@ static void conn_abort(cp_rpc_conn *conn, const char *fmt, ...)
         return;
     va_list ap;
     va_start(ap, fmt);
-    char *reason = NULL;
-    if (vasprintf(&reason, fmt, ap) < 0)
-        gr_die("out of memory");
+    char *reason = cp__vformat(fmt, ap);
     va_end(ap);
     gr_warn("rpc: aborting connection: %s", reason);
     cp_message m;
@@ -947,7 +1027,7 @@ static void conn_abort(cp_rpc_conn *conn, const char *fmt, ...)
     conn_send(conn, &m);
     cp_message_release(&m);
     char *why = gr_asprintf("protocol error: %s", reason);
-    cp__rpc_conn_disconnect(conn, why);
+    conn_end(conn, why, true);
     free(why);
     free(reason);
 }
@@ -983,6 +1063,11 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     cp_rpc_conn *conn = s->data;
+    if (!conn->alive) { /* lingering after an Abort */
+        if (nread < 0)
+            close_handles(conn);
+        return;
+    }
     if (nread > 0) {
         conn->busy++;
         conn->in_read = true;
@@ -1010,24 +1095,30 @@ int cp_rpc_conn_open(uv_loop_t *loop, int fd, cp_cap *bootstrap, const cp_rpc_op
     conn->loop = loop;
     conn->pipe = gr_calloc(1, sizeof(*conn->pipe));
     conn->pipe->data = conn;
+    uv_timer_init(loop, &conn->linger);
+    conn->linger.data = conn;
+    conn->handles = 2;
     int r = uv_pipe_init(loop, conn->pipe, 0);
     if (r < 0) {
-        close(fd);
-        free(conn->pipe);
-        conn->pipe = NULL;
-        conn->closed = true;
+        conn->handles = 1;
         conn->free_requested = true;
-        conn_maybe_free(conn);
-        return gr_make_error(err, -r, "rpc connection: uv_pipe_init");
-    }
-    if ((r = uv_pipe_open(conn->pipe, fd)) < 0 ||
-        (r = uv_read_start((uv_stream_t *)conn->pipe, on_alloc, on_read)) < 0) {
+        conn->alive = false;
         close(fd);
         cp_cap_unref(gr_steal_pointer(&conn->bootstrap));
+        free(conn->pipe);
+        conn->pipe = NULL;
+        uv_close((uv_handle_t *)&conn->linger, on_closed);
+        return gr_make_error(err, -r, "rpc connection: uv_pipe_init");
+    }
+    bool opened = false;
+    if ((r = uv_pipe_open(conn->pipe, fd)) < 0 || !(opened = true) ||
+        (r = uv_read_start((uv_stream_t *)conn->pipe, on_alloc, on_read)) < 0) {
+        if (!opened)
+            close(fd);
+        cp_cap_unref(gr_steal_pointer(&conn->bootstrap));
         conn->alive = false;
-        conn->closing = true;
         conn->free_requested = true;
-        uv_close((uv_handle_t *)conn->pipe, on_closed);
+        close_handles(conn);
         return gr_make_error(err, -r, "rpc connection on fd %d", fd);
     }
     *out = conn;
@@ -1072,7 +1163,10 @@ void cp_rpc_conn_free(cp_rpc_conn *conn)
         return;
     conn->on_disconnect = NULL;
     conn->free_requested = true;
+    conn->busy++;
     cp__rpc_conn_disconnect(conn, "connection closed locally");
+    close_handles(conn);
+    conn->busy--;
     conn_maybe_free(conn);
 }
 

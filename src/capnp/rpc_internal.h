@@ -5,6 +5,8 @@
 #ifndef GRANARY_CAPNP_RPC_INTERNAL_H
 #define GRANARY_CAPNP_RPC_INTERNAL_H
 
+#include <stdarg.h>
+
 #include "rpc.h"
 
 /* Field layout of rpc.capnp (capnp 0.9), in bytes for data and slots for
@@ -133,6 +135,7 @@ struct cp_call {
     uint32_t *result_exports;
     uint32_t nresult_exports;
     bool is_bootstrap;
+    bool to_yourself; /* sendResultsTo.yourself: results kept for takeFromOtherQuestion */
 };
 
 struct cp__queued {
@@ -142,6 +145,9 @@ struct cp__queued {
 };
 
 /* ---- shared between rpc.c and rpc_conn.c ---------------------------------- */
+
+/* vasprintf that aborts on allocation failure. */
+char *cp__vformat(const char *fmt, va_list ap);
 
 /* A fresh message; frees one (dropping its capability references). */
 cp_message *cp__msg_new(void);

@@ -78,9 +78,9 @@ int main(int argc, char **argv)
                                         /* tag: struct, 1 data word, 1 pointer */
                                         ((uint64_t)((1u << 16) | 1u) << 32)};
         static const uint64_t seg2[] = {
-            ((uint64_t)1 << 32) | 42u,                 /* id = 42, flag = true */
-            ((uint64_t)((3u << 3) | 2u) << 32) | 1u,  /* name: 3 bytes at +0 */
-            0x0000000000006968ull,                      /* "hi\0" */
+            ((uint64_t)1 << 32) | 42u,               /* id = 42, flag = true */
+            ((uint64_t)((3u << 3) | 2u) << 32) | 1u, /* name: 3 bytes at +0 */
+            0x0000000000006968ull,                   /* "hi\0" */
         };
         cp_segment segs[3] = {{(uint64_t *)seg0, 1, 1, false},
                               {(uint64_t *)seg1, 2, 2, false},

@@ -43,3 +43,34 @@ interface Derived extends(Base) {
   explicit @0 Handle -> Test.Inner $note("explicit");
   getStore @1 () -> (store :Store(Text));
 }
+
+# The kinds of untyped pointers, method-level generics, streaming and a
+# generic superclass from another file, as Sandstorm's schemas use them.
+using Persistent = import "/capnp/persistent.capnp".Persistent;
+
+struct Untyped {
+  cap @0 :Capability;
+  anyStruct @1 :AnyStruct;
+  anyList @2 :AnyList;
+  caps @3 :List(Store(Text));
+  generic @4 :Box(Box(Data));
+}
+
+interface Saveable(Owner) extends(Persistent(Data, Owner)) {
+  echo @0 [X] (value :X) -> (value :X);
+  write @1 (chunk :Data) -> stream;
+  describe @2 () -> Untyped;
+}
+
+interface Marker extends(Base, Saveable(Text)) {}
+
+struct Holder {
+  marker @0 :Marker;
+  markers @1 :List(Marker);
+  interface Inside {
+    struct Detail {
+      depth @0 :UInt8 = 3;
+    }
+    look @0 (detail :Detail) -> (seen :Bool);
+  }
+}

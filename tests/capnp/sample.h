@@ -47,18 +47,18 @@ static inline void sample_build(cp_message *m)
     for (uint32_t i = 0; i < 9; i++)
         cp_list_set_bool(l, i, bools[i]);
     l = Everything_init_int8List(e, 3);
-    cp_list_set_u8(l, 0, (uint8_t)-1);
-    cp_list_set_u8(l, 1, 2);
-    cp_list_set_u8(l, 2, (uint8_t)-3);
+    cp_list_set_i8(l, 0, -1);
+    cp_list_set_i8(l, 1, 2);
+    cp_list_set_i8(l, 2, -3);
     l = Everything_init_int16List(e, 2);
-    cp_list_set_u16(l, 0, (uint16_t)-300);
+    cp_list_set_i16(l, 0, -300);
     cp_list_set_u16(l, 1, 400);
     l = Everything_init_int32List(e, 3);
-    cp_list_set_u32(l, 0, (uint32_t)-70000);
+    cp_list_set_i32(l, 0, -70000);
     cp_list_set_u32(l, 1, 80000);
     cp_list_set_u32(l, 2, 0);
     l = Everything_init_int64List(e, 2);
-    cp_list_set_u64(l, 0, (uint64_t)-5000000000LL);
+    cp_list_set_i64(l, 0, -5000000000LL);
     cp_list_set_u64(l, 1, 6000000000ULL);
     l = Everything_init_uint8List(e, 3);
     cp_list_set_u8(l, 0, 1);
@@ -122,12 +122,12 @@ static inline void sample_build(cp_message *m)
 static inline int sample_check(cp_message *m)
 {
     int bad = 0;
-#define SAMPLE_EXPECT(cond)                                                                     \
-    do {                                                                                        \
-        if (!(cond)) {                                                                          \
-            fprintf(stderr, "sample mismatch: %s (line %d)\n", #cond, __LINE__);                \
-            bad++;                                                                              \
-        }                                                                                       \
+#define SAMPLE_EXPECT(cond)                                                                        \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "sample mismatch: %s (line %d)\n", #cond, __LINE__);                   \
+            bad++;                                                                                 \
+        }                                                                                          \
     } while (0)
 #define SAMPLE_TEXT(t, s) SAMPLE_EXPECT((t).len == strlen(s) && memcmp((t).str, s, (t).len) == 0)
     Everything_R e = Everything_root(m);
@@ -156,16 +156,15 @@ static inline int sample_check(cp_message *m)
     for (uint32_t i = 0; i < l.len && i < 9; i++)
         SAMPLE_EXPECT(cp_list_get_bool(l, i) == bools[i]);
     l = Everything_get_int8List(e);
-    SAMPLE_EXPECT(l.len == 3 && (int8_t)cp_list_get_u8(l, 0) == -1 && cp_list_get_u8(l, 1) == 2 &&
+    SAMPLE_EXPECT(l.len == 3 && cp_list_get_i8(l, 0) == -1 && cp_list_get_u8(l, 1) == 2 &&
                   (int8_t)cp_list_get_u8(l, 2) == -3);
     l = Everything_get_int16List(e);
-    SAMPLE_EXPECT(l.len == 2 && (int16_t)cp_list_get_u16(l, 0) == -300 &&
-                  cp_list_get_u16(l, 1) == 400);
+    SAMPLE_EXPECT(l.len == 2 && cp_list_get_i16(l, 0) == -300 && cp_list_get_u16(l, 1) == 400);
     l = Everything_get_int32List(e);
-    SAMPLE_EXPECT(l.len == 3 && (int32_t)cp_list_get_u32(l, 0) == -70000 &&
-                  cp_list_get_u32(l, 1) == 80000 && cp_list_get_u32(l, 2) == 0);
+    SAMPLE_EXPECT(l.len == 3 && cp_list_get_i32(l, 0) == -70000 && cp_list_get_u32(l, 1) == 80000 &&
+                  cp_list_get_u32(l, 2) == 0);
     l = Everything_get_int64List(e);
-    SAMPLE_EXPECT(l.len == 2 && (int64_t)cp_list_get_u64(l, 0) == -5000000000LL &&
+    SAMPLE_EXPECT(l.len == 2 && cp_list_get_i64(l, 0) == -5000000000LL &&
                   cp_list_get_u64(l, 1) == 6000000000ULL);
     l = Everything_get_uint8List(e);
     SAMPLE_EXPECT(l.len == 3 && cp_list_get_u8(l, 2) == 254);
@@ -186,8 +185,9 @@ static inline int sample_check(cp_message *m)
     SAMPLE_TEXT(cp_list_get_text(l, 1), "");
     SAMPLE_TEXT(cp_list_get_text(l, 2), "three");
     l = Everything_get_dataList(e);
-    SAMPLE_EXPECT(l.len == 3 && cp_list_get_data(l, 0).len == 1 && cp_list_get_data(l, 1).len == 0 &&
-                  cp_list_get_data(l, 2).len == 2 && cp_list_get_data(l, 2).ptr[1] == 3);
+    SAMPLE_EXPECT(l.len == 3 && cp_list_get_data(l, 0).len == 1 &&
+                  cp_list_get_data(l, 1).len == 0 && cp_list_get_data(l, 2).len == 2 &&
+                  cp_list_get_data(l, 2).ptr[1] == 3);
     Inner_LR sl = Everything_get_structList(e);
     SAMPLE_EXPECT(Inner_list_len(sl) == 3);
     SAMPLE_EXPECT(Inner_get_id(Inner_list_get(sl, 0)) == 1);
@@ -206,7 +206,8 @@ static inline int sample_check(cp_message *m)
     SAMPLE_EXPECT(sub.len == 0);
     l = Everything_get_listOfStructLists(e);
     Inner_LR s1 = Inner_list_read(cp_list_get_ptr(l, 1));
-    SAMPLE_EXPECT(l.len == 2 && Inner_list_len(s1) == 2 && Inner_get_id(Inner_list_get(s1, 1)) == 21);
+    SAMPLE_EXPECT(l.len == 2 && Inner_list_len(s1) == 2 &&
+                  Inner_get_id(Inner_list_get(s1, 1)) == 21);
     SAMPLE_TEXT(Inner_get_name(Inner_list_get(s1, 1)), "x");
     SAMPLE_EXPECT(Everything_which(e) == Everything_WHICH_unionText);
     SAMPLE_TEXT(Everything_get_unionText(e), "in the union");

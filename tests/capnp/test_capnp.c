@@ -143,7 +143,8 @@ static void test_write_fd(void **state)
 static void test_pack_reference_vectors(void **state)
 {
     /* The examples of the encoding spec. */
-    static const uint8_t plain[] = {0x08, 0, 0, 0, 0x03, 0, 0x02, 0, 0x19, 0, 0, 0, 0xaa, 0x01, 0, 0};
+    static const uint8_t plain[] = {0x08, 0, 0, 0, 0x03, 0,    0x02, 0,
+                                    0x19, 0, 0, 0, 0xaa, 0x01, 0,    0};
     static const uint8_t packed[] = {0x51, 0x08, 0x03, 0x02, 0x31, 0x19, 0xaa, 0x01};
     uint64_t words[2];
     memcpy(words, plain, 16);
@@ -348,8 +349,8 @@ static void test_stream_reader_byte_by_byte(void **state)
     assert_int_equal(cp_stream_reader_take(&sr, &m, &err), 0);
     cp_message_release(&m);
     size_t used2;
-    assert_int_equal(cp_stream_reader_feed(&sr, stream.data + used, stream.len - used, &used2, &err),
-                     1);
+    assert_int_equal(
+        cp_stream_reader_feed(&sr, stream.data + used, stream.len - used, &used2, &err), 1);
     assert_int_equal(used + used2, stream.len);
     assert_int_equal(cp_stream_reader_take(&sr, &m, &err), 0);
     cp_message_release(&m);
@@ -593,6 +594,44 @@ static void test_traversal_amplification(void **state)
     cp_message_release(&m);
 }
 
+static void test_builder_reentry_and_null(void **state)
+{
+    cp_message m;
+    cp_message_init(&m, 2); /* tiny segments: objects land behind far pointers */
+    cp_struct_builder root = cp_message_init_root(&m, 1, 2);
+    cp_struct_builder a = cp_init_struct(root, 0, 1, 1);
+    cp_set_u64(a, 0, 99, 0);
+    /* Re-entering an existing struct returns the same storage... */
+    cp_struct_builder again = cp_ptr_get_struct_builder(cp_builder_ptr(root, 0), 1, 0);
+    assert_ptr_equal(again.data, a.data);
+    assert_true(again.seg < m.nsegs);
+    cp_set_u64(again, 0, 100, 0);
+    /* ...and asking for more than it has makes a new one. */
+    cp_struct_builder bigger = cp_ptr_get_struct_builder(cp_builder_ptr(root, 0), 2, 1);
+    assert_ptr_not_equal(bigger.data, a.data);
+    cp_struct_reader r = cp_struct_builder_as_reader(root);
+    assert_int_equal(cp_get_u64(cp_get_struct(r, 0, cp_ptr_null()), 0, 0), 0);
+    assert_int_equal(cp_get_struct(r, 0, cp_ptr_null()).data_bytes, 16);
+
+    cp_list_builder bl = cp_init_list(root, 1, CP_ELEM_BIT, 70);
+    cp_list_set_bool(bl, 69, true);
+    cp_list_set_bool(bl, 3, true);
+    cp_list_set_bool(bl, 3, false);
+    cp_list_reader blr = cp_list_builder_as_reader(bl);
+    assert_true(cp_list_get_bool(blr, 69));
+    assert_false(cp_list_get_bool(blr, 3));
+    cp_ptr_set_null(cp_builder_ptr(root, 1));
+    assert_false(cp_has_ptr(r, 1));
+    assert_int_equal(cp_get_list(r, 1, CP_ELEM_BIT, cp_ptr_null()).len, 0);
+
+    /* A new root replaces the old one. */
+    cp_struct_builder root2 = cp_message_init_root(&m, 0, 0);
+    (void)root2;
+    assert_int_equal(cp_message_root(&m).data_bytes, 0);
+    assert_true(cp_message_ok(&m));
+    cp_message_release(&m);
+}
+
 static void test_builder_limits(void **state)
 {
     cp_message m;
@@ -632,6 +671,7 @@ int main(void)
         cmocka_unit_test(test_text_and_kind_checks),
         cmocka_unit_test(test_nesting_limit),
         cmocka_unit_test(test_traversal_amplification),
+        cmocka_unit_test(test_builder_reentry_and_null),
         cmocka_unit_test(test_builder_limits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -4,7 +4,11 @@
  * CodeGeneratorRequest produced by `capnp compile -o-`. */
 #include "generic.capnp.h"
 #include "sample.h"
+#include "persistent.capnp.h"
+#include "rpc-twoparty.capnp.h"
+#include "rpc.capnp.h"
 #include "schema.capnp.h"
+#include "stream.capnp.h"
 
 #include <setjmp.h>
 #include <cmocka.h>
@@ -69,8 +73,8 @@ static void test_constants_and_nested(void **state)
     Outer_Nested_B n = Outer_init_nested(o);
     Outer_R r = Outer_as_reader(o);
     assert_int_equal(Outer_Nested_get_mood(Outer_get_nested(r)), Outer_Nested_Mood_sad);
-    assert_string_equal(Outer_Nested_Deeper_get_value(Outer_Nested_get_deeper(Outer_get_nested(r))).str,
-                        "deep");
+    assert_string_equal(
+        Outer_Nested_Deeper_get_value(Outer_Nested_get_deeper(Outer_get_nested(r))).str, "deep");
     Outer_Nested_set_mood(n, Outer_Nested_Mood_happy);
     assert_int_equal(Outer_Nested_get_mood(Outer_get_nested(r)), Outer_Nested_Mood_happy);
     cp_message_release(&m);
@@ -141,8 +145,8 @@ static void test_generics_and_interfaces(void **state)
     assert_true(Store_get_Results_get_found(rr));
     assert_string_equal(cp_ptr_get_text(Store_get_Results_get_value(rr), NULL).str, "v");
     Store_watch_Params_B wp = Store_watch_Params_init_root(&m);
-    Store_watch_Params_set_watcher(wp, 4);
-    assert_int_equal(Store_watch_Params_get_watcher(Store_watch_Params_as_reader(wp)), 4);
+    Store_watch_Params_set_watcher_index(wp, 4);
+    assert_int_equal(Store_watch_Params_get_watcher_index(Store_watch_Params_as_reader(wp)), 4);
     /* Explicit param and result types are the named structs. */
     Derived_explicit_params_B ep = Handle_init_root(&m);
     Handle_set_color(ep, Color_red);
@@ -151,16 +155,155 @@ static void test_generics_and_interfaces(void **state)
     Inner_set_id(eb, 6);
     Derived_explicit_results_R er = Inner_root(&m);
     assert_int_equal(Inner_get_id(er), 6);
+    /* `Capability` fields carry a cap-table index; superclasses are listed. */
+    Untyped_B u = Untyped_init_root(&m);
+    Untyped_set_cap_index(u, 2);
+    assert_int_equal(Untyped_get_cap_index(Untyped_as_reader(u)), 2);
+    assert_int_equal(Saveable_SUPERCLASS_COUNT, 1);
+    assert_true(Saveable_SUPERCLASS_IDS[0] == Persistent_TYPE_ID);
+    assert_int_equal(Derived_SUPERCLASS_COUNT, 1);
+    assert_true(Derived_SUPERCLASS_IDS[0] == Base_TYPE_ID);
     assert_true(cp_message_ok(&m));
     cp_message_release(&m);
+}
+
+/* ---- generated RPC helpers, over a local server ----------------------- */
+
+typedef struct kv_server {
+    cp_server base;
+    char value[32];
+    bool destroyed;
+} kv_server;
+
+static void kv_get(cp_server *self, cp_call *call, Store_get_params_R p)
+{
+    kv_server *kv = (kv_server *)self;
+    Store_get_results_B r = Store_get_results(call);
+    bool found = strcmp(Store_get_Params_get_key(p).str, "k") == 0 && kv->value[0];
+    Store_get_Results_set_found(r, found);
+    if (found)
+        cp_ptr_set_text(Store_get_Results_ptr_value(r), kv->value, strlen(kv->value));
+    cp_call_return(call);
+}
+
+static void kv_put(cp_server *self, cp_call *call, Store_put_params_R p)
+{
+    kv_server *kv = (kv_server *)self;
+    cp_text v = cp_ptr_get_text(Store_put_Params_get_value(p), NULL);
+    gr_strlcpy(kv->value, v.str, sizeof(kv->value));
+    cp_call_return(call);
+}
+
+static const Store_methods kv_methods = {.get = kv_get, .put = kv_put};
+
+static void kv_dispatch(cp_server *self, cp_call *call, uint64_t iid, uint16_t mid)
+{
+    if (!Store_dispatch(&kv_methods, self, call, iid, mid))
+        cp_call_unimplemented(call, iid, mid);
+}
+
+static void kv_destroy(cp_server *self)
+{
+    ((kv_server *)self)->destroyed = true;
+}
+
+static const cp_server_vtable kv_vt = {"kv", kv_dispatch, kv_destroy};
+
+typedef struct outcome {
+    int calls;
+    bool failed;
+    cp_exc_type type;
+    bool found;
+    char value[32];
+} outcome;
+
+static void on_get(const cp_response *resp, void *ud)
+{
+    outcome *o = ud;
+    o->calls++;
+    o->failed = resp->exception != NULL;
+    if (o->failed) {
+        o->type = resp->exception->type;
+        return;
+    }
+    Store_get_results_R r = Store_get_response(resp);
+    o->found = Store_get_Results_get_found(r);
+    gr_strlcpy(o->value, cp_ptr_get_text(Store_get_Results_get_value(r), NULL).str,
+               sizeof(o->value));
+}
+
+static void send_and_expect_done(cp_request *req, outcome *o)
+{
+    gr_error_t err = NULL;
+    cp_pending *pending = (cp_pending *)1;
+    int before = o->calls;
+    assert_int_equal(cp_request_send(req, on_get, o, &pending, &err), 0);
+    assert_null(pending); /* a local object answers at once */
+    assert_int_equal(o->calls, before + 1);
+}
+
+static void test_rpc_helpers_with_local_server(void **state)
+{
+    kv_server kv = {.base = {.vt = &kv_vt}};
+    cp_cap *cap = cp_server_cap(&kv.base);
+    outcome o = {0};
+
+    Store_get_params_B gp;
+    cp_request *req = Store_get_request(cap, &gp);
+    Store_get_Params_set_key(gp, "k", 1);
+    send_and_expect_done(req, &o);
+    assert_false(o.failed);
+    assert_false(o.found);
+
+    Store_put_params_B pp;
+    req = Store_put_request(cap, &pp);
+    Store_put_Params_set_key(pp, "k", 1);
+    cp_ptr_set_text(Store_put_Params_ptr_value(pp), "v1", 2);
+    send_and_expect_done(req, &o);
+    assert_string_equal(kv.value, "v1");
+
+    req = Store_get_request(cap, &gp);
+    Store_get_Params_set_key(gp, "k", 1);
+    send_and_expect_done(req, &o);
+    assert_true(o.found);
+    assert_string_equal(o.value, "v1");
+
+    /* A method the table lacks, and another interface's method. */
+    Store_watch_params_B wp;
+    req = Store_watch_request(cap, &wp);
+    send_and_expect_done(req, &o);
+    assert_true(o.failed);
+    assert_int_equal(o.type, CP_EXC_UNIMPLEMENTED);
+    Base_ping_params_B bp;
+    req = Base_ping_request(cap, &bp);
+    send_and_expect_done(req, &o);
+    assert_true(o.failed);
+    assert_int_equal(o.type, CP_EXC_UNIMPLEMENTED);
+
+    /* Capability fields hold cp_cap references through the cap table. */
+    cp_message m;
+    cp_message_init(&m, 0);
+    Holder_B h = Holder_init_root(&m);
+    Holder_set_marker(h, cp_cap_ref(cap));
+    assert_int_equal(m.ncaps, 1);
+    cp_cap *back = Holder_get_marker(Holder_as_reader(h));
+    assert_ptr_equal(back, cap);
+    cp_cap_unref(back);
+    assert_null(cp_get_capability(Holder_as_reader(h).s, 1)); /* the null markers list */
+    for (uint32_t i = 0; i < m.ncaps; i++)
+        cp_cap_unref(m.caps[i]);
+    cp_message_release(&m);
+
+    assert_false(kv.destroyed);
+    cp_cap_unref(cap);
+    assert_true(kv.destroyed);
 }
 
 /* The generated schema.capnp accessors, over a request capnp itself wrote. */
 static void test_schema_capnp_reads_real_request(void **state)
 {
-    FILE *p = popen("capnp compile -o- --src-prefix=" CAPNP_TEST_DIR " " CAPNP_TEST_DIR
-                    "/test.capnp",
-                    "r");
+    FILE *p = popen(
+        "capnp compile -o- --src-prefix=" CAPNP_TEST_DIR " " CAPNP_TEST_DIR "/test.capnp", "r");
     assert_non_null(p);
     gr_buf in = GR_BUF_INIT;
     char chunk[4096];
@@ -174,10 +317,10 @@ static void test_schema_capnp_reads_real_request(void **state)
     CodeGeneratorRequest_R req = CodeGeneratorRequest_root(&m);
     CodeGeneratorRequest_RequestedFile_LR files = CodeGeneratorRequest_get_requestedFiles(req);
     assert_int_equal(CodeGeneratorRequest_RequestedFile_list_len(files), 1);
-    assert_string_equal(
-        CodeGeneratorRequest_RequestedFile_get_filename(CodeGeneratorRequest_RequestedFile_list_get(files, 0))
-            .str,
-        "test.capnp");
+    assert_string_equal(CodeGeneratorRequest_RequestedFile_get_filename(
+                            CodeGeneratorRequest_RequestedFile_list_get(files, 0))
+                            .str,
+                        "test.capnp");
     Node_LR nodes = CodeGeneratorRequest_get_nodes(req);
     bool found = false;
     for (uint32_t i = 0; i < Node_list_len(nodes); i++) {
@@ -211,6 +354,7 @@ int main(void)
         cmocka_unit_test(test_constants_and_nested),
         cmocka_unit_test(test_unions_and_groups),
         cmocka_unit_test(test_generics_and_interfaces),
+        cmocka_unit_test(test_rpc_helpers_with_local_server),
         cmocka_unit_test(test_schema_capnp_reads_real_request),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,750 @@
+/* RPC tests without the C++ peer: local calls and promises, two Granary
+ * vats wired back to back in memory (every byte still goes through the
+ * framing and the protocol), and hand-made hostile messages fed to a
+ * connection, checking what it answers. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include <cmocka.h>
+
+#include "interop_c.h"
+#include "rpc_internal.h"
+
+/* ---- two connections back to back ------------------------------------------------ */
+
+typedef struct wire {
+    cp_rpc_conn *a, *b;
+    gr_buf to_a, to_b;
+} wire;
+
+static void write_to_b(const void *d, size_t n, void *ud)
+{
+    gr_buf_append(&((wire *)ud)->to_b, d, n);
+}
+
+static void write_to_a(const void *d, size_t n, void *ud)
+{
+    gr_buf_append(&((wire *)ud)->to_a, d, n);
+}
+
+static void feed(cp_rpc_conn *c, gr_buf *q)
+{
+    gr_buf b = *q;
+    *q = (gr_buf)GR_BUF_INIT;
+    if (b.len)
+        cp__rpc_conn_feed(c, b.data, b.len);
+    gr_buf_release(&b);
+}
+
+static void pump(wire *w)
+{
+    while (w->to_a.len || w->to_b.len) {
+        feed(w->b, &w->to_b);
+        feed(w->a, &w->to_a);
+    }
+}
+
+static void wire_init(wire *w, cp_cap *a_boot, cp_cap *b_boot)
+{
+    memset(w, 0, sizeof(*w));
+    w->a = cp__rpc_conn_new_raw(a_boot, NULL, write_to_b, w);
+    w->b = cp__rpc_conn_new_raw(b_boot, NULL, write_to_a, w);
+}
+
+static void wire_release(wire *w)
+{
+    cp_rpc_conn_free(w->a);
+    cp_rpc_conn_free(w->b);
+    gr_buf_release(&w->to_a);
+    gr_buf_release(&w->to_b);
+}
+
+static cp_request *ping_req(cp_cap *cap, uint64_t n)
+{
+    cp_request *req = cp_request_new(cap, Interop_TYPE_ID, Interop_ping_METHOD_ID);
+    Interop_ping_Params_set_n((Interop_ping_Params_B){cp_request_params(req, 1, 0)}, n);
+    return req;
+}
+
+static cp_request *cb_req(cp_cap *cb, uint32_t i)
+{
+    cp_request *req = cp_request_new(cb, Callback_TYPE_ID, Callback_call_METHOD_ID);
+    Callback_call_Params_set_i((Callback_call_Params_B){cp_request_params(req, 1, 0)}, i);
+    return req;
+}
+
+static interop_outcome *send_call(cp_request *req, cp_pending **p)
+{
+    _cleanup_error_ gr_error_t err = NULL;
+    interop_outcome *o = interop_send(req, p, &err);
+    if (!o)
+        fail_msg("%s", gr_error_msg(err));
+    return o;
+}
+
+static int64_t i64_of(interop_outcome *o)
+{
+    assert_true(o->done);
+    if (o->failed)
+        fail_msg("call failed: %s", o->reason);
+    return cp_get_i64(o->results, 0, 0);
+}
+
+/* ---- local objects ------------------------------------------------------------------- */
+
+static void test_local_calls(void **state)
+{
+    interop_state st = {.loop = uv_default_loop()};
+    cp_cap *srv = interop_server_new(&st);
+    cp_pending *p = (cp_pending *)1;
+    interop_outcome *o = send_call(ping_req(srv, 41), &p);
+    assert_true(o->done); /* answered inside cp_request_send */
+    assert_null(p);
+    assert_int_equal(cp_get_u64(o->results, 0, 0), 42);
+    interop_outcome_free(o);
+
+    /* A call answered later, canceled by the caller: the server hears of it. */
+    o = send_call(cp_request_new(srv, Interop_TYPE_ID, Interop_hang_METHOD_ID), &p);
+    assert_non_null(p);
+    cp_pending_cancel(p);
+    assert_int_equal(st.canceled, 1);
+    assert_false(o->done);
+    interop_outcome_free(o);
+
+    /* Pipelining on a local call that answers from a timer: queued, then replayed. */
+    st.delay_counters = true;
+    cp_request *req = cp_request_new(srv, Interop_TYPE_ID, Interop_newCounter_METHOD_ID);
+    Interop_newCounter_Params_set_start((Interop_newCounter_Params_B){cp_request_params(req, 1, 0)}, 7);
+    interop_outcome *made = send_call(req, &p);
+    static const uint16_t path[] = {0};
+    cp_cap *counter = cp_pending_pipeline(p, path, 1);
+    req = cp_request_new(counter, Counter_TYPE_ID, Counter_inc_METHOD_ID);
+    Counter_inc_Params_set_by((Counter_inc_Params_B){cp_request_params(req, 1, 0)}, 3);
+    interop_outcome *inc = send_call(req, NULL);
+    assert_false(inc->done);
+    interop_wait(uv_default_loop(), inc);
+    assert_int_equal(i64_of(inc), 10);
+    assert_true(made->done);
+    interop_outcome_free(inc);
+    interop_outcome_free(made);
+    cp_cap_unref(counter);
+    assert_int_equal(st.live, 0);
+
+    /* A streaming flow reports the first failure of its calls to later sends. */
+    cp_flow *flow = cp_flow_new(0, NULL, NULL);
+    _cleanup_error_ gr_error_t ferr = NULL;
+    assert_int_equal(cp_flow_send(flow, ping_req(srv, 1), &ferr), 1);
+    cp_request *bad = cp_request_new(srv, Interop_TYPE_ID, Interop_fail_METHOD_ID);
+    cp_set_text(cp_request_params(bad, 0, 1), 0, "disk full", 9);
+    assert_true(cp_flow_send(flow, bad, &ferr) < 0); /* answered at once: already failed */
+    gr_error_release(&ferr);
+    assert_true(cp_flow_send(flow, ping_req(srv, 2), &ferr) < 0);
+    assert_non_null(strstr(gr_error_msg(ferr), "disk full"));
+    assert_int_equal(cp_flow_in_flight(flow), 0);
+    cp_flow_free(flow);
+
+    /* A broken capability refuses at once, without calling back. */
+    cp_cap *broken = cp_cap_broken(CP_EXC_OVERLOADED, "busy %d", 3);
+    assert_true(cp_cap_is_broken(broken));
+    _cleanup_error_ gr_error_t err = NULL;
+    assert_true(cp_request_send(ping_req(broken, 1), NULL, NULL, NULL, &err) < 0);
+    assert_non_null(strstr(gr_error_msg(err), "busy 3"));
+    cp_cap_unref(broken);
+    cp_cap_unref(srv);
+    while (uv_run(uv_default_loop(), UV_RUN_DEFAULT))
+        ;
+}
+
+/* ---- two Granary vats ------------------------------------------------------------------ */
+
+static void test_two_vats(void **state)
+{
+    interop_state sa = {0}, sb = {0};
+    cp_cap *srv = interop_server_new(&sb);
+    wire w;
+    wire_init(&w, NULL, srv);
+    cp_cap_unref(srv);
+    cp_cap *remote = cp_rpc_conn_bootstrap(w.a);
+
+    interop_outcome *o = send_call(ping_req(remote, 1), NULL);
+    pump(&w);
+    assert_int_equal(cp_get_u64(o->results, 0, 0), 2);
+    interop_outcome_free(o);
+
+    /* Pipelined call, and the promise passed back as a parameter. */
+    cp_pending *p = NULL;
+    cp_request *req = cp_request_new(remote, Interop_TYPE_ID, Interop_newCounter_METHOD_ID);
+    Interop_newCounter_Params_set_start((Interop_newCounter_Params_B){cp_request_params(req, 1, 0)}, 10);
+    interop_outcome *made = send_call(req, &p);
+    static const uint16_t path[] = {0};
+    cp_cap *counter = cp_pending_pipeline(p, path, 1);
+    req = cp_request_new(remote, Interop_TYPE_ID, Interop_add_METHOD_ID);
+    cp_struct_builder ap = cp_request_params(req, 1, 1);
+    cp_set_capability(ap, 0, cp_cap_ref(counter));
+    Interop_add_Params_set_by((Interop_add_Params_B){ap}, 5);
+    interop_outcome *add = send_call(req, NULL);
+    pump(&w);
+    assert_int_equal(i64_of(add), 15);
+    interop_outcome_free(add);
+    interop_outcome_free(made);
+    cp_cap_unref(counter);
+    pump(&w);
+    assert_int_equal(sb.live, 0); /* the counter went with our last reference */
+
+    /* A callback from A called by B, then released by B. */
+    req = cp_request_new(remote, Interop_TYPE_ID, Interop_callBack_METHOD_ID);
+    cp_struct_builder cp = cp_request_params(req, 1, 1);
+    cp_set_capability(cp, 0, interop_callback_new(&sa));
+    Interop_callBack_Params_set_n((Interop_callBack_Params_B){cp}, 4);
+    o = send_call(req, NULL);
+    pump(&w);
+    assert_int_equal(i64_of(o), 60);
+    interop_outcome_free(o);
+    assert_int_equal(sa.callbacks_destroyed, 1);
+
+    cp_rpc_stats st;
+    cp_rpc_conn_stats(w.a, &st);
+    assert_int_equal(st.imports, 1);
+    assert_int_equal(st.exports, 0);
+    assert_int_equal(st.questions, 0);
+    cp_rpc_conn_stats(w.b, &st);
+    assert_int_equal(st.exports, 1);
+    assert_int_equal(st.answers, 0);
+
+    /* Embargo between two of ours: A's own callback comes back through B. */
+    req = cp_request_new(remote, Interop_TYPE_ID, Interop_reflect_METHOD_ID);
+    cp_set_capability(cp_request_params(req, 0, 1), 0, interop_callback_new(&sa));
+    interop_outcome *refl = send_call(req, &p);
+    cp_cap *cb = cp_pending_pipeline(p, path, 1);
+    interop_outcome *calls[4];
+    for (uint32_t i = 0; i < 3; i++)
+        calls[i] = send_call(cb_req(cb, i), NULL);
+    feed(w.b, &w.to_b); /* B answers reflect and sends the three calls back to A */
+    feed(w.a, &w.to_a); /* A learns the answer is its own object: embargo */
+    assert_true(refl->done);
+    cp_rpc_conn_stats(w.a, &st);
+    assert_int_equal(st.embargoes, 1);
+    calls[3] = send_call(cb_req(cb, 3), NULL);
+    assert_false(calls[3]->done); /* held until the Disembargo comes back */
+    pump(&w);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(i64_of(calls[i]), i * 10);
+        interop_outcome_free(calls[i]);
+    }
+    assert_int_equal(sa.out_of_order, 0);
+    cp_rpc_conn_stats(w.b, &st);
+    assert_int_equal(st.reflections, 1);
+    interop_outcome_free(refl);
+    cp_cap_unref(cb);
+    pump(&w);
+
+    /* Disconnect: outstanding calls fail once, imports break. */
+    o = send_call(cp_request_new(remote, Interop_TYPE_ID, Interop_hang_METHOD_ID), NULL);
+    pump(&w);
+    cp__rpc_conn_disconnect(w.b, "test cut the wire");
+    cp__rpc_conn_disconnect(w.a, "test cut the wire");
+    assert_true(o->done);
+    assert_int_equal(o->type, CP_EXC_DISCONNECTED);
+    assert_int_equal(sb.canceled, 1);
+    assert_true(cp_cap_is_broken(remote));
+    interop_outcome_free(o);
+    cp_cap_unref(remote);
+    wire_release(&w);
+    assert_int_equal(sa.live, 0);
+    assert_int_equal(sb.live, 0);
+}
+
+/* ---- hostile input --------------------------------------------------------------------- */
+
+typedef struct victim {
+    interop_state st;
+    cp_rpc_conn *conn;
+    gr_buf out; /* what it sent */
+} victim;
+
+static void collect(const void *d, size_t n, void *ud)
+{
+    gr_buf_append(&((victim *)ud)->out, d, n);
+}
+
+static victim *victim_new(const cp_rpc_options *opts)
+{
+    victim *v = gr_calloc(1, sizeof(*v));
+    cp_cap *srv = interop_server_new(&v->st);
+    v->conn = cp__rpc_conn_new_raw(srv, opts, collect, v);
+    cp_cap_unref(srv);
+    return v;
+}
+
+static void victim_free(victim *v)
+{
+    cp_rpc_conn_free(v->conn);
+    gr_buf_release(&v->out);
+    assert_int_equal(v->st.live, 0);
+    free(v);
+}
+
+/* Feeds one message built by fill into v. */
+static int inject(victim *v, uint16_t which, uint16_t dw, uint16_t pw,
+                  void (*fill)(cp_struct_builder b, const uint32_t *args), const uint32_t *args)
+{
+    cp_message m;
+    cp_message_init(&m, 0);
+    cp_struct_builder root = cp_message_init_root(&m, 1, 1);
+    cp_set_u16(root, 0, which, 0);
+    cp_struct_builder body = cp_init_struct(root, 0, dw, pw);
+    if (fill)
+        fill(body, args);
+    gr_buf b = GR_BUF_INIT;
+    cp_message_write(&m, &b);
+    cp_message_release(&m);
+    int r = cp__rpc_conn_feed(v->conn, b.data, b.len);
+    gr_buf_release(&b);
+    return r;
+}
+
+/* The messages v sent, as (which, first u32 of the body) pairs; the last
+ * Abort's reason goes to *abort_reason (caller frees). */
+static int sent_kinds(victim *v, uint16_t *which, uint32_t *first, int max, char **abort_reason)
+{
+    cp_stream_reader sr;
+    cp_stream_reader_init(&sr, 0, NULL);
+    size_t off = 0;
+    int n = 0;
+    while (off < v->out.len && n < max) {
+        size_t used = 0;
+        gr_error_t err = NULL;
+        int r = cp_stream_reader_feed(&sr, v->out.data + off, v->out.len - off, &used, &err);
+        assert_true(r >= 0);
+        off += used;
+        if (r == 1) {
+            cp_message m;
+            assert_int_equal(cp_stream_reader_take(&sr, &m, &err), 0);
+            cp_struct_reader root = cp_message_root(&m);
+            cp_struct_reader body = cp_get_struct(root, 0, cp_ptr_null());
+            which[n] = cp_get_u16(root, 0, 0);
+            first[n] = cp_get_u32(body, 0, 0);
+            if (which[n] == CP__MSG_ABORT && abort_reason) {
+                free(*abort_reason);
+                *abort_reason = gr_strdup(cp_get_text(body, 0, "").str);
+            }
+            n++;
+            cp_message_release(&m);
+        }
+    }
+    cp_stream_reader_release(&sr);
+    return n;
+}
+
+static void fill_call(cp_struct_builder c, const uint32_t *a)
+{
+    /* args: question id, export id, method */
+    cp_set_u32(c, 0, a[0], 0);
+    cp_set_u64(c, 8, Interop_TYPE_ID, 0);
+    cp_set_u16(c, 4, (uint16_t)a[2], 0);
+    cp_struct_builder mt = cp_init_struct(c, 0, 1, 1);
+    cp_set_u32(mt, 0, a[1], 0);
+    cp_struct_builder payload = cp_init_struct(c, 1, 0, 2);
+    cp_init_struct(payload, 0, 1, 1);
+}
+
+static void fill_u32s(cp_struct_builder b, const uint32_t *a)
+{
+    cp_set_u32(b, 0, a[0], 0);
+    cp_set_u32(b, 4, a[1], 0);
+}
+
+static void fill_receiver_loopback(cp_struct_builder d, const uint32_t *a)
+{
+    cp_init_struct(d, 0, 1, 1);
+    cp_set_u16(d, 4, 1, 0);
+    cp_set_u32(d, 0, a[0], 0);
+}
+
+static void test_hostile_duplicate_question(void **state)
+{
+    victim *v = victim_new(NULL);
+    const uint32_t boot[] = {0, 0};
+    assert_int_equal(inject(v, CP__MSG_BOOTSTRAP, 1, 1, fill_u32s, boot), 0);
+    const uint32_t hang[] = {5, 0, Interop_hang_METHOD_ID};
+    assert_int_equal(inject(v, CP__MSG_CALL, 3, 3, fill_call, hang), 0);
+    assert_int_equal(v->st.hanging, 1);
+    assert_true(inject(v, CP__MSG_CALL, 3, 3, fill_call, hang) < 0);
+    assert_false(cp_rpc_conn_alive(v->conn));
+    assert_int_equal(v->st.canceled, 1); /* the first hang was canceled by the end */
+    uint16_t which[8];
+    uint32_t first[8];
+    char *reason = NULL;
+    int n = sent_kinds(v, which, first, 8, &reason);
+    assert_int_equal(which[0], CP__MSG_RETURN); /* the bootstrap */
+    assert_int_equal(which[n - 1], CP__MSG_ABORT);
+    assert_string_equal(reason, "Call reuses question id 5");
+    free(reason);
+    victim_free(v);
+}
+
+static void test_hostile_messages(void **state)
+{
+    struct {
+        uint16_t which, dw, pw;
+        void (*fill)(cp_struct_builder, const uint32_t *);
+        uint32_t args[3];
+        const char *abort; /* NULL: the connection must survive */
+    } cases[] = {
+        {CP__MSG_RETURN, 2, 1, fill_u32s, {77, 0}, "Return for an unknown question 77"},
+        {CP__MSG_DISEMBARGO, 1, 1, fill_receiver_loopback, {9},
+         "Disembargo receiverLoopback for unknown embargo 9"},
+        {CP__MSG_FINISH, 1, 0, fill_u32s, {1234, 0}, NULL},    /* unknown: ignored */
+        {CP__MSG_RELEASE, 1, 0, fill_u32s, {99, 1}, NULL},     /* unknown export */
+        {12 /* join */, 1, 2, fill_u32s, {1, 0}, NULL},         /* answered unimplemented */
+        {CP__MSG_CALL, 3, 3, fill_call, {3, 42, 0}, NULL},     /* unknown target: exception */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        victim *v = victim_new(NULL);
+        int r = inject(v, cases[i].which, cases[i].dw, cases[i].pw, cases[i].fill, cases[i].args);
+        uint16_t which[8];
+        uint32_t first[8];
+        char *reason = NULL;
+        int n = sent_kinds(v, which, first, 8, &reason);
+        if (cases[i].abort) {
+            assert_true(r < 0);
+            assert_non_null(reason);
+            assert_non_null(strstr(reason, cases[i].abort));
+        } else {
+            assert_int_equal(r, 0);
+            assert_null(reason);
+            assert_true(cp_rpc_conn_alive(v->conn));
+        }
+        if (cases[i].which == 12) {
+            assert_int_equal(n, 1);
+            assert_int_equal(which[0], CP__MSG_UNIMPLEMENTED);
+        }
+        if (cases[i].which == CP__MSG_CALL) {
+            assert_int_equal(n, 1);
+            assert_int_equal(which[0], CP__MSG_RETURN);
+            assert_int_equal(first[0], 3);
+        }
+        free(reason);
+        victim_free(v);
+    }
+}
+
+static void test_hostile_release_and_limits(void **state)
+{
+    /* Releasing more references than were sent drops the export; calls to
+     * it then fail, and the connection lives on. */
+    victim *v = victim_new(NULL);
+    const uint32_t boot[] = {0, 0};
+    inject(v, CP__MSG_BOOTSTRAP, 1, 1, fill_u32s, boot);
+    cp_rpc_stats st;
+    cp_rpc_conn_stats(v->conn, &st);
+    assert_int_equal(st.exports, 1);
+    /* A level-0 Finish (releaseResultCaps left true) releases the results' caps. */
+    const uint32_t fin[] = {0, 0};
+    inject(v, CP__MSG_FINISH, 1, 0, fill_u32s, fin);
+    cp_rpc_conn_stats(v->conn, &st);
+    assert_int_equal(st.exports, 0);
+    assert_int_equal(st.answers, 0);
+    const uint32_t boot2[] = {1, 0};
+    inject(v, CP__MSG_BOOTSTRAP, 1, 1, fill_u32s, boot2);
+    cp_rpc_conn_stats(v->conn, &st);
+    assert_int_equal(st.exports, 1);
+    const uint32_t rel[] = {0, 5};
+    assert_int_equal(inject(v, CP__MSG_RELEASE, 1, 0, fill_u32s, rel), 0);
+    cp_rpc_conn_stats(v->conn, &st);
+    assert_int_equal(st.exports, 0);
+    const uint32_t ping[] = {2, 0, Interop_ping_METHOD_ID};
+    gr_buf_release(&v->out);
+    assert_int_equal(inject(v, CP__MSG_CALL, 3, 3, fill_call, ping), 0);
+    uint16_t kinds[4];
+    uint32_t ids[4];
+    assert_int_equal(sent_kinds(v, kinds, ids, 4, NULL), 1);
+    assert_int_equal(kinds[0], CP__MSG_RETURN); /* an exception: no such export */
+    victim_free(v);
+
+    /* A frame over the size limit is refused before it is read. */
+    cp_rpc_options opts = {.max_message_bytes = 1024};
+    v = victim_new(&opts);
+    uint32_t table[2] = {0, 1u << 20}; /* one segment of 8 MiB */
+    assert_true(cp__rpc_conn_feed(v->conn, table, sizeof(table)) < 0);
+    char *reason = NULL;
+    sent_kinds(v, kinds, ids, 4, &reason);
+    assert_non_null(reason);
+    assert_non_null(strstr(reason, "exceeds the limit of 1024"));
+    free(reason);
+    victim_free(v);
+
+    /* Too many unanswered calls. */
+    cp_rpc_options few = {.max_outstanding_calls = 2};
+    v = victim_new(&few);
+    inject(v, CP__MSG_BOOTSTRAP, 1, 1, fill_u32s, boot);
+    for (uint32_t q = 1; q <= 3; q++) {
+        const uint32_t hang[] = {q, 0, Interop_hang_METHOD_ID};
+        int r = inject(v, CP__MSG_CALL, 3, 3, fill_call, hang);
+        assert_int_equal(r, q <= 2 ? 0 : -1);
+    }
+    reason = NULL;
+    sent_kinds(v, kinds, ids, 4, &reason);
+    assert_string_equal(reason, "too many outstanding calls (limit 2)");
+    free(reason);
+    assert_int_equal(v->st.canceled, 2);
+    victim_free(v);
+}
+
+/* Starts a message of the given kind; returns its body. */
+static cp_struct_builder msg_body(cp_message *m, uint16_t which, uint16_t dw, uint16_t pw)
+{
+    cp_message_init(m, 0);
+    cp_struct_builder root = cp_message_init_root(m, 1, 1);
+    cp_set_u16(root, 0, which, 0);
+    return cp_init_struct(root, 0, dw, pw);
+}
+
+static int inject_msg(victim *v, cp_message *m)
+{
+    gr_buf b = GR_BUF_INIT;
+    cp_message_write(m, &b);
+    cp_message_release(m);
+    int r = cp__rpc_conn_feed(v->conn, b.data, b.len);
+    gr_buf_release(&b);
+    return r;
+}
+
+/* A Return for question id with results {r = value}. */
+static int inject_return(victim *v, uint32_t id, int64_t value)
+{
+    cp_message m;
+    cp_struct_builder r = msg_body(&m, CP__MSG_RETURN, 2, 1);
+    cp_set_u32(r, 0, id, 0);
+    cp_set_bool(r, 32, false, true);
+    cp_struct_builder payload = cp_init_struct(r, 0, 0, 2);
+    cp_set_i64(cp_init_struct(payload, 0, 1, 0), 0, value, 0);
+    return inject_msg(v, &m);
+}
+
+typedef struct seen {
+    int calls, releases, returns;
+    uint32_t call_qid[4], call_target[4];
+    uint32_t release_id[4], release_count[4];
+    int64_t last_return_value;
+} seen;
+
+static void parse_sent(victim *v, seen *out)
+{
+    memset(out, 0, sizeof(*out));
+    cp_stream_reader sr;
+    cp_stream_reader_init(&sr, 0, NULL);
+    size_t off = 0;
+    while (off < v->out.len) {
+        size_t used = 0;
+        gr_error_t err = NULL;
+        int r = cp_stream_reader_feed(&sr, v->out.data + off, v->out.len - off, &used, &err);
+        assert_true(r >= 0);
+        off += used;
+        if (r != 1)
+            continue;
+        cp_message m;
+        assert_int_equal(cp_stream_reader_take(&sr, &m, &err), 0);
+        cp_struct_reader root = cp_message_root(&m);
+        cp_struct_reader body = cp_get_struct(root, 0, cp_ptr_null());
+        switch (cp_get_u16(root, 0, 0)) {
+        case CP__MSG_CALL:
+            if (out->calls < 4) {
+                out->call_qid[out->calls] = cp_get_u32(body, 0, 0);
+                out->call_target[out->calls] =
+                    cp_get_u32(cp_get_struct(body, 0, cp_ptr_null()), 0, 0);
+            }
+            out->calls++;
+            break;
+        case CP__MSG_RELEASE:
+            if (out->releases < 4) {
+                out->release_id[out->releases] = cp_get_u32(body, 0, 0);
+                out->release_count[out->releases] = cp_get_u32(body, 4, 0);
+            }
+            out->releases++;
+            break;
+        case CP__MSG_RETURN: {
+            cp_struct_reader payload = cp_get_struct(body, 0, cp_ptr_null());
+            out->last_return_value = cp_get_i64(cp_get_struct(payload, 0, cp_ptr_null()), 0, 0);
+            out->returns++;
+            break;
+        }
+        }
+        cp_message_release(&m);
+    }
+    cp_stream_reader_release(&sr);
+}
+
+static void test_promise_import_resolves(void **state)
+{
+    /* The peer passes a promise (senderPromise 9) and later resolves it to
+     * another of its objects (senderHosted 10): calls made after the
+     * Resolve go to 10 directly, and both imports are released at the end. */
+    victim *v = victim_new(NULL);
+    const uint32_t boot[] = {0, 0};
+    inject(v, CP__MSG_BOOTSTRAP, 1, 1, fill_u32s, boot);
+    cp_message m;
+    cp_struct_builder c = msg_body(&m, CP__MSG_CALL, 3, 3);
+    cp_set_u32(c, 0, 1, 0);
+    cp_set_u64(c, 8, Interop_TYPE_ID, 0);
+    cp_set_u16(c, 4, Interop_callBack_METHOD_ID, 0);
+    cp_init_struct(c, 0, 1, 1); /* importedCap 0: the bootstrap */
+    cp_struct_builder payload = cp_init_struct(c, 1, 0, 2);
+    cp_struct_builder params = cp_init_struct(payload, 0, 1, 1);
+    Interop_callBack_Params_set_n((Interop_callBack_Params_B){params}, 2);
+    cp_set_cap(params, 0, 0);
+    cp_list_builder table = cp_init_struct_list(payload, 1, 1, 1, 1);
+    cp_struct_builder d = cp_list_struct_at(table, 0);
+    cp_set_u16(d, 0, 2, 0); /* senderPromise */
+    cp_set_u32(d, 4, 9, 0);
+    assert_int_equal(inject_msg(v, &m), 0);
+
+    seen s;
+    parse_sent(v, &s);
+    assert_int_equal(s.calls, 1);
+    assert_int_equal(s.call_target[0], 9);
+
+    cp_struct_builder res = msg_body(&m, CP__MSG_RESOLVE, 1, 1);
+    cp_set_u32(res, 0, 9, 0);
+    cp_struct_builder to = cp_init_struct(res, 0, 1, 1);
+    cp_set_u16(to, 0, 1, 0); /* senderHosted */
+    cp_set_u32(to, 4, 10, 0);
+    assert_int_equal(inject_msg(v, &m), 0);
+    assert_int_equal(inject_return(v, s.call_qid[0], 5), 0);
+
+    parse_sent(v, &s);
+    assert_int_equal(s.calls, 2);
+    assert_int_equal(s.call_target[1], 10);
+    assert_int_equal(inject_return(v, s.call_qid[1], 7), 0);
+
+    parse_sent(v, &s);
+    assert_int_equal(s.last_return_value, 12); /* callBack summed 5 + 7 */
+    assert_int_equal(s.releases, 2);
+    uint32_t released = 0;
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(s.release_count[i], 1);
+        released |= 1u << s.release_id[i];
+    }
+    assert_int_equal(released, (1u << 9) | (1u << 10));
+    victim_free(v);
+}
+
+/* ---- the example of docs/capnp.md ("RPC"), verbatim ------------------------------------ */
+
+typedef struct counter_server {
+    cp_server base; /* first member */
+    int64_t value;
+} counter_server;
+
+static void counter_inc(cp_server *self, cp_call *call, Counter_inc_Params_R params)
+{
+    counter_server *c = (counter_server *)self;
+    int64_t by = Counter_inc_Params_get_by(params);
+    if (by < 0) {
+        cp_call_fail(call, CP_EXC_FAILED, "inc by %lld: must not be negative", (long long)by);
+        return;
+    }
+    c->value += by;
+    Counter_inc_Results_set_value(Counter_inc_results(call), c->value);
+    cp_call_return(call); /* or later, from any callback, keeping `call` */
+}
+
+static const Counter_methods counter_methods = {.inc = counter_inc};
+
+static void counter_dispatch(cp_server *self, cp_call *call, uint64_t iface, uint16_t method)
+{
+    if (!Counter_dispatch(&counter_methods, self, call, iface, method))
+        cp_call_unimplemented(call, iface, method); /* "unimplemented" to the caller */
+}
+
+static void counter_destroy(cp_server *self)
+{
+    free(self);
+}
+
+static const cp_server_vtable counter_vt = {"Counter", counter_dispatch, counter_destroy};
+
+/* A new counter, as a capability (the caller owns the reference). */
+static cp_cap *counter_new(int64_t start)
+{
+    counter_server *c = gr_calloc(1, sizeof(*c));
+    c->base.vt = &counter_vt;
+    c->value = start;
+    return cp_server_cap(&c->base);
+}
+
+/* Serves a new counter to whoever is on the other end of fd. */
+static int serve_counter(uv_loop_t *loop, int fd, cp_rpc_conn **out, gr_error_t *err)
+{
+    cp_cap *cap = counter_new(0);
+    int r = cp_rpc_conn_open(loop, fd, cap, NULL, out, err); /* the conn takes its own ref */
+    cp_cap_unref(cap);
+    return r;
+}
+
+static void on_inc(const cp_response *resp, void *ud)
+{
+    int64_t *out = ud;
+    if (resp->exception) { /* failed, overloaded, disconnected or unimplemented */
+        gr_warn("inc: %s", resp->exception->reason);
+        return;
+    }
+    *out = Counter_inc_Results_get_value(Counter_inc_response(resp));
+    /* resp and its readers are valid only during the callback: copy what
+     * you need; take capabilities out with cp_get_capability. */
+}
+
+/* Asks the peer's bootstrap counter to add 5; the answer lands in *out. */
+static int call_inc(cp_rpc_conn *conn, int64_t *out, gr_error_t *err)
+{
+    cp_cap *remote = cp_rpc_conn_bootstrap(conn); /* usable at once: a promise */
+    Counter_inc_Params_B params;
+    cp_request *req = Counter_inc_request(remote, &params);
+    cp_cap_unref(remote); /* the request holds its own reference */
+    Counter_inc_Params_set_by(params, 5);
+    return cp_request_send(req, on_inc, out, NULL, err); /* -1: on_inc will not run */
+}
+
+static void test_doc_example(void **state)
+{
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    cp_rpc_conn *server = NULL, *client = NULL;
+    _cleanup_error_ gr_error_t err = NULL;
+    assert_int_equal(serve_counter(&loop, sv[0], &server, &err), 0);
+    assert_int_equal(cp_rpc_conn_open(&loop, sv[1], NULL, NULL, &client, &err), 0);
+    int64_t value = -1;
+    assert_int_equal(call_inc(client, &value, &err), 0);
+    while (value < 0 && uv_run(&loop, UV_RUN_ONCE))
+        ;
+    assert_int_equal(value, 5);
+    value = -1;
+    assert_int_equal(call_inc(client, &value, &err), 0);
+    while (value < 0 && uv_run(&loop, UV_RUN_ONCE))
+        ;
+    assert_int_equal(value, 10);
+    cp_rpc_conn_free(client);
+    cp_rpc_conn_free(server);
+    while (uv_run(&loop, UV_RUN_DEFAULT))
+        ;
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_local_calls),
+        cmocka_unit_test(test_two_vats),
+        cmocka_unit_test(test_hostile_duplicate_question),
+        cmocka_unit_test(test_hostile_messages),
+        cmocka_unit_test(test_hostile_release_and_limits),
+        cmocka_unit_test(test_promise_import_resolves),
+        cmocka_unit_test(test_doc_example),
+    };
+    gr_log_set_level(GR_LOG_ERROR);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
