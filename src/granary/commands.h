@@ -10,5 +10,6 @@ typedef struct gr_command {
 } gr_command;
 
 int cmd_run(int argc, char **argv);
+int cmd_sandbox_run(int argc, char **argv);
 
 #endif

@@ -5,6 +5,7 @@
 
 static const gr_command commands[] = {
     {"run", "serve Granary (the daemon)", cmd_run},
+    {"sandbox-run", "run one command in a grain sandbox", cmd_sandbox_run},
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
