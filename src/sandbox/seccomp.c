@@ -181,6 +181,10 @@ static int add_conditional(scmp_filter_ctx ctx, gr_error_t *err)
     c[0] = SCMP_A0(SCMP_CMP_MASKED_EQ, ~SBX_CLONE_ALLOWED, 0);
     if (add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1, c, err) < 0)
         return -1;
+    /* glibc's getrlimit and setrlimit are prlimit64 on the calling process. */
+    c[0] = SCMP_A0(SCMP_CMP_EQ, 0);
+    if (add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prlimit64), 1, c, err) < 0)
+        return -1;
     /* The kernel reads the ioctl request and the prctl option as 32 bits. */
     for (size_t i = 0; i < N(ioctl_allowed); i++) {
         c[0] = SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, ioctl_allowed[i]);
