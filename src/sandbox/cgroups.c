@@ -204,9 +204,15 @@ int sbx__cgroups_prepare(const sbx__cgroups_host *host, const sbx_spec *spec,
     }
     if (host->mode == SBX_LIMITS_RLIMIT)
         return 0;
+    /* A controller is used only for a limit that was asked for: a grain
+     * without limits costs no cgroup (and starts as fast as bubblewrap's). */
+    bool want[SBX__MAX_CGROUPS] = {spec->memory_bytes != 0, spec->pids != 0,
+                                   spec->cpu_percent != 0};
+    if (host->mode == SBX_LIMITS_CGROUP_V2)
+        want[0] = want[0] || want[1] || want[2];
     unsigned n = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
     for (int i = 0; i < SBX__MAX_CGROUPS; i++) {
-        if (!host->parent[i])
+        if (!host->parent[i] || !want[i])
             continue;
         char *dir = gr_asprintf("%s/granary-grain-%ld-%u", host->parent[i], (long)getpid(), n);
         if (mkdir(dir, 0755) < 0 && errno != EEXIST) {

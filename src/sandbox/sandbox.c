@@ -4,6 +4,7 @@
  * namespaces; the child runs the modules' apply steps in a fixed order and
  * execs. A failed step is written into the shared plan for the parent. */
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -35,6 +36,7 @@ struct sbx_grain {
     int pidfd;
     bool reaped;
     int status;
+    sbx_limits_mode mode;
     sbx__cgroups_grain cg;
 };
 
@@ -215,6 +217,7 @@ int sbx_start(const sbx_policy *p, const sbx_spec *spec, sbx_grain **out, gr_err
     g->pid = pid;
     g->pidfd = pidfd;
     g->cg = plan->cg;
+    g->mode = p->cg.mode;
     for (int i = 0; i < SBX__MAX_CGROUPS; i++)
         plan->cg.dir[i] = NULL;
     if (plan->fail_step) {
@@ -247,6 +250,23 @@ pid_t sbx_grain_pid(const sbx_grain *g)
 int sbx_grain_pidfd(const sbx_grain *g)
 {
     return g->pidfd;
+}
+
+int sbx_grain_memory(const sbx_grain *g, uint64_t *bytes, gr_error_t *err)
+{
+    if (g->mode == SBX_LIMITS_RLIMIT || !g->cg.dir[0])
+        return gr_make_error(err, 0, "grain %ld has no memory cgroup", (long)g->pid);
+    _cleanup_free_ char *path = gr_asprintf(
+        "%s/%s", g->cg.dir[0],
+        g->mode == SBX_LIMITS_CGROUP_V2 ? "memory.current" : "memory.usage_in_bytes");
+    _cleanup_free_ char *text = NULL;
+    size_t len;
+    long v;
+    if (gr_read_file(path, 64, &text, &len, err) < 0 ||
+        gr_parse_long(gr_strstrip(text), 0, LONG_MAX, &v, err) < 0)
+        return gr_error_prefix(err, "grain memory");
+    *bytes = (uint64_t)v;
+    return 0;
 }
 
 int sbx_kill(sbx_grain *g, gr_error_t *err)

@@ -79,6 +79,11 @@ int sbx_start(const sbx_policy *p, const sbx_spec *spec, sbx_grain **out, gr_err
 pid_t sbx_grain_pid(const sbx_grain *g);
 int sbx_grain_pidfd(const sbx_grain *g);
 
+/* Memory charged to the grain's cgroup now: its processes, their page
+ * tables and the kernel objects of its namespaces and mounts. Returns 0 and
+ * sets *bytes, or -1 with err (also when limits are rlimits only). */
+int sbx_grain_memory(const sbx_grain *g, uint64_t *bytes, gr_error_t *err);
+
 /* Kills the whole grain: SIGKILL to pid 1 of its PID namespace, which takes
  * every process in it. Returns 0 (also when it already exited), or -1 with err. */
 int sbx_kill(sbx_grain *g, gr_error_t *err);

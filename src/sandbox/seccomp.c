@@ -247,7 +247,10 @@ int sbx__seccomp_compile(struct sock_fprog *prog, gr_error_t *err)
     int rc = 0;
     /* Another architecture's calling convention (i386 int 0x80, x32) kills. */
     if ((rc = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS)) < 0 ||
-        (rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0)) < 0) {
+        (rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0)) < 0 ||
+        /* A binary search over syscall numbers instead of a linear list:
+         * shorter to run, and much faster for the kernel to load. */
+        (rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2)) < 0) {
         seccomp_release(ctx);
         return gr_make_error(err, -rc, "seccomp attributes");
     }
