@@ -99,7 +99,7 @@ static const deny_rule deny_errno[] = {
     {SCMP_SYS(setgroups), EPERM}, {SCMP_SYS(capset), EPERM},
     /* the filesystem view is fixed */
     {SCMP_SYS(mount), EPERM}, {SCMP_SYS(umount2), EPERM}, {SCMP_SYS(pivot_root), EPERM},
-    {SCMP_SYS(chroot), EPERM}, {SCMP_SYS(mknod), EPERM}, {SCMP_SYS(mknodat), EPERM},
+    {SCMP_SYS(chroot), EPERM},
     {SCMP_SYS(open_tree), EPERM}, {SCMP_SYS(move_mount), EPERM}, {SCMP_SYS(fsopen), EPERM},
     {SCMP_SYS(fsconfig), EPERM}, {SCMP_SYS(fsmount), EPERM}, {SCMP_SYS(fspick), EPERM},
     {SCMP_SYS(mount_setattr), EPERM}, {SCMP_SYS(name_to_handle_at), EPERM},
@@ -181,6 +181,16 @@ static int add_conditional(scmp_filter_ctx ctx, gr_error_t *err)
     c[0] = SCMP_A0(SCMP_CMP_MASKED_EQ, ~SBX_CLONE_ALLOWED, 0);
     if (add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1, c, err) < 0)
         return -1;
+    /* mknod only for FIFOs and plain files: no device nodes. */
+    const unsigned node_types[] = {0, S_IFREG, S_IFIFO};
+    for (size_t i = 0; i < N(node_types); i++) {
+        c[0] = SCMP_A1(SCMP_CMP_MASKED_EQ, S_IFMT, node_types[i]);
+        if (add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mknod), 1, c, err) < 0)
+            return -1;
+        c[0] = SCMP_A2(SCMP_CMP_MASKED_EQ, S_IFMT, node_types[i]);
+        if (add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mknodat), 1, c, err) < 0)
+            return -1;
+    }
     /* glibc's getrlimit and setrlimit are prlimit64 on the calling process. */
     c[0] = SCMP_A0(SCMP_CMP_EQ, 0);
     if (add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prlimit64), 1, c, err) < 0)

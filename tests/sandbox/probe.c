@@ -133,6 +133,19 @@ static int p_dev_random_link(void)
 }
 static int p_mknod_char(void) { REFUSED(mknod("/tmp/mem", S_IFCHR | 0666, makedev(1, 1))); return 0; }
 static int p_mknod_block(void) { REFUSED(mknod("/var/sda", S_IFBLK | 0666, makedev(8, 0))); return 0; }
+static int p_mknod_char_highbits(void)
+{
+    /* A FIFO type in the high bits must not smuggle a device past the filter. */
+    REFUSED(syscall(SYS_mknodat, AT_FDCWD, "/tmp/mem2", 0x100000000ul | S_IFCHR | 0666, makedev(1, 1)));
+    return 0;
+}
+static int p_allow_fifo(void)
+{
+    WORKS(mkfifo("/tmp/fifo", 0600));
+    struct stat st;
+    WORKS(stat("/tmp/fifo", &st));
+    return S_ISFIFO(st.st_mode) ? 0 : fail("not a fifo");
+}
 
 static int check_flags(const char *path, unsigned long want)
 {
@@ -657,7 +670,8 @@ static const probe probes[] = {
     {"sys_absent", p_sys_absent}, {"host_files", p_host_files},
     {"symlink_escape", p_symlink_escape}, {"dev_contents", p_dev_contents},
     {"dev_write", p_dev_write}, {"dev_random_link", p_dev_random_link},
-    {"mknod_char", p_mknod_char}, {"mknod_block", p_mknod_block}, {"root_ro", p_root_ro},
+    {"mknod_char", p_mknod_char}, {"mknod_block", p_mknod_block},
+    {"mknod_char_highbits", p_mknod_char_highbits}, {"allow_fifo", p_allow_fifo}, {"root_ro", p_root_ro},
     {"package_ro", p_package_ro}, {"var_nosuid", p_var_nosuid}, {"tmp_nosuid", p_tmp_nosuid},
     {"dev_ro", p_dev_ro}, {"shm_size", p_shm_size}, {"tmp_size", p_tmp_size},
     {"chown", p_chown}, {"xattr", p_xattr}, {"open_by_handle", p_open_by_handle},
