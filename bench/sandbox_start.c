@@ -2,8 +2,13 @@
  *   lib N PKG VAR CMD...   mean seconds to sbx_start CMD in a grain and reap it
  *   spawn N CMD...         mean seconds to posix_spawn CMD and reap it (for
  *                          bubblewrap and the granary CLI, with the same spawner)
- *   memory PKG VAR CMD...  bytes charged to the grain's cgroup while CMD runs */
+ *   hold K USAGE grain|plain PKG VAR CMD ARG
+ *                          bytes per process by which the memory cgroup whose
+ *                          usage file is USAGE (the driver's own) grows while
+ *                          K grains (or K plain copies of PKG/CMD) run */
+#include <signal.h>
 #include <spawn.h>
+#include <limits.h>
 #include <sys/wait.h>
 
 #include "sandbox.h"
@@ -81,25 +86,61 @@ static int run_spawn(long n, char **args)
     return 0;
 }
 
-static int run_memory(char **args)
+static uint64_t read_usage(const char *path)
 {
-    sbx_policy *p;
+    _cleanup_free_ char *text = NULL;
+    size_t len;
+    long v;
     gr_error_t err = NULL;
-    if (sbx_policy_new(&p, &err) < 0)
+    if (gr_read_file(path, 64, &text, &len, &err) < 0 ||
+        gr_parse_long(gr_strstrip(text), 0, LONG_MAX, &v, &err) < 0)
+        gr_die("%s", gr_error_msg(err));
+    return (uint64_t)v;
+}
+
+/* Run inside a fresh memory cgroup whose usage file is `usage`: starts k
+ * grains (or k plain processes) and prints how much the cgroup grew per
+ * process, kernel objects of clone and namespaces included. */
+static int run_hold(long k, const char *usage, bool sandboxed, char **args)
+{
+    sbx_policy *p = NULL;
+    gr_error_t err = NULL;
+    if (sandboxed && sbx_policy_new(&p, &err) < 0)
         gr_die("%s", gr_error_msg(err));
     sbx_spec spec;
     spec_for(&spec, args);
-    spec.memory_bytes = 256u << 20; /* a limit, so that the grain has a memory cgroup */
-    sbx_grain *g;
-    if (sbx_start(p, &spec, &g, &err) < 0)
-        gr_die("%s", gr_error_msg(err));
-    struct timespec ts = {0, 200000000};
-    nanosleep(&ts, NULL);
-    uint64_t bytes;
-    if (sbx_grain_memory(g, &bytes, &err) < 0)
-        gr_die("%s", gr_error_msg(err));
-    printf("%llu\n", (unsigned long long)bytes);
-    sbx_grain_free(g);
+    sbx_grain **grains = gr_calloc((size_t)k, sizeof(*grains));
+    pid_t *pids = gr_calloc((size_t)k, sizeof(*pids));
+    struct timespec settle = {0, 300000000};
+    nanosleep(&settle, NULL);
+    uint64_t before = read_usage(usage);
+    for (long i = 0; i < k; i++) {
+        if (sandboxed) {
+            if (sbx_start(p, &spec, &grains[i], &err) < 0)
+                gr_die("%s", gr_error_msg(err));
+        } else {
+            /* The same program, unsandboxed, from the package copy. */
+            char *path = gr_asprintf("%s%s", args[0], args[2]);
+            char *argv2[] = {path, args[3], NULL};
+            int rc = posix_spawn(&pids[i], path, NULL, NULL, argv2, environ);
+            free(path);
+            if (rc)
+                gr_die("spawn: %s", strerror(rc));
+        }
+    }
+    nanosleep(&settle, NULL);
+    uint64_t after = read_usage(usage);
+    printf("%.0f\n", ((double)after - (double)before) / (double)k);
+    for (long i = 0; i < k; i++) {
+        if (sandboxed) {
+            sbx_grain_free(grains[i]);
+        } else {
+            kill(pids[i], SIGKILL);
+            waitpid(pids[i], NULL, 0);
+        }
+    }
+    free(grains);
+    free(pids);
     sbx_policy_free(p);
     return 0;
 }
@@ -110,9 +151,9 @@ int main(int argc, char **argv)
         return run_lib(count(argv[2]), argv + 3);
     if (argc >= 4 && strcmp(argv[1], "spawn") == 0)
         return run_spawn(count(argv[2]), argv + 3);
-    if (argc >= 5 && strcmp(argv[1], "memory") == 0)
-        return run_memory(argv + 2);
+    if (argc >= 9 && strcmp(argv[1], "hold") == 0)
+        return run_hold(count(argv[2]), argv[3], strcmp(argv[4], "grain") == 0, argv + 5);
     fprintf(stderr, "usage: bench-sandbox-start lib N PKG VAR CMD... | spawn N CMD... | "
-                    "memory PKG VAR CMD...\n");
+                    "hold K USAGE grain|plain PKG VAR CMD ARG\n");
     return 2;
 }
