@@ -37,7 +37,7 @@ static bool is_reserved(const char *name, bool bridge)
     for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
         if (strcmp(name, reserved[i]) == 0)
             return true;
-    return bridge && strcmp(name, SBX_BRIDGE_PATH + 1) == 0;
+    return bridge && strcmp(name, &SBX_BRIDGE_PATH[1]) == 0;
 }
 
 #define RO_ATTRS (MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)

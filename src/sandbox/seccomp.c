@@ -249,59 +249,55 @@ static int add_conditional(scmp_filter_ctx ctx, gr_error_t *err)
     return 0;
 }
 
-int sbx__seccomp_compile(struct sock_fprog *prog, gr_error_t *err)
+static int add_rules(scmp_filter_ctx ctx, gr_error_t *err)
 {
-    scmp_filter_ctx ctx = seccomp_init(DEFAULT_ACTION);
-    if (!ctx)
-        return gr_make_error(err, 0, "seccomp_init failed");
-    int rc = 0;
+    int rc;
     /* Another architecture's calling convention (i386 int 0x80, x32) kills. */
     if ((rc = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS)) < 0 ||
         (rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0)) < 0 ||
         /* A binary search over syscall numbers instead of a linear list:
          * shorter to run, and much faster for the kernel to load. */
-        (rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2)) < 0) {
-        seccomp_release(ctx);
+        (rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2)) < 0)
         return gr_make_error(err, -rc, "seccomp attributes");
-    }
     for (size_t i = 0; i < N(allow_plain); i++)
         if (add(ctx, SCMP_ACT_ALLOW, allow_plain[i], 0, NULL, err) < 0)
-            goto fail;
+            return -1;
     for (size_t i = 0; i < N(deny_errno); i++)
         if (add(ctx, SCMP_ACT_ERRNO((uint32_t)deny_errno[i].errno_), deny_errno[i].nr, 0, NULL,
                 err) < 0)
-            goto fail;
-    if (add_conditional(ctx, err) < 0)
-        goto fail;
+            return -1;
+    return add_conditional(ctx, err);
+}
 
+/* Exports the filter as BPF through a memfd into a new array. */
+static int export_bpf(scmp_filter_ctx ctx, struct sock_fprog *prog, gr_error_t *err)
+{
     _cleanup_close_ int fd = memfd_create("granary-seccomp", MFD_CLOEXEC);
-    if (fd < 0) {
-        gr_make_error(err, errno, "memfd_create");
-        goto fail;
-    }
-    if ((rc = seccomp_export_bpf(ctx, fd)) < 0) {
-        gr_make_error(err, -rc, "seccomp_export_bpf");
-        goto fail;
-    }
+    if (fd < 0)
+        return gr_make_error(err, errno, "memfd_create");
+    int rc = seccomp_export_bpf(ctx, fd);
+    if (rc < 0)
+        return gr_make_error(err, -rc, "seccomp_export_bpf");
     struct stat st;
     if (fstat(fd, &st) < 0 || st.st_size <= 0 || st.st_size % sizeof(struct sock_filter) ||
-        st.st_size / sizeof(struct sock_filter) > BPF_MAXINSNS) {
-        gr_make_error(err, 0, "seccomp program has a bad size");
-        goto fail;
-    }
-    struct sock_filter *insns = gr_malloc((size_t)st.st_size);
-    if (pread(fd, insns, (size_t)st.st_size, 0) != st.st_size) {
-        free(insns);
-        gr_make_error(err, errno, "read back seccomp program");
-        goto fail;
-    }
-    prog->filter = insns;
+        st.st_size / sizeof(struct sock_filter) > BPF_MAXINSNS)
+        return gr_make_error(err, 0, "seccomp program has a bad size");
+    _cleanup_free_ struct sock_filter *insns = gr_malloc((size_t)st.st_size);
+    if (pread(fd, insns, (size_t)st.st_size, 0) != st.st_size)
+        return gr_make_error(err, errno, "read back seccomp program");
+    prog->filter = gr_steal_pointer(&insns);
     prog->len = (unsigned short)(st.st_size / sizeof(struct sock_filter));
-    seccomp_release(ctx);
     return 0;
-fail:
+}
+
+int sbx__seccomp_compile(struct sock_fprog *prog, gr_error_t *err)
+{
+    scmp_filter_ctx ctx = seccomp_init(DEFAULT_ACTION);
+    if (!ctx)
+        return gr_make_error(err, 0, "seccomp_init failed");
+    int rc = add_rules(ctx, err) < 0 ? -1 : export_bpf(ctx, prog, err);
     seccomp_release(ctx);
-    return -1;
+    return rc;
 }
 
 SBX__CHILD int sbx__seccomp_apply(const struct sock_fprog *prog)
