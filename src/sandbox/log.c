@@ -42,20 +42,8 @@ int sbx_log_open(const char *path, size_t max_bytes, sbx_log **out, gr_error_t *
     return 0;
 }
 
-int sbx_log_write(sbx_log *l, const void *data, size_t len, gr_error_t *err)
+static int write_all(sbx_log *l, const char *p, size_t len, gr_error_t *err)
 {
-    const char *p = data;
-    /* A single write larger than the cap keeps only its newest part. */
-    if (len > l->max) {
-        p += len - l->max;
-        len = l->max;
-    }
-    if (l->size + len > l->max && l->size > 0) {
-        if (rename(l->path, l->old_path) < 0)
-            return gr_make_error(err, errno, "rotate log %s", l->path);
-        if (reopen(l, O_TRUNC, err) < 0)
-            return -1;
-    }
     while (len > 0) {
         ssize_t n = write(l->fd, p, len);
         if (n < 0 && errno == EINTR)
@@ -67,6 +55,38 @@ int sbx_log_write(sbx_log *l, const void *data, size_t len, gr_error_t *err)
         l->size += (size_t)n;
     }
     return 0;
+}
+
+static int rotate(sbx_log *l, gr_error_t *err)
+{
+    if (rename(l->path, l->old_path) < 0)
+        return gr_make_error(err, errno, "rotate log %s", l->path);
+    return reopen(l, O_TRUNC, err);
+}
+
+int sbx_log_write(sbx_log *l, const void *data, size_t len, gr_error_t *err)
+{
+    const char *p = data;
+    /* A single write larger than the cap keeps only its newest part. */
+    if (len > l->max) {
+        p += len - l->max;
+        len = l->max;
+    }
+    while (len > l->max - l->size) {
+        /* Rotate after the last whole line that still fits, so that lines
+         * are not split between the two files when they can be kept whole. */
+        size_t room = l->max - l->size, cut = 0;
+        for (size_t i = room; i > 0 && !cut; i--)
+            if (p[i - 1] == '\n')
+                cut = i;
+        if (!cut && l->size == 0)
+            cut = room; /* one line longer than the whole file */
+        if (write_all(l, p, cut, err) < 0 || rotate(l, err) < 0)
+            return -1;
+        p += cut;
+        len -= cut;
+    }
+    return write_all(l, p, len, err);
 }
 
 void sbx_log_close(sbx_log *l)

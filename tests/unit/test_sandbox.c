@@ -350,6 +350,29 @@ static void test_log_rotation(void **state)
     assert_int_equal(stat(path, &st), 0);
     assert_int_equal(st.st_size, 1);
 
+    /* Rotation happens after the last whole line that fits. */
+    assert_int_equal(unlink(old), 0);
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(sbx_log_open(path, 100, &l, &err), 0);
+    gr_buf lines = GR_BUF_INIT;
+    for (int i = 0; i < 18; i++)
+        gr_buf_puts(&lines, "line\n");
+    assert_int_equal(sbx_log_write(l, lines.data, lines.len, &err), 0);
+    assert_int_equal(sbx_log_write(l, "line\nline\nline\n", 15, &err), 0);
+    assert_int_equal(sbx_log_write(l, "partial", 7, &err), 0);
+    assert_int_equal(sbx_log_write(l, " end\n", 5, &err), 0);
+    sbx_log_close(l);
+    gr_buf_release(&lines);
+    free(text);
+    text = NULL;
+    assert_int_equal(gr_read_file(old, 1 << 20, &text, &len, &err), 0);
+    assert_int_equal(len, 100);
+    assert_int_equal(text[len - 1], '\n');
+    free(text);
+    text = NULL;
+    assert_int_equal(gr_read_file(path, 1 << 20, &text, &len, &err), 0);
+    assert_string_equal(text, "line\npartial end\n");
+
     _cleanup_free_ char *missing = gr_asprintf("%s/no/such/dir/log", f->dir);
     assert_int_equal(sbx_log_open(missing, 0, &l, &err), -1);
     assert_non_null(strstr(gr_error_msg(err), "open log"));
