@@ -3,6 +3,8 @@ static hostile program tests/sandbox/probe.c inside a grain, which tries
 escapes one by one; plus limits, lifecycle, stdio, environment and logs."""
 import hashlib
 import os
+import shutil
+import tempfile
 import pty
 import signal
 import socket
@@ -337,3 +339,71 @@ def test_log_rotation(package, var, tmp_path):
     # Nothing was lost between the two files' boundary.
     prev = old.read_text().splitlines()[-1]
     assert int(prev.split()[1]) + 1 == int(lines[0].split()[1])
+
+
+# ---- as an unprivileged service user (the production setup)
+
+SERVICE_UID = 64000
+
+
+@pytest.fixture
+def service_dirs():
+    """A package and var dir usable by an unprivileged uid (pytest's own
+    tmp_path is private to root)."""
+    base = tempfile.mkdtemp(prefix="granary-sbx-user-")
+    os.chmod(base, 0o755)
+    pkg, v = os.path.join(base, "package"), os.path.join(base, "var")
+    os.makedirs(os.path.join(pkg, "bin"))
+    os.makedirs(os.path.join(pkg, "etc"))
+    with open(os.path.join(pkg, "etc", "hostname"), "w") as f:
+        f.write("package\n")
+    subprocess.run(["cp", PROBE, os.path.join(pkg, "bin", "probe")], check=True)
+    os.makedirs(v)
+    os.chown(v, SERVICE_UID, SERVICE_UID)
+    yield pkg, v
+    shutil.rmtree(base)
+
+
+def as_service_user(argv):
+    return ["setpriv", "--reuid=%d" % SERVICE_UID, "--regid=%d" % SERVICE_UID,
+            "--clear-groups", *argv]
+
+
+def test_unprivileged_probes(service_dirs):
+    """Every probe also holds when the daemon is an ordinary user: the user
+    namespace maps 1000 to that uid, and limits fall back to rlimits."""
+    pkg, v = service_dirs
+    name = "granary-sandbox-user-%d" % os.getpid()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind("\0" + name)
+    listener.listen(1)
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.run(as_service_user(cmd(pkg, v, "/bin/probe", "probes", str(os.getpid()),
+                                               name, opts=["--env", "GRANARY_PROBE=1"])),
+                           stdin=slave, capture_output=True, text=True, timeout=300)
+    finally:
+        os.close(slave)
+        os.close(master)
+        listener.close()
+    assert p.returncode == 0, p.stderr
+    failed = [l for l in p.stdout.splitlines() if not l.startswith("PASS ")]
+    assert failed == []
+    assert len(p.stdout.splitlines()) == len(PROBES)
+    assert os.stat(os.path.join(v, "data")).st_uid == SERVICE_UID
+
+
+def test_unprivileged_rlimit_fallback(service_dirs):
+    pkg, v = service_dirs
+    mode = subprocess.run(as_service_user([GRANARY, "sandbox-run", "--limits-mode"]),
+                          capture_output=True, text=True, timeout=60).stdout.strip()
+    assert mode == "rlimit"  # a plain uid may not create cgroups here
+    p = subprocess.run(as_service_user(cmd(pkg, v, "/bin/probe", "hog",
+                                           opts=["--memory", str(64 << 20)])),
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 3 and "malloc failed" in p.stdout, (p.stdout, p.stderr)  # RLIMIT_AS
+    p = subprocess.run(as_service_user(cmd(pkg, v, "/bin/probe", "forkbomb",
+                                           opts=["--pids", "32"])),
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, (p.stdout, p.stderr)
+    assert int(p.stdout.split("fork failed after ")[1].split(":")[0]) < 32  # RLIMIT_NPROC
