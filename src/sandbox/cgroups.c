@@ -3,7 +3,10 @@
  * itself in as its first step, before anything of the grain runs, so no
  * process of the grain ever runs outside it. Hosts without usable cgroups
  * fall back to rlimits (process.c). */
+#include <dirent.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
 #include <linux/magic.h>
 #include <sched.h>
 #include <sys/stat.h>
@@ -113,6 +116,36 @@ static void probe_v1(sbx__cgroups_host *host)
         host->parent[i] = found[i];
 }
 
+/* Removes grain cgroups left by a daemon that died without reaping (its
+ * grains died with it). A cgroup still in use refuses rmdir, so this is safe. */
+static void remove_stale(const char *parent)
+{
+    DIR *d = opendir(parent);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        long pid;
+        gr_error_t err = NULL;
+        if (!gr_starts_with(e->d_name, "granary-grain-"))
+            continue;
+        _cleanup_free_ char *pid_text = gr_strdup(e->d_name + strlen("granary-grain-"));
+        char *dash = strchr(pid_text, '-');
+        if (dash)
+            *dash = '\0';
+        if (gr_parse_long(pid_text, 1, INT_MAX, &pid, &err) < 0) {
+            gr_error_release(&err);
+            continue;
+        }
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue;
+        _cleanup_free_ char *path = gr_asprintf("%s/%s", parent, e->d_name);
+        if (rmdir(path) == 0)
+            gr_info("removed stale grain cgroup %s", path);
+    }
+    closedir(d);
+}
+
 void sbx__cgroups_probe(sbx__cgroups_host *host)
 {
     memset(host, 0, sizeof(*host));
@@ -121,6 +154,9 @@ void sbx__cgroups_probe(sbx__cgroups_host *host)
         probe_v2(host);
     else
         probe_v1(host);
+    for (int i = 0; i < SBX__MAX_CGROUPS; i++)
+        if (host->parent[i])
+            remove_stale(host->parent[i]);
 }
 
 void sbx__cgroups_host_release(sbx__cgroups_host *host)

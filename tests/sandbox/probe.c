@@ -121,6 +121,31 @@ static int p_dev_contents(void)
     closedir(d);
     return 0;
 }
+static int p_dev_tty(void)
+{
+    REFUSED(open("/dev/tty", O_RDWR));
+    REFUSED(open("/dev/ptmx", O_RDWR));
+    REFUSED(open("/dev/kmsg", O_RDONLY));
+    return 0;
+}
+static int p_dotdot_root(void)
+{
+    /* ".." of the root is the root: the old root is gone. */
+    struct stat root, up;
+    WORKS(chdir("/"));
+    WORKS(chdir("../../.."));
+    WORKS(stat("/", &root));
+    WORKS(stat(".", &up));
+    if (root.st_ino != up.st_ino || root.st_dev != up.st_dev)
+        return fail("\"..\" left the root");
+    return 0;
+}
+static int p_bridge_hardlink(void)
+{
+    REFUSED(link("/sandstorm-http-bridge", "/tmp/bridge"));
+    REFUSED(link("/sandstorm-http-bridge", "/var/bridge"));
+    return 0;
+}
 static int p_dev_write(void) { REFUSED(open("/dev/sda", O_WRONLY | O_CREAT, 0600)); return 0; }
 static int p_dev_random_link(void)
 {
@@ -235,7 +260,7 @@ static int p_new_mount_api(void)
 static int p_unshare(void)
 {
     const int flags[] = {CLONE_NEWUSER, CLONE_NEWNS, CLONE_NEWNET, CLONE_NEWPID, CLONE_NEWIPC,
-                         CLONE_NEWUTS, CLONE_NEWCGROUP, CLONE_FS};
+                         CLONE_NEWUTS, CLONE_NEWCGROUP, 0x80 /* CLONE_NEWTIME */, CLONE_FS};
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
         REFUSED(unshare(flags[i]));
     return 0;
@@ -318,6 +343,14 @@ static int p_pid_namespace(void)
         if (kill(p, 0) == 0 || errno == EPERM)
             seen++;
     return seen <= 4 ? 0 : fail("%d processes visible", seen);
+}
+static int p_pidfd_host(void)
+{
+    if (host_pid <= 0)
+        return fail("no host pid given");
+    REFUSED(syscall(SYS_pidfd_open, host_pid, 0));
+    REFUSED(syscall(SYS_pidfd_send_signal, 0, SIGKILL, NULL, 0));
+    return 0;
 }
 static int p_kcmp(void) { REFUSED(syscall(SYS_kcmp, getpid(), 1, 0, 0, 0)); return 0; }
 static int p_pidfd_getfd(void)
@@ -669,7 +702,8 @@ static const probe probes[] = {
     {"bridge_replace", p_bridge_replace}, {"proc_absent", p_proc_absent},
     {"sys_absent", p_sys_absent}, {"host_files", p_host_files},
     {"symlink_escape", p_symlink_escape}, {"dev_contents", p_dev_contents},
-    {"dev_write", p_dev_write}, {"dev_random_link", p_dev_random_link},
+    {"dev_write", p_dev_write}, {"dev_tty", p_dev_tty}, {"dotdot_root", p_dotdot_root},
+    {"bridge_hardlink", p_bridge_hardlink}, {"pidfd_host", p_pidfd_host}, {"dev_random_link", p_dev_random_link},
     {"mknod_char", p_mknod_char}, {"mknod_block", p_mknod_block},
     {"mknod_char_highbits", p_mknod_char_highbits}, {"allow_fifo", p_allow_fifo}, {"root_ro", p_root_ro},
     {"package_ro", p_package_ro}, {"var_nosuid", p_var_nosuid}, {"tmp_nosuid", p_tmp_nosuid},

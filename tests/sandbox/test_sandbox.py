@@ -407,3 +407,38 @@ def test_unprivileged_rlimit_fallback(service_dirs):
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, (p.stdout, p.stderr)
     assert int(p.stdout.split("fork failed after ")[1].split(":")[0]) < 32  # RLIMIT_NPROC
+
+
+def test_grain_runs_inside_its_cgroups(package, var):
+    """Every process of the grain is in the grain's cgroups, with the limits
+    asked for, from the start (Sandstorm's app could escape its cgroup)."""
+    if limits_mode() != "cgroup-v1":
+        pytest.skip("this check reads the cgroup v1 layout")
+    p = start_ready(package, var, "/bin/probe", "tree",
+                    opts=["--memory", str(256 << 20), "--pids", "50", "--cpu", "50"])
+    try:
+        pids = sorted(descendants(p.pid))
+        assert len(pids) == 7
+        dirs = {}
+        for top, subdirs, _ in os.walk("/sys/fs/cgroup"):
+            for d in subdirs:
+                if d.startswith("granary-grain-%d-" % p.pid):
+                    dirs[top.split("/")[4]] = os.path.join(top, d)
+        assert sorted(dirs) == ["cpu", "memory", "pids"], dirs
+
+        def read(ctl, name):
+            with open(os.path.join(dirs[ctl], name)) as f:
+                return f.read().split()
+
+        assert read("memory", "memory.limit_in_bytes") == [str(256 << 20)]
+        assert read("pids", "pids.max") == ["50"]
+        assert read("cpu", "cpu.cfs_quota_us") == ["50000"]
+        for ctl in dirs:
+            assert sorted(int(x) for x in read(ctl, "cgroup.procs")) == pids
+    finally:
+        p.kill()  # no reaping by sandbox-run: its grain's cgroups stay behind
+        p.wait(timeout=60)
+    assert wait_gone(pids)
+    # The next sandbox removes cgroups whose daemon is gone.
+    assert run(package, var, "/bin/probe", "exit", "0").returncode == 0
+    assert not any(os.path.exists(d) for d in dirs.values()), dirs
