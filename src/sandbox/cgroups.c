@@ -141,7 +141,7 @@ static void remove_stale(const char *parent)
             continue;
         _cleanup_free_ char *path = gr_asprintf("%s/%s", parent, e->d_name);
         if (rmdir(path) == 0)
-            gr_info("removed stale grain cgroup %s", path);
+            gr_debug("removed stale grain cgroup %s", path);
     }
     closedir(d);
 }
