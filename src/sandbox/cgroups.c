@@ -201,7 +201,10 @@ static int write_limits(sbx_limits_mode mode, int which, const char *dir, const 
             if (cg_write(dir, "pids.max", v, err) < 0)
                 return -1;
         }
-        if (spec->cpu_percent) {
+        /* The cpu controller is optional, as in v1: without it the grain
+         * runs unthrottled. */
+        _cleanup_free_ char *cpu_max = gr_asprintf("%s/cpu.max", dir);
+        if (spec->cpu_percent && access(cpu_max, F_OK) == 0) {
             snprintf(v, sizeof v, "%u 100000", spec->cpu_percent * 1000u);
             if (cg_write(dir, "cpu.max", v, err) < 0)
                 return -1;
