@@ -20,24 +20,16 @@
 
 static const char *const v1_controllers[SBX__MAX_CGROUPS] = {"memory", "pids", "cpu"};
 
-/* The path of this process's cgroup in hierarchy `want` ("memory" for v1, ""
- * for the v2 "0::" line), from /proc/self/cgroup. Returns a new string or NULL. */
-static char *own_cgroup(const char *want)
+char *sbx__cgroup_path(const char *proc_cgroup, const char *want)
 {
-    _cleanup_free_ char *text = NULL;
-    size_t len;
-    gr_error_t err = NULL;
-    if (gr_read_file("/proc/self/cgroup", 1 << 16, &text, &len, &err) < 0) {
-        gr_error_release(&err);
-        return NULL;
-    }
+    _cleanup_free_ char *text = gr_strdup(proc_cgroup);
     char *save = NULL;
     for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         char *c1 = strchr(line, ':');
         char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
-        if (!c2)
+        if (!c2 || c2[1] != '/')
             continue;
-        *c2 = '\0';
+        *c1 = *c2 = '\0'; /* line is now the hierarchy id */
         const char *list = c1 + 1;
         if (want[0] == '\0') {
             if (strcmp(line, "0") == 0 && list[0] == '\0')
@@ -52,6 +44,18 @@ static char *own_cgroup(const char *want)
                 return gr_strdup(c2 + 1);
     }
     return NULL;
+}
+
+static char *own_cgroup(const char *want)
+{
+    _cleanup_free_ char *text = NULL;
+    size_t len;
+    gr_error_t err = NULL;
+    if (gr_read_file("/proc/self/cgroup", 1 << 16, &text, &len, &err) < 0) {
+        gr_error_release(&err);
+        return NULL;
+    }
+    return sbx__cgroup_path(text, want);
 }
 
 static bool is_fs(const char *path, long magic)

@@ -43,6 +43,10 @@ typedef struct sbx__cgroups_grain {
     int procs_fd[SBX__MAX_CGROUPS];
 } sbx__cgroups_grain;
 
+/* The cgroup path of hierarchy `want` ("memory" for a v1 controller, ""
+ * for the v2 "0::" line) in the text of /proc/self/cgroup; a new string, or
+ * NULL when it is not there. */
+char *sbx__cgroup_path(const char *proc_cgroup, const char *want);
 void sbx__cgroups_probe(sbx__cgroups_host *host);
 void sbx__cgroups_host_release(sbx__cgroups_host *host);
 /* Creates the grain's cgroups with the spec's limits and opens their

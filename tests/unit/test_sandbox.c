@@ -246,6 +246,37 @@ static void test_mount_plan(void **state)
     gr_error_release(&err);
 }
 
+static void expect_path(const char *text, const char *want, const char *path)
+{
+    char *got = sbx__cgroup_path(text, want);
+    if (!path) {
+        assert_null(got);
+        return;
+    }
+    assert_non_null(got);
+    assert_string_equal(got, path);
+    free(got);
+}
+
+static void test_cgroup_path(void **state)
+{
+    const char *hybrid = "9:name=systemd:/\n8:pids:/\n4:memory:/process_api/abc\n"
+                         "2:cpu,cpuacct:/grains/x\n0::/\n";
+    expect_path(hybrid, "memory", "/process_api/abc");
+    expect_path(hybrid, "pids", "/");
+    expect_path(hybrid, "cpu", "/grains/x");
+    expect_path(hybrid, "cpuacct", "/grains/x");
+    expect_path(hybrid, "", "/");
+    expect_path(hybrid, "blkio", NULL);
+    expect_path(hybrid, "systemd", NULL); /* "name=systemd" is not a controller */
+    expect_path("0::/system.slice/granary.service/daemon\n", "",
+                "/system.slice/granary.service/daemon");
+    expect_path("0::/a\n", "memory", NULL);
+    /* Malformed lines are skipped, never read past. */
+    expect_path("garbage\n4:memory\n4:memory:relative\n:\n::\n", "memory", NULL);
+    expect_path("", "", NULL);
+}
+
 static void test_policy(void **state)
 {
     sbx_policy *p = NULL;
@@ -386,6 +417,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_spec_valid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_spec_invalid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mount_plan, setup, teardown),
+        cmocka_unit_test(test_cgroup_path),
         cmocka_unit_test(test_policy),
         cmocka_unit_test(test_seccomp_filter),
         cmocka_unit_test_setup_teardown(test_log_rotation, setup, teardown),
