@@ -907,12 +907,19 @@ int main(int argc, char **argv)
         return mode_forkbomb();
     if (strcmp(mode, "tree") == 0)
         return mode_tree();
+    if (strcmp(mode, "spin") == 0) {
+        /* Burn CPU until killed. */
+        printf("ready\n");
+        fflush(stdout);
+        for (volatile unsigned long i = 0;; i++)
+            ;
+    }
     if (strcmp(mode, "sleep") == 0) {
         printf("ready\n");
         fflush(stdout);
         sleep(600);
         return 0;
     }
-    fprintf(stderr, "usage: probe probes|list|exit N|env|fds|cat|spam KIB|hog|forkbomb|tree|sleep\n");
+    fprintf(stderr, "usage: probe probes|list|exit N|env|fds|cat|spam KIB|hog|forkbomb|tree|spin|sleep\n");
     return 2;
 }

@@ -442,3 +442,27 @@ def test_grain_runs_inside_its_cgroups(package, var):
     # The next sandbox removes cgroups whose daemon is gone.
     assert run(package, var, "/bin/probe", "exit", "0").returncode == 0
     assert not any(os.path.exists(d) for d in dirs.values()), dirs
+
+
+def test_cpu_limit_throttles(package, var):
+    """A grain over its CPU share is throttled by the scheduler, not killed."""
+    if limits_mode() != "cgroup-v1":
+        pytest.skip("this check reads the cgroup v1 layout")
+    p = start_ready(package, var, "/bin/probe", "spin", opts=["--cpu", "10"])
+    try:
+        cpu = [os.path.join("/sys/fs/cgroup/cpu", d) for d in os.listdir("/sys/fs/cgroup/cpu")
+               if d.startswith("granary-grain-%d-" % p.pid)]
+        assert len(cpu) == 1, cpu
+        stat = {}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with open(os.path.join(cpu[0], "cpu.stat")) as f:
+                stat = dict(line.split() for line in f)
+            if int(stat["nr_throttled"]) >= 2:
+                break
+            time.sleep(0.1)
+        assert int(stat["nr_throttled"]) >= 2, stat
+        assert p.poll() is None  # still running
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=60) == 128 + signal.SIGKILL
