@@ -20,19 +20,18 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "Usage: granary sandbox-run --package DIR --var DIR [OPTIONS] -- CMD [ARG...]\n\n"
-            "Runs CMD (an absolute path inside the grain) in a grain sandbox.\n\n"
-            "  --package DIR    read-only root of the grain\n"
-            "  --var DIR        the grain's storage, mounted at /var\n"
-            "  --bridge FILE    bound read-only at " SBX_BRIDGE_PATH "\n"
-            "  --env K=V        one environment entry (repeat); nothing else is passed\n"
-            "  --memory BYTES   memory limit\n"
-            "  --pids N         limit on processes and threads\n"
-            "  --cpu PERCENT    CPU limit, 100 = one core\n"
-            "  --tmp BYTES      size of /tmp (default 16 MiB)\n"
-            "  --log FILE       send stdout and stderr to FILE, rotated at 512 KiB\n"
-            "  --limits-mode    print how limits are enforced on this host and exit\n");
+    fprintf(out, "Usage: granary sandbox-run --package DIR --var DIR [OPTIONS] -- CMD [ARG...]\n\n"
+                 "Runs CMD (an absolute path inside the grain) in a grain sandbox.\n\n"
+                 "  --package DIR    read-only root of the grain\n"
+                 "  --var DIR        the grain's storage, mounted at /var\n"
+                 "  --bridge FILE    bound read-only at " SBX_BRIDGE_PATH "\n"
+                 "  --env K=V        one environment entry (repeat); nothing else is passed\n"
+                 "  --memory BYTES   memory limit\n"
+                 "  --pids N         limit on processes and threads\n"
+                 "  --cpu PERCENT    CPU limit, 100 = one core\n"
+                 "  --tmp BYTES      size of /tmp (default 16 MiB)\n"
+                 "  --log FILE       send stdout and stderr to FILE, rotated at 512 KiB\n"
+                 "  --limits-mode    print how limits are enforced on this host and exit\n");
 }
 
 static int parse_size(const char *opt, const char *s, uint64_t *out)
@@ -65,7 +64,8 @@ static int pump_log(int fd, sbx_log *log, gr_error_t *err)
         if (n == 0)
             return 1;
         if (n < 0)
-            return errno == EAGAIN || errno == EINTR ? 0 : gr_make_error(err, errno, "read log pipe");
+            return errno == EAGAIN || errno == EINTR ? 0
+                                                     : gr_make_error(err, errno, "read log pipe");
         if (sbx_log_write(log, buf, (size_t)n, err) < 0)
             return -1;
     }
@@ -76,7 +76,8 @@ static int pump_log(int fd, sbx_log *log, gr_error_t *err)
 static int supervise(sbx_grain *g, int sigfd, int log_fd, sbx_log *log, gr_error_t *err)
 {
     for (;;) {
-        struct pollfd pfd[3] = {{sbx_grain_pidfd(g), POLLIN, 0}, {sigfd, POLLIN, 0}, {log_fd, POLLIN, 0}};
+        struct pollfd pfd[3] = {
+            {sbx_grain_pidfd(g), POLLIN, 0}, {sigfd, POLLIN, 0}, {log_fd, POLLIN, 0}};
         if (poll(pfd, log_fd >= 0 ? 3 : 2, -1) < 0) {
             if (errno == EINTR)
                 continue;

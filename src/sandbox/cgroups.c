@@ -237,8 +237,8 @@ static int write_limits(sbx_limits_mode mode, int which, const char *dir, const 
     return 0;
 }
 
-int sbx__cgroups_prepare(const sbx__cgroups_host *host, const sbx_spec *spec,
-                         sbx__cgroups_grain *g, gr_error_t *err)
+int sbx__cgroups_prepare(const sbx__cgroups_host *host, const sbx_spec *spec, sbx__cgroups_grain *g,
+                         gr_error_t *err)
 {
     static unsigned counter;
     for (int i = 0; i < SBX__MAX_CGROUPS; i++) {

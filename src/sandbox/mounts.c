@@ -17,8 +17,8 @@
 
 static const char *const reserved[] = {"var", "tmp", "dev", "proc", "sys"};
 
-static void add_op(sbx__mounts *m, sbx__op_kind kind, int src, const char *target,
-                   const char *data, unsigned long flags)
+static void add_op(sbx__mounts *m, sbx__op_kind kind, int src, const char *target, const char *data,
+                   unsigned long flags)
 {
     if (m->n_ops == m->cap_ops) {
         m->cap_ops = m->cap_ops ? m->cap_ops * 2 : 32;
@@ -155,7 +155,8 @@ SBX__CHILD static int bind_op(const sbx__mounts *m, const sbx__mount_op *op)
         return -errno;
     struct mount_attr attr = {.attr_set = op->flags, .propagation = MS_PRIVATE};
     int rc = 0;
-    if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) < 0 ||
+    if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) <
+            0 ||
         syscall(SYS_move_mount, tree, "", AT_FDCWD, op->target, MOVE_MOUNT_F_EMPTY_PATH) < 0)
         rc = -errno;
     syscall(SYS_close, tree);
@@ -184,8 +185,8 @@ SBX__CHILD static int run_op(const sbx__mounts *m, const sbx__mount_op *op)
     case SBX__OP_BIND:
         return bind_op(m, op);
     case SBX__OP_REMOUNT_RO:
-        rc = syscall(SYS_mount, NULL, op->target, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | op->flags,
-                     NULL);
+        rc = syscall(SYS_mount, NULL, op->target, NULL,
+                     MS_REMOUNT | MS_BIND | MS_RDONLY | op->flags, NULL);
         break;
     }
     return rc < 0 ? -errno : 0;

@@ -256,9 +256,9 @@ int sbx_grain_memory(const sbx_grain *g, uint64_t *bytes, gr_error_t *err)
 {
     if (g->mode == SBX_LIMITS_RLIMIT || !g->cg.dir[0])
         return gr_make_error(err, 0, "grain %ld has no memory cgroup", (long)g->pid);
-    _cleanup_free_ char *path = gr_asprintf(
-        "%s/%s", g->cg.dir[0],
-        g->mode == SBX_LIMITS_CGROUP_V2 ? "memory.current" : "memory.usage_in_bytes");
+    _cleanup_free_ char *path =
+        gr_asprintf("%s/%s", g->cg.dir[0],
+                    g->mode == SBX_LIMITS_CGROUP_V2 ? "memory.current" : "memory.usage_in_bytes");
     _cleanup_free_ char *text = NULL;
     size_t len;
     long v;

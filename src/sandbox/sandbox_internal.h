@@ -51,8 +51,8 @@ void sbx__cgroups_probe(sbx__cgroups_host *host);
 void sbx__cgroups_host_release(sbx__cgroups_host *host);
 /* Creates the grain's cgroups with the spec's limits and opens their
  * cgroup.procs. Does nothing in rlimit mode. Returns 0, or -1 with err. */
-int sbx__cgroups_prepare(const sbx__cgroups_host *host, const sbx_spec *spec,
-                         sbx__cgroups_grain *g, gr_error_t *err);
+int sbx__cgroups_prepare(const sbx__cgroups_host *host, const sbx_spec *spec, sbx__cgroups_grain *g,
+                         gr_error_t *err);
 /* Closes the procs fds (after clone). */
 void sbx__cgroups_close_fds(sbx__cgroups_grain *g);
 /* Removes the grain's cgroups (they must be empty) and frees the paths. */
@@ -76,9 +76,9 @@ enum { SBX__SRC_HOST = -1, SBX__SRC_PACKAGE, SBX__SRC_VAR, SBX__SRC_BRIDGE, SBX_
 
 typedef struct sbx__mount_op {
     sbx__op_kind kind;
-    int src;            /* BIND: SBX__SRC_* */
-    char *target;       /* absolute, under SBX__STAGE */
-    char *data;         /* TMPFS options, SYMLINK contents, BIND source path ("" = the fd) */
+    int src;             /* BIND: SBX__SRC_* */
+    char *target;        /* absolute, under SBX__STAGE */
+    char *data;          /* TMPFS options, SYMLINK contents, BIND source path ("" = the fd) */
     unsigned long flags; /* TMPFS and REMOUNT_RO: MS_* flags; BIND: MOUNT_ATTR_* */
 } sbx__mount_op;
 

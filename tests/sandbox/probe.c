@@ -72,24 +72,76 @@ static int fail(const char *fmt, ...)
 
 /* ---- the filesystem */
 
-static int p_write_root(void) { REFUSED(open("/newfile", O_WRONLY | O_CREAT, 0644)); return 0; }
-static int p_mkdir_root(void) { REFUSED(mkdir("/newdir", 0755)); return 0; }
-static int p_write_package(void) { REFUSED(open("/etc/hostname", O_WRONLY | O_APPEND)); return 0; }
-static int p_truncate_package(void) { REFUSED(truncate("/etc/hostname", 0)); return 0; }
-static int p_chmod_package(void) { REFUSED(chmod("/etc/hostname", 04777)); return 0; }
-static int p_unlink_package(void) { REFUSED(unlink("/etc/hostname")); return 0; }
-static int p_rename_package(void) { REFUSED(rename("/etc/hostname", "/etc/h2")); return 0; }
-static int p_write_own_binary(void) { REFUSED(open("/bin/probe", O_WRONLY)); return 0; }
-static int p_bridge_write(void) { REFUSED(open("/sandstorm-http-bridge", O_WRONLY)); return 0; }
-static int p_bridge_chmod(void) { REFUSED(chmod("/sandstorm-http-bridge", 04755)); return 0; }
+static int p_write_root(void)
+{
+    REFUSED(open("/newfile", O_WRONLY | O_CREAT, 0644));
+    return 0;
+}
+static int p_mkdir_root(void)
+{
+    REFUSED(mkdir("/newdir", 0755));
+    return 0;
+}
+static int p_write_package(void)
+{
+    REFUSED(open("/etc/hostname", O_WRONLY | O_APPEND));
+    return 0;
+}
+static int p_truncate_package(void)
+{
+    REFUSED(truncate("/etc/hostname", 0));
+    return 0;
+}
+static int p_chmod_package(void)
+{
+    REFUSED(chmod("/etc/hostname", 04777));
+    return 0;
+}
+static int p_unlink_package(void)
+{
+    REFUSED(unlink("/etc/hostname"));
+    return 0;
+}
+static int p_rename_package(void)
+{
+    REFUSED(rename("/etc/hostname", "/etc/h2"));
+    return 0;
+}
+static int p_write_own_binary(void)
+{
+    REFUSED(open("/bin/probe", O_WRONLY));
+    return 0;
+}
+static int p_bridge_write(void)
+{
+    REFUSED(open("/sandstorm-http-bridge", O_WRONLY));
+    return 0;
+}
+static int p_bridge_chmod(void)
+{
+    REFUSED(chmod("/sandstorm-http-bridge", 04755));
+    return 0;
+}
 static int p_bridge_replace(void)
 {
     REFUSED(rename("/tmp", "/sandstorm-http-bridge"));
     REFUSED(unlink("/sandstorm-http-bridge"));
     return 0;
 }
-static int p_proc_absent(void) { struct stat st; REFUSED(stat("/proc/self", &st)); REFUSED(stat("/proc/1/root", &st)); return 0; }
-static int p_sys_absent(void) { struct stat st; REFUSED(stat("/sys/kernel", &st)); REFUSED(stat("/sys/fs/cgroup", &st)); return 0; }
+static int p_proc_absent(void)
+{
+    struct stat st;
+    REFUSED(stat("/proc/self", &st));
+    REFUSED(stat("/proc/1/root", &st));
+    return 0;
+}
+static int p_sys_absent(void)
+{
+    struct stat st;
+    REFUSED(stat("/sys/kernel", &st));
+    REFUSED(stat("/sys/fs/cgroup", &st));
+    return 0;
+}
 static int p_host_files(void)
 {
     REFUSED(open("/etc/passwd", O_RDONLY));
@@ -146,7 +198,11 @@ static int p_bridge_hardlink(void)
     REFUSED(link("/sandstorm-http-bridge", "/var/bridge"));
     return 0;
 }
-static int p_dev_write(void) { REFUSED(open("/dev/sda", O_WRONLY | O_CREAT, 0600)); return 0; }
+static int p_dev_write(void)
+{
+    REFUSED(open("/dev/sda", O_WRONLY | O_CREAT, 0600));
+    return 0;
+}
 static int p_dev_random_link(void)
 {
     char buf[64];
@@ -156,12 +212,21 @@ static int p_dev_random_link(void)
     buf[n] = 0;
     return strcmp(buf, "urandom") == 0 ? 0 : fail("random -> %s", buf);
 }
-static int p_mknod_char(void) { REFUSED(mknod("/tmp/mem", S_IFCHR | 0666, makedev(1, 1))); return 0; }
-static int p_mknod_block(void) { REFUSED(mknod("/var/sda", S_IFBLK | 0666, makedev(8, 0))); return 0; }
+static int p_mknod_char(void)
+{
+    REFUSED(mknod("/tmp/mem", S_IFCHR | 0666, makedev(1, 1)));
+    return 0;
+}
+static int p_mknod_block(void)
+{
+    REFUSED(mknod("/var/sda", S_IFBLK | 0666, makedev(8, 0)));
+    return 0;
+}
 static int p_mknod_char_highbits(void)
 {
     /* A FIFO type in the high bits must not smuggle a device past the filter. */
-    REFUSED(syscall(SYS_mknodat, AT_FDCWD, "/tmp/mem2", 0x100000000ul | S_IFCHR | 0666, makedev(1, 1)));
+    REFUSED(
+        syscall(SYS_mknodat, AT_FDCWD, "/tmp/mem2", 0x100000000ul | S_IFCHR | 0666, makedev(1, 1)));
     return 0;
 }
 static int p_allow_fifo(void)
@@ -181,11 +246,26 @@ static int check_flags(const char *path, unsigned long want)
         return fail("%s flags %#lx lack %#lx", path, sv.f_flag, want);
     return 0;
 }
-static int p_root_ro(void) { return check_flags("/", ST_RDONLY | ST_NOSUID | ST_NODEV); }
-static int p_package_ro(void) { return check_flags("/etc", ST_RDONLY | ST_NOSUID | ST_NODEV); }
-static int p_var_nosuid(void) { return check_flags("/var", ST_NOSUID | ST_NODEV); }
-static int p_tmp_nosuid(void) { return check_flags("/tmp", ST_NOSUID | ST_NODEV); }
-static int p_dev_ro(void) { return check_flags("/dev", ST_RDONLY | ST_NOSUID | ST_NODEV | ST_NOEXEC); }
+static int p_root_ro(void)
+{
+    return check_flags("/", ST_RDONLY | ST_NOSUID | ST_NODEV);
+}
+static int p_package_ro(void)
+{
+    return check_flags("/etc", ST_RDONLY | ST_NOSUID | ST_NODEV);
+}
+static int p_var_nosuid(void)
+{
+    return check_flags("/var", ST_NOSUID | ST_NODEV);
+}
+static int p_tmp_nosuid(void)
+{
+    return check_flags("/tmp", ST_NOSUID | ST_NODEV);
+}
+static int p_dev_ro(void)
+{
+    return check_flags("/dev", ST_RDONLY | ST_NOSUID | ST_NODEV | ST_NOEXEC);
+}
 
 /* Fills a file until the filesystem refuses; returns the bytes written. */
 static long fill(const char *path, long max)
@@ -243,11 +323,32 @@ static int p_open_by_handle(void)
 
 /* ---- mounts and namespaces */
 
-static int p_mount(void) { REFUSED(mount("none", "/tmp", "tmpfs", 0, NULL)); return 0; }
-static int p_remount_rw(void) { REFUSED(mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND, NULL)); return 0; }
-static int p_umount(void) { REFUSED(umount2("/var", MNT_DETACH)); REFUSED(umount2("/", MNT_DETACH)); return 0; }
-static int p_pivot_root(void) { REFUSED(syscall(SYS_pivot_root, "/tmp", "/tmp")); return 0; }
-static int p_chroot(void) { REFUSED(chroot("/tmp")); return 0; }
+static int p_mount(void)
+{
+    REFUSED(mount("none", "/tmp", "tmpfs", 0, NULL));
+    return 0;
+}
+static int p_remount_rw(void)
+{
+    REFUSED(mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND, NULL));
+    return 0;
+}
+static int p_umount(void)
+{
+    REFUSED(umount2("/var", MNT_DETACH));
+    REFUSED(umount2("/", MNT_DETACH));
+    return 0;
+}
+static int p_pivot_root(void)
+{
+    REFUSED(syscall(SYS_pivot_root, "/tmp", "/tmp"));
+    return 0;
+}
+static int p_chroot(void)
+{
+    REFUSED(chroot("/tmp"));
+    return 0;
+}
 static int p_new_mount_api(void)
 {
     REFUSED(syscall(SYS_fsopen, "tmpfs", 0));
@@ -259,13 +360,18 @@ static int p_new_mount_api(void)
 }
 static int p_unshare(void)
 {
-    const int flags[] = {CLONE_NEWUSER, CLONE_NEWNS, CLONE_NEWNET, CLONE_NEWPID, CLONE_NEWIPC,
-                         CLONE_NEWUTS, CLONE_NEWCGROUP, 0x80 /* CLONE_NEWTIME */, CLONE_FS};
+    const int flags[] = {CLONE_NEWUSER, CLONE_NEWNS,  CLONE_NEWNET,    CLONE_NEWPID,
+                         CLONE_NEWIPC,  CLONE_NEWUTS, CLONE_NEWCGROUP, 0x80 /* CLONE_NEWTIME */,
+                         CLONE_FS};
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
         REFUSED(unshare(flags[i]));
     return 0;
 }
-static int p_setns(void) { REFUSED(setns(3, 0)); return 0; }
+static int p_setns(void)
+{
+    REFUSED(setns(3, 0));
+    return 0;
+}
 
 static int clone_flag(unsigned long flag)
 {
@@ -278,15 +384,42 @@ static int clone_flag(unsigned long flag)
     }
     return 0;
 }
-static int p_clone_newuser(void) { return clone_flag(CLONE_NEWUSER); }
-static int p_clone_newns(void) { return clone_flag(CLONE_NEWNS); }
-static int p_clone_newpid(void) { return clone_flag(CLONE_NEWPID); }
-static int p_clone_newnet(void) { return clone_flag(CLONE_NEWNET); }
-static int p_clone_newipc(void) { return clone_flag(CLONE_NEWIPC); }
-static int p_clone_newuts(void) { return clone_flag(CLONE_NEWUTS); }
-static int p_clone_newcgroup(void) { return clone_flag(CLONE_NEWCGROUP); }
-static int p_clone_parent(void) { return clone_flag(CLONE_PARENT); }
-static int p_clone_pidfd(void) { return clone_flag(CLONE_PIDFD); }
+static int p_clone_newuser(void)
+{
+    return clone_flag(CLONE_NEWUSER);
+}
+static int p_clone_newns(void)
+{
+    return clone_flag(CLONE_NEWNS);
+}
+static int p_clone_newpid(void)
+{
+    return clone_flag(CLONE_NEWPID);
+}
+static int p_clone_newnet(void)
+{
+    return clone_flag(CLONE_NEWNET);
+}
+static int p_clone_newipc(void)
+{
+    return clone_flag(CLONE_NEWIPC);
+}
+static int p_clone_newuts(void)
+{
+    return clone_flag(CLONE_NEWUTS);
+}
+static int p_clone_newcgroup(void)
+{
+    return clone_flag(CLONE_NEWCGROUP);
+}
+static int p_clone_parent(void)
+{
+    return clone_flag(CLONE_PARENT);
+}
+static int p_clone_pidfd(void)
+{
+    return clone_flag(CLONE_PIDFD);
+}
 static int p_clone_newuser_highbits(void)
 {
     /* Flags above 32 bits must not sneak a namespace past the filter. */
@@ -313,7 +446,11 @@ static int p_io_uring(void)
 
 /* ---- other processes and the kernel */
 
-static int p_ptrace_traceme(void) { REFUSED(syscall(SYS_ptrace, PTRACE_TRACEME, 0, 0, 0)); return 0; }
+static int p_ptrace_traceme(void)
+{
+    REFUSED(syscall(SYS_ptrace, PTRACE_TRACEME, 0, 0, 0));
+    return 0;
+}
 static int p_ptrace_attach(void)
 {
     REFUSED(syscall(SYS_ptrace, 16 /* PTRACE_ATTACH */, getppid(), 0, 0));
@@ -352,7 +489,11 @@ static int p_pidfd_host(void)
     REFUSED(syscall(SYS_pidfd_send_signal, 0, SIGKILL, NULL, 0));
     return 0;
 }
-static int p_kcmp(void) { REFUSED(syscall(SYS_kcmp, getpid(), 1, 0, 0, 0)); return 0; }
+static int p_kcmp(void)
+{
+    REFUSED(syscall(SYS_kcmp, getpid(), 1, 0, 0, 0));
+    return 0;
+}
 static int p_pidfd_getfd(void)
 {
     int pfd = (int)syscall(SYS_pidfd_open, getppid(), 0);
@@ -366,9 +507,23 @@ static int p_keyctl(void)
     REFUSED(syscall(SYS_request_key, "user", "x", NULL, 0));
     return 0;
 }
-static int p_bpf(void) { char attr[128] = {0}; REFUSED(syscall(SYS_bpf, 0, attr, sizeof attr)); return 0; }
-static int p_perf(void) { char attr[128] = {0}; REFUSED(syscall(SYS_perf_event_open, attr, 0, -1, -1, 0)); return 0; }
-static int p_userfaultfd(void) { REFUSED(syscall(SYS_userfaultfd, 0)); return 0; }
+static int p_bpf(void)
+{
+    char attr[128] = {0};
+    REFUSED(syscall(SYS_bpf, 0, attr, sizeof attr));
+    return 0;
+}
+static int p_perf(void)
+{
+    char attr[128] = {0};
+    REFUSED(syscall(SYS_perf_event_open, attr, 0, -1, -1, 0));
+    return 0;
+}
+static int p_userfaultfd(void)
+{
+    REFUSED(syscall(SYS_userfaultfd, 0));
+    return 0;
+}
 static int p_modules(void)
 {
     REFUSED(syscall(SYS_init_module, "", 0, ""));
@@ -382,11 +537,34 @@ static int p_kexec(void)
     REFUSED(syscall(SYS_kexec_file_load, 0, 0, 0, "", 0));
     return 0;
 }
-static int p_reboot(void) { REFUSED(syscall(SYS_reboot, 0xfee1dead, 672274793, 0x1234567, NULL)); return 0; }
-static int p_personality(void) { REFUSED(syscall(SYS_personality, 0x0400000 /* READ_IMPLIES_EXEC */)); return 0; }
-static int p_modify_ldt(void) { char b[16] = {0}; REFUSED(syscall(SYS_modify_ldt, 1, b, sizeof b)); return 0; }
-static int p_ioperm(void) { REFUSED(syscall(SYS_ioperm, 0x80, 1, 1)); REFUSED(syscall(SYS_iopl, 3)); return 0; }
-static int p_syslog(void) { char b[64]; REFUSED(syscall(SYS_syslog, 3, b, sizeof b)); return 0; }
+static int p_reboot(void)
+{
+    REFUSED(syscall(SYS_reboot, 0xfee1dead, 672274793, 0x1234567, NULL));
+    return 0;
+}
+static int p_personality(void)
+{
+    REFUSED(syscall(SYS_personality, 0x0400000 /* READ_IMPLIES_EXEC */));
+    return 0;
+}
+static int p_modify_ldt(void)
+{
+    char b[16] = {0};
+    REFUSED(syscall(SYS_modify_ldt, 1, b, sizeof b));
+    return 0;
+}
+static int p_ioperm(void)
+{
+    REFUSED(syscall(SYS_ioperm, 0x80, 1, 1));
+    REFUSED(syscall(SYS_iopl, 3));
+    return 0;
+}
+static int p_syslog(void)
+{
+    char b[64];
+    REFUSED(syscall(SYS_syslog, 3, b, sizeof b));
+    return 0;
+}
 static int p_swap_acct_quota(void)
 {
     REFUSED(syscall(SYS_swapon, "/var/swap", 0));
@@ -410,9 +588,23 @@ static int p_hostname(void)
     REFUSED(sethostname("evil", 4));
     return 0;
 }
-static int p_mlock(void) { static char page[4096]; REFUSED(mlock(page, sizeof page)); REFUSED(mlockall(MCL_CURRENT)); return 0; }
-static int p_fanotify(void) { REFUSED(syscall(SYS_fanotify_init, 0, 0)); return 0; }
-static int p_vhangup(void) { REFUSED(syscall(SYS_vhangup)); return 0; }
+static int p_mlock(void)
+{
+    static char page[4096];
+    REFUSED(mlock(page, sizeof page));
+    REFUSED(mlockall(MCL_CURRENT));
+    return 0;
+}
+static int p_fanotify(void)
+{
+    REFUSED(syscall(SYS_fanotify_init, 0, 0));
+    return 0;
+}
+static int p_vhangup(void)
+{
+    REFUSED(syscall(SYS_vhangup));
+    return 0;
+}
 static int p_prctl_other(void)
 {
     REFUSED(prctl(PR_SET_MM, PR_SET_MM_START_CODE, 0, 0, 0));
@@ -523,12 +715,27 @@ static int p_ioctl_other(void)
 
 /* ---- the network */
 
-static int p_raw_socket(void) { REFUSED(socket(AF_INET, SOCK_RAW, IPPROTO_ICMP)); REFUSED(socket(AF_INET6, SOCK_RAW, IPPROTO_RAW)); return 0; }
-static int p_packet_socket(void) { REFUSED(socket(AF_PACKET, SOCK_RAW, 0)); return 0; }
-static int p_netlink_socket(void) { REFUSED(socket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE)); REFUSED(socket(AF_NETLINK, SOCK_DGRAM, 0)); return 0; }
+static int p_raw_socket(void)
+{
+    REFUSED(socket(AF_INET, SOCK_RAW, IPPROTO_ICMP));
+    REFUSED(socket(AF_INET6, SOCK_RAW, IPPROTO_RAW));
+    return 0;
+}
+static int p_packet_socket(void)
+{
+    REFUSED(socket(AF_PACKET, SOCK_RAW, 0));
+    return 0;
+}
+static int p_netlink_socket(void)
+{
+    REFUSED(socket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE));
+    REFUSED(socket(AF_NETLINK, SOCK_DGRAM, 0));
+    return 0;
+}
 static int p_exotic_sockets(void)
 {
-    const int fams[] = {AF_VSOCK, AF_ALG, AF_BLUETOOTH, AF_KEY, AF_XDP, AF_TIPC, AF_RDS, AF_APPLETALK, AF_X25};
+    const int fams[] = {AF_VSOCK, AF_ALG, AF_BLUETOOTH, AF_KEY, AF_XDP,
+                        AF_TIPC,  AF_RDS, AF_APPLETALK, AF_X25};
     for (size_t i = 0; i < sizeof fams / sizeof fams[0]; i++)
         REFUSED(socket(fams[i], SOCK_STREAM, 0));
     REFUSED(socket(AF_UNIX, SOCK_SEQPACKET, 0));
@@ -539,14 +746,16 @@ static int p_exotic_sockets(void)
 static int p_external_tcp(void)
 {
     int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(80), .sin_addr.s_addr = htonl(0x01010101)};
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_port = htons(80), .sin_addr.s_addr = htonl(0x01010101)};
     REFUSED(connect(s, (struct sockaddr *)&a, sizeof a));
     return 0;
 }
 static int p_external_udp(void)
 {
     int s = socket(AF_INET, SOCK_DGRAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(53), .sin_addr.s_addr = htonl(0x08080808)};
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_port = htons(53), .sin_addr.s_addr = htonl(0x08080808)};
     REFUSED(sendto(s, "x", 1, 0, (struct sockaddr *)&a, sizeof a));
     return 0;
 }
@@ -568,7 +777,8 @@ static int p_host_abstract_socket(void)
     struct sockaddr_un a = {.sun_family = AF_UNIX};
     size_t n = strlen(abstract_name);
     memcpy(a.sun_path + 1, abstract_name, n);
-    REFUSED(connect(s, (struct sockaddr *)&a, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n)));
+    REFUSED(connect(s, (struct sockaddr *)&a,
+                    (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n)));
     return 0;
 }
 
@@ -640,8 +850,14 @@ static int loopback(int family)
         return fail("no data over loopback");
     return 0;
 }
-static int p_allow_listen_loopback(void) { return loopback(AF_INET); }
-static int p_allow_listen_loopback6(void) { return loopback(AF_INET6); }
+static int p_allow_listen_loopback(void)
+{
+    return loopback(AF_INET);
+}
+static int p_allow_listen_loopback6(void)
+{
+    return loopback(AF_INET6);
+}
 static int p_allow_fork(void)
 {
     pid_t p = fork();
@@ -652,7 +868,10 @@ static int p_allow_fork(void)
     WORKS(waitpid(p, &st, 0));
     return WIFEXITED(st) && WEXITSTATUS(st) == 7 ? 0 : fail("child status %#x", st);
 }
-static void *thread_fn(void *arg) { return arg; }
+static void *thread_fn(void *arg)
+{
+    return arg;
+}
 static int p_allow_threads(void)
 {
     /* glibc tries clone3 first; ENOSYS makes it fall back to clone. */
@@ -684,7 +903,8 @@ static int p_allow_shm(void)
 }
 static int p_allow_exec_memory(void)
 {
-    void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void *p =
+        mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     return p != MAP_FAILED ? 0 : fail("mmap exec: %s", strerror(errno));
 }
 
@@ -694,52 +914,116 @@ typedef struct {
 } probe;
 
 static const probe probes[] = {
-    {"write_root", p_write_root}, {"mkdir_root", p_mkdir_root},
-    {"write_package", p_write_package}, {"truncate_package", p_truncate_package},
-    {"chmod_package", p_chmod_package}, {"unlink_package", p_unlink_package},
-    {"rename_package", p_rename_package}, {"write_own_binary", p_write_own_binary},
-    {"bridge_write", p_bridge_write}, {"bridge_chmod", p_bridge_chmod},
-    {"bridge_replace", p_bridge_replace}, {"proc_absent", p_proc_absent},
-    {"sys_absent", p_sys_absent}, {"host_files", p_host_files},
-    {"symlink_escape", p_symlink_escape}, {"dev_contents", p_dev_contents},
-    {"dev_write", p_dev_write}, {"dev_tty", p_dev_tty}, {"dotdot_root", p_dotdot_root},
-    {"bridge_hardlink", p_bridge_hardlink}, {"pidfd_host", p_pidfd_host}, {"dev_random_link", p_dev_random_link},
-    {"mknod_char", p_mknod_char}, {"mknod_block", p_mknod_block},
-    {"mknod_char_highbits", p_mknod_char_highbits}, {"allow_fifo", p_allow_fifo}, {"root_ro", p_root_ro},
-    {"package_ro", p_package_ro}, {"var_nosuid", p_var_nosuid}, {"tmp_nosuid", p_tmp_nosuid},
-    {"dev_ro", p_dev_ro}, {"shm_size", p_shm_size}, {"tmp_size", p_tmp_size},
-    {"chown", p_chown}, {"xattr", p_xattr}, {"open_by_handle", p_open_by_handle},
-    {"mount", p_mount}, {"remount_rw", p_remount_rw}, {"umount", p_umount},
-    {"pivot_root", p_pivot_root}, {"chroot", p_chroot}, {"new_mount_api", p_new_mount_api},
-    {"unshare", p_unshare}, {"setns", p_setns}, {"clone_newuser", p_clone_newuser},
-    {"clone_newns", p_clone_newns}, {"clone_newpid", p_clone_newpid},
-    {"clone_newnet", p_clone_newnet}, {"clone_newipc", p_clone_newipc},
-    {"clone_newuts", p_clone_newuts}, {"clone_newcgroup", p_clone_newcgroup},
-    {"clone_parent", p_clone_parent}, {"clone_pidfd", p_clone_pidfd},
-    {"clone_newuser_highbits", p_clone_newuser_highbits}, {"clone3", p_clone3},
-    {"io_uring", p_io_uring}, {"ptrace_traceme", p_ptrace_traceme},
-    {"ptrace_attach", p_ptrace_attach}, {"process_vm", p_process_vm},
-    {"kill_host_pid", p_kill_host}, {"pid_namespace", p_pid_namespace}, {"kcmp", p_kcmp},
-    {"pidfd_getfd", p_pidfd_getfd}, {"keyctl", p_keyctl}, {"bpf", p_bpf},
-    {"perf_event_open", p_perf}, {"userfaultfd", p_userfaultfd}, {"modules", p_modules},
-    {"kexec", p_kexec}, {"reboot", p_reboot}, {"personality", p_personality},
-    {"modify_ldt", p_modify_ldt}, {"ioperm", p_ioperm}, {"syslog", p_syslog},
-    {"swap_acct_quota", p_swap_acct_quota}, {"set_time", p_time}, {"hostname", p_hostname},
-    {"mlock", p_mlock}, {"fanotify", p_fanotify}, {"vhangup", p_vhangup},
-    {"prctl_other", p_prctl_other}, {"x32_abi", p_x32_abi}, {"i386_abi", p_i386_abi},
-    {"setuid", p_setuid}, {"capabilities", p_capabilities}, {"no_new_privs", p_no_new_privs},
-    {"rlimits", p_rlimits}, {"inherited_fds", p_inherited_fds}, {"env_exact", p_env_exact},
-    {"tiocsti", p_tiocsti}, {"ioctl_other", p_ioctl_other}, {"raw_socket", p_raw_socket},
-    {"packet_socket", p_packet_socket}, {"netlink_socket", p_netlink_socket},
-    {"exotic_sockets", p_exotic_sockets}, {"external_tcp", p_external_tcp},
-    {"external_udp", p_external_udp}, {"external_ipv6", p_external_ipv6},
+    {"write_root", p_write_root},
+    {"mkdir_root", p_mkdir_root},
+    {"write_package", p_write_package},
+    {"truncate_package", p_truncate_package},
+    {"chmod_package", p_chmod_package},
+    {"unlink_package", p_unlink_package},
+    {"rename_package", p_rename_package},
+    {"write_own_binary", p_write_own_binary},
+    {"bridge_write", p_bridge_write},
+    {"bridge_chmod", p_bridge_chmod},
+    {"bridge_replace", p_bridge_replace},
+    {"proc_absent", p_proc_absent},
+    {"sys_absent", p_sys_absent},
+    {"host_files", p_host_files},
+    {"symlink_escape", p_symlink_escape},
+    {"dev_contents", p_dev_contents},
+    {"dev_write", p_dev_write},
+    {"dev_tty", p_dev_tty},
+    {"dotdot_root", p_dotdot_root},
+    {"bridge_hardlink", p_bridge_hardlink},
+    {"pidfd_host", p_pidfd_host},
+    {"dev_random_link", p_dev_random_link},
+    {"mknod_char", p_mknod_char},
+    {"mknod_block", p_mknod_block},
+    {"mknod_char_highbits", p_mknod_char_highbits},
+    {"allow_fifo", p_allow_fifo},
+    {"root_ro", p_root_ro},
+    {"package_ro", p_package_ro},
+    {"var_nosuid", p_var_nosuid},
+    {"tmp_nosuid", p_tmp_nosuid},
+    {"dev_ro", p_dev_ro},
+    {"shm_size", p_shm_size},
+    {"tmp_size", p_tmp_size},
+    {"chown", p_chown},
+    {"xattr", p_xattr},
+    {"open_by_handle", p_open_by_handle},
+    {"mount", p_mount},
+    {"remount_rw", p_remount_rw},
+    {"umount", p_umount},
+    {"pivot_root", p_pivot_root},
+    {"chroot", p_chroot},
+    {"new_mount_api", p_new_mount_api},
+    {"unshare", p_unshare},
+    {"setns", p_setns},
+    {"clone_newuser", p_clone_newuser},
+    {"clone_newns", p_clone_newns},
+    {"clone_newpid", p_clone_newpid},
+    {"clone_newnet", p_clone_newnet},
+    {"clone_newipc", p_clone_newipc},
+    {"clone_newuts", p_clone_newuts},
+    {"clone_newcgroup", p_clone_newcgroup},
+    {"clone_parent", p_clone_parent},
+    {"clone_pidfd", p_clone_pidfd},
+    {"clone_newuser_highbits", p_clone_newuser_highbits},
+    {"clone3", p_clone3},
+    {"io_uring", p_io_uring},
+    {"ptrace_traceme", p_ptrace_traceme},
+    {"ptrace_attach", p_ptrace_attach},
+    {"process_vm", p_process_vm},
+    {"kill_host_pid", p_kill_host},
+    {"pid_namespace", p_pid_namespace},
+    {"kcmp", p_kcmp},
+    {"pidfd_getfd", p_pidfd_getfd},
+    {"keyctl", p_keyctl},
+    {"bpf", p_bpf},
+    {"perf_event_open", p_perf},
+    {"userfaultfd", p_userfaultfd},
+    {"modules", p_modules},
+    {"kexec", p_kexec},
+    {"reboot", p_reboot},
+    {"personality", p_personality},
+    {"modify_ldt", p_modify_ldt},
+    {"ioperm", p_ioperm},
+    {"syslog", p_syslog},
+    {"swap_acct_quota", p_swap_acct_quota},
+    {"set_time", p_time},
+    {"hostname", p_hostname},
+    {"mlock", p_mlock},
+    {"fanotify", p_fanotify},
+    {"vhangup", p_vhangup},
+    {"prctl_other", p_prctl_other},
+    {"x32_abi", p_x32_abi},
+    {"i386_abi", p_i386_abi},
+    {"setuid", p_setuid},
+    {"capabilities", p_capabilities},
+    {"no_new_privs", p_no_new_privs},
+    {"rlimits", p_rlimits},
+    {"inherited_fds", p_inherited_fds},
+    {"env_exact", p_env_exact},
+    {"tiocsti", p_tiocsti},
+    {"ioctl_other", p_ioctl_other},
+    {"raw_socket", p_raw_socket},
+    {"packet_socket", p_packet_socket},
+    {"netlink_socket", p_netlink_socket},
+    {"exotic_sockets", p_exotic_sockets},
+    {"external_tcp", p_external_tcp},
+    {"external_udp", p_external_udp},
+    {"external_ipv6", p_external_ipv6},
     {"host_abstract_socket", p_host_abstract_socket},
-    {"allow_write_var", p_allow_write_var}, {"allow_write_tmp", p_allow_write_tmp},
-    {"allow_urandom", p_allow_urandom}, {"allow_dev_null_zero", p_allow_dev_null_zero},
+    {"allow_write_var", p_allow_write_var},
+    {"allow_write_tmp", p_allow_write_tmp},
+    {"allow_urandom", p_allow_urandom},
+    {"allow_dev_null_zero", p_allow_dev_null_zero},
     {"allow_listen_loopback", p_allow_listen_loopback},
-    {"allow_listen_loopback6", p_allow_listen_loopback6}, {"allow_fork", p_allow_fork},
-    {"allow_threads", p_allow_threads}, {"allow_fd3_socket", p_allow_fd3_socket},
-    {"allow_unix_socketpair", p_allow_unix_socketpair}, {"allow_shm", p_allow_shm},
+    {"allow_listen_loopback6", p_allow_listen_loopback6},
+    {"allow_fork", p_allow_fork},
+    {"allow_threads", p_allow_threads},
+    {"allow_fd3_socket", p_allow_fd3_socket},
+    {"allow_unix_socketpair", p_allow_unix_socketpair},
+    {"allow_shm", p_allow_shm},
     {"allow_exec_memory", p_allow_exec_memory},
 };
 
@@ -877,7 +1161,12 @@ int main(int argc, char **argv)
         for (int fd = 0; fd < 1024; fd++) {
             struct stat st;
             if (fstat(fd, &st) == 0)
-                printf("%d %s\n", fd, S_ISSOCK(st.st_mode) ? "socket" : S_ISCHR(st.st_mode) ? "chr" : S_ISFIFO(st.st_mode) ? "fifo" : S_ISREG(st.st_mode) ? "file" : "other");
+                printf("%d %s\n", fd,
+                       S_ISSOCK(st.st_mode)   ? "socket"
+                       : S_ISCHR(st.st_mode)  ? "chr"
+                       : S_ISFIFO(st.st_mode) ? "fifo"
+                       : S_ISREG(st.st_mode)  ? "file"
+                                              : "other");
         }
         return 0;
     }
@@ -895,7 +1184,8 @@ int main(int argc, char **argv)
         long kib = argc > 2 ? strtol(argv[2], NULL, 10) : 1;
         char line[64];
         for (long i = 0; i < kib * 16; i++) {
-            int n = snprintf(line, sizeof line, "line %08ld ......................................\n", i);
+            int n = snprintf(line, sizeof line,
+                             "line %08ld ......................................\n", i);
             if (write(1, line, (size_t)n) != n)
                 return 1;
         }
@@ -920,6 +1210,7 @@ int main(int argc, char **argv)
         sleep(600);
         return 0;
     }
-    fprintf(stderr, "usage: probe probes|list|exit N|env|fds|cat|spam KIB|hog|forkbomb|tree|spin|sleep\n");
+    fprintf(stderr,
+            "usage: probe probes|list|exit N|env|fds|cat|spam KIB|hog|forkbomb|tree|spin|sleep\n");
     return 2;
 }
