@@ -466,3 +466,20 @@ def test_cpu_limit_throttles(package, var):
     finally:
         p.send_signal(signal.SIGTERM)
         assert p.wait(timeout=60) == 128 + signal.SIGKILL
+
+
+@pytest.mark.parametrize("probe", ["capabilities", "no_new_privs", "setuid", "mount", "unshare",
+                                   "chown", "ptrace_attach"])
+def test_file_capabilities_and_setuid_bit_gain_nothing(package, var, probe):
+    """A package binary that is setuid and carries file capabilities (what a
+    hostile package could ship) runs with no privileges at all."""
+    binary = package / "bin" / "probe"
+    subprocess.run(["setcap", "cap_sys_admin,cap_net_admin,cap_dac_override,cap_setuid+eip",
+                    str(binary)], check=True)
+    os.chmod(binary, 0o4755)
+    assert "cap_sys_admin" in subprocess.run(["getcap", str(binary)], capture_output=True,
+                                             text=True).stdout
+    p = run(package, var, "/bin/probe", "probes", str(os.getpid()), "none", probe,
+            opts=["--env", "GRANARY_PROBE=1"])
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == f"PASS {probe}\n"
