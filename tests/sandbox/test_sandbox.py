@@ -303,7 +303,7 @@ def test_memory_hog_is_stopped(package, var):
         assert p.returncode == 128 + signal.SIGKILL, (p.stdout, p.stderr)  # the OOM killer
     # The host is fine and the grain's cgroups are gone.
     assert run(package, var, "/bin/probe", "exit", "0").returncode == 0
-    assert leftover_cgroups() == before
+    assert set(leftover_cgroups()) <= set(before)  # nothing left behind
 
 
 def test_fork_bomb_is_stopped(package, var):
@@ -314,7 +314,7 @@ def test_fork_bomb_is_stopped(package, var):
     assert made < 32
     assert "Resource temporarily unavailable" in p.stdout
     assert run(package, var, "/bin/probe", "exit", "0").returncode == 0
-    assert leftover_cgroups() == before
+    assert set(leftover_cgroups()) <= set(before)  # nothing left behind
 
 
 def test_limits_do_not_leak_between_grains(package, var):
