@@ -13,6 +13,7 @@ typedef struct gr_command {
 #include "util.h"
 
 int cmd_run(int argc, char **argv);
+int cmd_sandbox_run(int argc, char **argv);
 int cmd_admin(int argc, char **argv);
 int cmd_spk(int argc, char **argv);
 int cmd_admin_install(int argc, char **argv);

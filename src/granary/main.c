@@ -7,6 +7,7 @@ static const gr_command commands[] = {
     {"run", "serve Granary (the daemon)", cmd_run},
     {"spk", "make, verify and unpack packages", cmd_spk},
     {"admin", "administer a server: setup-link, install FILE.spk", cmd_admin},
+    {"sandbox-run", "run one command in a grain sandbox", cmd_sandbox_run},
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
