@@ -17,6 +17,7 @@ void cfg_init(cfg *c)
         cfg_set(c, "web-dir", "web/dist", &err) < 0)
         abort();
     c->log_level = GR_LOG_INFO;
+    c->grain_idle_seconds = CFG_DEFAULT_GRAIN_IDLE;
 }
 
 void cfg_release(cfg *c)
@@ -29,6 +30,7 @@ void cfg_release(cfg *c)
     free(c->wildcard_suffix);
     free(c->web_dir);
     free(c->config_file);
+    free(c->bridge_path);
     memset(c, 0, sizeof(*c));
 }
 
@@ -194,6 +196,19 @@ int cfg_set(cfg *c, const char *name, const char *value, gr_error_t *err)
         return set_base_url(c, value, err);
     if (strcmp(name, "wildcard-host") == 0)
         return set_wildcard(c, value, err);
+    if (strcmp(name, "grain-idle-seconds") == 0) {
+        long v;
+        if (gr_parse_long(value, 1, 86400, &v, err) < 0)
+            return gr_error_prefix(err, "--grain-idle-seconds");
+        c->grain_idle_seconds = (int)v;
+        return 0;
+    }
+    if (strcmp(name, "bridge") == 0) {
+        if (*value != '/')
+            return gr_make_error(err, 0, "--bridge: '%s' must be an absolute path", value);
+        replace(&c->bridge_path, gr_strdup(value));
+        return 0;
+    }
     if (strcmp(name, "log-level") == 0) {
         if (gr_log_parse_level(value, &c->log_level) < 0)
             return gr_make_error(err, 0,
@@ -295,6 +310,9 @@ const char *cfg_usage(void)
            ")\n"
            "  --web-dir DIR          the built web shell (default web/dist)\n"
            "  --log-level LEVEL      debug, info, warn or error (default info)\n"
+           "  --grain-idle-seconds N stop a grain unused for N seconds (default 120)\n"
+           "  --bridge FILE          granary-http-bridge to bind into grains (default: the\n"
+           "                         one built beside this granary)\n"
            "  --config FILE          read 'name = value' settings from FILE first\n"
            "                         (default ./" CFG_DEFAULT_CONF " when it exists)\n";
 }

@@ -11,6 +11,7 @@
 #define CFG_DEFAULT_BASE_URL "http://granary.localhost:6080"
 #define CFG_DEFAULT_WILDCARD "*.granary.localhost:6080"
 #define CFG_DEFAULT_CONF "granary.conf"
+#define CFG_DEFAULT_GRAIN_IDLE 120
 
 typedef struct cfg {
     char *data_dir;      /* where the store, apps and grains live */
@@ -24,6 +25,8 @@ typedef struct cfg {
     char *web_dir;       /* the built shell (web/dist) */
     char *config_file;   /* the file that was read, or NULL */
     gr_log_level log_level;
+    int grain_idle_seconds; /* stop a grain unused this long */
+    char *bridge_path;      /* granary-http-bridge, bound into every grain */
 } cfg;
 
 /* Fills c with the defaults. Release with cfg_release(). */

@@ -33,6 +33,9 @@ int gw__route_api(gw_server *srv, h2o_req_t *req, const char *path, size_t len)
     int r = gw__route_auth(srv, req, path, len);
     if (r >= 0)
         return r;
+    r = gw__route_grains_api(srv, req, path, len);
+    if (r >= 0)
+        return r;
     return gw__send_json_error(req, 404, "Not Found", "no such API endpoint");
 }
 

@@ -20,20 +20,16 @@
 #define FAIL_LIMIT_EMAIL 5     /* per account */
 #define FAIL_LIMIT_ADDRESS 20  /* per client address */
 
-typedef struct {
-    st_account account;
-    char *csrf;
-    char token_hash[AU_TOKEN_HEX];
-} session;
+typedef gw_session session;
 
-static void session_release(session *s)
+void gw__session_release(gw_session *s)
 {
     st_account_release(&s->account);
     free(s->csrf);
     s->csrf = NULL;
 }
 
-static int store_failure(h2o_req_t *req, gr_error_t *err)
+int gw__store_failure(h2o_req_t *req, gr_error_t *err)
 {
     gr_error_log("store: %s", gr_error_msg(*err));
     gr_error_release(err);
@@ -76,7 +72,7 @@ static bool is_hex_token(const char *t)
 
 /* Resolves the session cookie. Returns 1 with *s filled, 0 when there is no
  * valid session, or -1 with err. */
-static int find_session(gw_server *srv, h2o_req_t *req, session *s, gr_error_t *err)
+int gw__session_find(gw_server *srv, h2o_req_t *req, gw_session *s, gr_error_t *err)
 {
     memset(s, 0, sizeof(*s));
     _cleanup_free_ char *token = cookie_value(req, SESSION_COOKIE);
@@ -89,14 +85,14 @@ static int find_session(gw_server *srv, h2o_req_t *req, session *s, gr_error_t *
         return r;
     r = st_account_by_id(srv->store, account_id, &s->account, err);
     if (r <= 0)
-        session_release(s);
+        gw__session_release(s);
     return r;
 }
 
 /* Checks what every state-changing call needs (see the top of this file).
  * Returns 0 when the request may go on; otherwise it has answered. With a
  * session, the CSRF header must be that session's token. */
-static int check_post(gw_server *srv, h2o_req_t *req, const session *s)
+int gw__check_post(gw_server *srv, h2o_req_t *req, const gw_session *s, const char *content_type)
 {
     if (!gw__method_is(req, "POST")) {
         gw__add_header(req, H2O_TOKEN_ALLOW, "POST");
@@ -122,20 +118,28 @@ static int check_post(gw_server *srv, h2o_req_t *req, const session *s)
         return -1;
     }
     const h2o_iovec_t *type = gw__header(req, "content-type");
-    if (type == NULL || type->len < 16 || strncasecmp(type->base, "application/json", 16) != 0) {
-        gw__send_json_error(req, 415, "Unsupported Media Type", "send the body as application/json");
+    size_t tl = strlen(content_type);
+    if (type == NULL || type->len < tl || strncasecmp(type->base, content_type, tl) != 0) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "send the body as %s", content_type);
+        gw__send_json_error(req, 415, "Unsupported Media Type", msg);
         return -1;
     }
-    if (req->entity.len > MAX_BODY) {
+    if (strcmp(content_type, "application/json") == 0 && req->entity.len > MAX_BODY) {
         gw__send_json_error(req, 413, "Payload Too Large", "the request body is too large");
         return -1;
     }
     return 0;
 }
 
+static int gw__check_post_json(gw_server *srv, h2o_req_t *req, const gw_session *s)
+{
+    return gw__check_post(srv, req, s, "application/json");
+}
+
 /* Parses the body as a JSON object. Returns it (the caller decrefs), or NULL
  * having answered 400. */
-static json_t *parse_body(h2o_req_t *req)
+json_t *gw__parse_body(h2o_req_t *req)
 {
     json_error_t jerr;
     json_t *body = NULL;
@@ -209,7 +213,7 @@ static int start_session(gw_server *srv, h2o_req_t *req, const st_account *a, in
     _cleanup_error_ gr_error_t err = NULL;
     if (st_session_create(srv->store, hash, a->id, csrf, gr_now_unix() + SESSION_SECONDS, &err) <
         0)
-        return store_failure(req, &err);
+        return gw__store_failure(req, &err);
     _cleanup_free_ char *cookie =
         gr_asprintf(SESSION_COOKIE "=%s; Path=/; HttpOnly; SameSite=Lax; Max-Age=%d%s", token,
                     SESSION_SECONDS, srv->cfg->base_https ? "; Secure" : "");
@@ -256,7 +260,7 @@ static int rate_limited(gw_server *srv, h2o_req_t *req, const char *ekey, const 
     int e = st_login_failure_count(srv->store, ekey, since, &err);
     int a = e < 0 ? -1 : st_login_failure_count(srv->store, akey, since, &err);
     if (e < 0 || a < 0) {
-        store_failure(req, &err);
+        gw__store_failure(req, &err);
         return 1;
     }
     if (e >= FAIL_LIMIT_EMAIL || a >= FAIL_LIMIT_ADDRESS) {
@@ -348,17 +352,17 @@ static int api_session(gw_server *srv, h2o_req_t *req)
         return gw__send_json_error(req, 405, "Method Not Allowed", "use GET");
     _cleanup_error_ gr_error_t err = NULL;
     session s;
-    int r = find_session(srv, req, &s, &err);
+    int r = gw__session_find(srv, req, &s, &err);
     if (r < 0)
-        return store_failure(req, &err);
+        return gw__store_failure(req, &err);
     if (r == 1) {
         json_t *o = json_pack("{s:o, s:s}", "account", account_json(&s.account), "csrf", s.csrf);
-        session_release(&s);
+        gw__session_release(&s);
         return gw__send_json(req, 200, "OK", o);
     }
     int admins = st_account_count(srv->store, true, &err);
     if (admins < 0)
-        return store_failure(req, &err);
+        return gw__store_failure(req, &err);
     return gw__send_json(req, 200, "OK",
                          json_pack("{s:n, s:b}", "account", "setup_needed", admins == 0));
 }
@@ -371,7 +375,7 @@ static int login_done(gw_job *job, h2o_req_t *req)
     st_account a = {0};
     int found = j->verified ? st_account_by_email(srv->store, j->email, &a, &err) : 0;
     if (found < 0)
-        return store_failure(req, &err);
+        return gw__store_failure(req, &err);
     if (!found) {
         record_failure(srv, j->ekey, j->akey);
         return gw__send_json_error(req, 401, "Unauthorized", "wrong email or password");
@@ -402,9 +406,9 @@ static int login_done(gw_job *job, h2o_req_t *req)
 
 static int api_login(gw_server *srv, h2o_req_t *req)
 {
-    if (check_post(srv, req, NULL) < 0)
+    if (gw__check_post_json(srv, req, NULL) < 0)
         return 0;
-    json_t *body = parse_body(req);
+    json_t *body = gw__parse_body(req);
     if (body == NULL)
         return 0;
     size_t plen = 0;
@@ -429,7 +433,7 @@ static int api_login(gw_server *srv, h2o_req_t *req)
     if (found < 0) {
         json_decref(body);
         pw_job_free(j);
-        return store_failure(req, &err);
+        return gw__store_failure(req, &err);
     }
     j->email = gr_strdup(email);
     j->password = gr_strndup(password, plen);
@@ -453,7 +457,7 @@ static int setup_done(gw_job *job, h2o_req_t *req)
     _cleanup_free_ char *unused = NULL;
     int r = st_login_token_take(srv->store, hash, "setup", gr_now_unix(), &unused, &err);
     if (r < 0)
-        return store_failure(req, &err);
+        return gw__store_failure(req, &err);
     if (r == 0)
         return gw__send_json_error(req, 403, "Forbidden",
                                    "this setup link is invalid, used or expired: make a new one "
@@ -467,7 +471,7 @@ static int setup_done(gw_job *job, h2o_req_t *req)
     if (st_account_create(srv->store, &a, &err) < 0) {
         if (err->status == EEXIST)
             return gw__send_json_error(req, 409, "Conflict", gr_error_msg(err));
-        return store_failure(req, &err);
+        return gw__store_failure(req, &err);
     }
     gr_info("setup: administrator %s created", j->email);
     return start_session(srv, req, &a, 201);
@@ -475,9 +479,9 @@ static int setup_done(gw_job *job, h2o_req_t *req)
 
 static int api_setup(gw_server *srv, h2o_req_t *req)
 {
-    if (check_post(srv, req, NULL) < 0)
+    if (gw__check_post_json(srv, req, NULL) < 0)
         return 0;
-    json_t *body = parse_body(req);
+    json_t *body = gw__parse_body(req);
     if (body == NULL)
         return 0;
     size_t plen = 0;
@@ -512,20 +516,20 @@ static int api_logout(gw_server *srv, h2o_req_t *req)
 {
     _cleanup_error_ gr_error_t err = NULL;
     session s;
-    int r = find_session(srv, req, &s, &err);
+    int r = gw__session_find(srv, req, &s, &err);
     if (r < 0)
-        return store_failure(req, &err);
-    if (check_post(srv, req, r ? &s : NULL) < 0) {
+        return gw__store_failure(req, &err);
+    if (gw__check_post_json(srv, req, r ? &s : NULL) < 0) {
         if (r)
-            session_release(&s);
+            gw__session_release(&s);
         return 0;
     }
     if (r) {
         st_session_delete(srv->store, s.token_hash, &err);
         gr_info("logout: %s", s.account.email);
-        session_release(&s);
+        gw__session_release(&s);
         if (err)
-            return store_failure(req, &err);
+            return gw__store_failure(req, &err);
     }
     clear_cookie(srv, req);
     return gw__send_json(req, 200, "OK", json_pack("{s:b}", "ok", 1));
@@ -533,9 +537,9 @@ static int api_logout(gw_server *srv, h2o_req_t *req)
 
 static int api_login_email(gw_server *srv, h2o_req_t *req)
 {
-    if (check_post(srv, req, NULL) < 0)
+    if (gw__check_post_json(srv, req, NULL) < 0)
         return 0;
-    json_t *body = parse_body(req);
+    json_t *body = gw__parse_body(req);
     if (body == NULL)
         return 0;
     const char *email = str_field(body, "email", NULL);
@@ -549,7 +553,7 @@ static int api_login_email(gw_server *srv, h2o_req_t *req)
     int found = st_account_by_email(srv->store, email, &a, &err);
     json_decref(body);
     if (found < 0)
-        return store_failure(req, &err);
+        return gw__store_failure(req, &err);
     if (found) {
         char token[AU_TOKEN_HEX], hash[AU_TOKEN_HEX];
         au_token_new(token);
@@ -562,7 +566,7 @@ static int api_login_email(gw_server *srv, h2o_req_t *req)
                     srv->cfg->base_url, token);
         st_account_release(&a);
         if (r < 0)
-            return store_failure(req, &err);
+            return gw__store_failure(req, &err);
     }
     /* The same answer either way, so the call cannot probe for accounts. */
     return gw__send_json(req, 202, "Accepted", json_pack("{s:b}", "sent", 1));
@@ -570,9 +574,9 @@ static int api_login_email(gw_server *srv, h2o_req_t *req)
 
 static int api_login_email_redeem(gw_server *srv, h2o_req_t *req)
 {
-    if (check_post(srv, req, NULL) < 0)
+    if (gw__check_post_json(srv, req, NULL) < 0)
         return 0;
-    json_t *body = parse_body(req);
+    json_t *body = gw__parse_body(req);
     if (body == NULL)
         return 0;
     const char *token = str_field(body, "token", NULL);
@@ -592,7 +596,7 @@ static int api_login_email_redeem(gw_server *srv, h2o_req_t *req)
         r = st_account_by_id(srv->store, account_id, &a, &err);
     if (r < 0) {
         json_decref(body);
-        return store_failure(req, &err);
+        return gw__store_failure(req, &err);
     }
     if (r == 0) {
         json_decref(body);
@@ -618,7 +622,7 @@ static int api_login_email_redeem(gw_server *srv, h2o_req_t *req)
     if (r <= 0) {
         st_account_release(&a);
         if (r < 0)
-            return store_failure(req, &err);
+            return gw__store_failure(req, &err);
         return gw__send_json_error(req, 403, "Forbidden",
                                    "this login link is invalid, used or expired");
     }
@@ -629,20 +633,20 @@ static int api_login_email_redeem(gw_server *srv, h2o_req_t *req)
 
 /* Handlers that need a logged-in user get the session from here. Returns 1
  * with *s filled, or 0 having answered (401, or a refused POST). */
-static int require_session(gw_server *srv, h2o_req_t *req, session *s)
+int gw__session_require(gw_server *srv, h2o_req_t *req, gw_session *s)
 {
     _cleanup_error_ gr_error_t err = NULL;
-    int r = find_session(srv, req, s, &err);
+    int r = gw__session_find(srv, req, s, &err);
     if (r < 0) {
-        store_failure(req, &err);
+        gw__store_failure(req, &err);
         return 0;
     }
     if (r == 0) {
         gw__send_json_error(req, 401, "Unauthorized", "log in first");
         return 0;
     }
-    if (check_post(srv, req, s) < 0) {
-        session_release(s);
+    if (gw__check_post_json(srv, req, s) < 0) {
+        gw__session_release(s);
         return 0;
     }
     return 1;
@@ -650,13 +654,13 @@ static int require_session(gw_server *srv, h2o_req_t *req, session *s)
 
 /* For calls of logged-in users with a JSON body: the session and the body
  * (the caller decrefs it and releases s), or NULL having answered. */
-static json_t *session_body(gw_server *srv, h2o_req_t *req, session *s)
+json_t *gw__session_body(gw_server *srv, h2o_req_t *req, gw_session *s)
 {
-    if (!require_session(srv, req, s))
+    if (!gw__session_require(srv, req, s))
         return NULL;
-    json_t *body = parse_body(req);
+    json_t *body = gw__parse_body(req);
     if (body == NULL)
-        session_release(s);
+        gw__session_release(s);
     return body;
 }
 
@@ -670,7 +674,7 @@ static int password_done(gw_job *job, h2o_req_t *req)
         return gw__send_json_error(req, 500, "Internal Server Error", "could not hash the password");
     _cleanup_error_ gr_error_t err = NULL;
     if (st_account_set_password(srv->store, j->name, j->new_hash, &err) < 0)
-        return store_failure(req, &err);
+        return gw__store_failure(req, &err);
     gr_info("account: password changed for %s", j->email);
     return gw__send_json(req, 200, "OK", json_pack("{s:b}", "ok", 1));
 }
@@ -678,7 +682,7 @@ static int password_done(gw_job *job, h2o_req_t *req)
 static int api_password(gw_server *srv, h2o_req_t *req)
 {
     session s;
-    json_t *body = session_body(srv, req, &s);
+    json_t *body = gw__session_body(srv, req, &s);
     if (body == NULL)
         return 0;
     size_t clen = 0, nlen = 0;
@@ -693,7 +697,7 @@ static int api_password(gw_server *srv, h2o_req_t *req)
     if (problem) {
         int rc = gw__send_json_error(req, 400, "Bad Request", problem);
         json_decref(body);
-        session_release(&s);
+        gw__session_release(&s);
         return rc;
     }
     pw_job *j = pw_job_new();
@@ -709,21 +713,21 @@ static int api_password(gw_server *srv, h2o_req_t *req)
         j->verified = true; /* a link-only account sets its first password */
     }
     json_decref(body);
-    session_release(&s);
+    gw__session_release(&s);
     return gw__defer(srv, req, pw_run, password_done, j, pw_job_free);
 }
 
 static int api_totp_begin(gw_server *srv, h2o_req_t *req)
 {
     session s;
-    if (!require_session(srv, req, &s))
+    if (!gw__session_require(srv, req, &s))
         return 0;
     char secret[AU_TOTP_SECRET_B32];
     au_totp_secret_new(secret);
     /* The secret is stored only when enable proves the app has it. */
     char *uri = gr_asprintf("otpauth://totp/Granary:%s?secret=%s&issuer=Granary&digits=6&period=30",
                             s.account.email, secret);
-    session_release(&s);
+    gw__session_release(&s);
     json_t *o = json_pack("{s:s, s:s}", "secret", secret, "uri", uri);
     free(uri);
     return gw__send_json(req, 200, "OK", o);
@@ -732,7 +736,7 @@ static int api_totp_begin(gw_server *srv, h2o_req_t *req)
 static int api_totp_enable(gw_server *srv, h2o_req_t *req)
 {
     session s;
-    json_t *body = session_body(srv, req, &s);
+    json_t *body = gw__session_body(srv, req, &s);
     if (body == NULL)
         return 0;
     const char *secret = str_field(body, "secret", NULL);
@@ -747,20 +751,20 @@ static int api_totp_enable(gw_server *srv, h2o_req_t *req)
         rc = gw__send_json_error(req, 400, "Bad Request",
                                  "that code does not match: check the time on your device");
     else if (st_account_set_totp(srv->store, s.account.id, secret, &err) < 0)
-        rc = store_failure(req, &err);
+        rc = gw__store_failure(req, &err);
     else {
         gr_info("account: second factor enabled for %s", s.account.email);
         rc = gw__send_json(req, 200, "OK", json_pack("{s:b}", "totp", 1));
     }
     json_decref(body);
-    session_release(&s);
+    gw__session_release(&s);
     return rc;
 }
 
 static int api_totp_disable(gw_server *srv, h2o_req_t *req)
 {
     session s;
-    json_t *body = session_body(srv, req, &s);
+    json_t *body = gw__session_body(srv, req, &s);
     if (body == NULL)
         return 0;
     const char *code = str_field(body, "code", NULL);
@@ -771,13 +775,13 @@ static int api_totp_disable(gw_server *srv, h2o_req_t *req)
     else if (!au_totp_verify(s.account.totp_secret, code, gr_now_unix()))
         rc = gw__send_json_error(req, 403, "Forbidden", "that authenticator code is not right");
     else if (st_account_set_totp(srv->store, s.account.id, NULL, &err) < 0)
-        rc = store_failure(req, &err);
+        rc = gw__store_failure(req, &err);
     else {
         gr_info("account: second factor disabled for %s", s.account.email);
         rc = gw__send_json(req, 200, "OK", json_pack("{s:b}", "totp", 0));
     }
     json_decref(body);
-    session_release(&s);
+    gw__session_release(&s);
     return rc;
 }
 
@@ -798,7 +802,7 @@ static int create_account_done(gw_job *job, h2o_req_t *req)
     if (st_account_create(srv->store, &a, &err) < 0) {
         if (err->status == EEXIST)
             return gw__send_json_error(req, 409, "Conflict", gr_error_msg(err));
-        return store_failure(req, &err);
+        return gw__store_failure(req, &err);
     }
     gr_info("admin: account %s created", j->email);
     return gw__send_json(req, 201, "Created", json_pack("{s:o}", "account", account_json(&a)));
@@ -807,14 +811,14 @@ static int create_account_done(gw_job *job, h2o_req_t *req)
 static int api_admin_create_account(gw_server *srv, h2o_req_t *req)
 {
     session s;
-    if (!require_session(srv, req, &s))
+    if (!gw__session_require(srv, req, &s))
         return 0;
     if (!s.account.is_admin) {
-        session_release(&s);
+        gw__session_release(&s);
         return gw__send_json_error(req, 403, "Forbidden", "only an administrator can do that");
     }
-    session_release(&s);
-    json_t *body = parse_body(req);
+    gw__session_release(&s);
+    json_t *body = gw__parse_body(req);
     if (body == NULL)
         return 0;
     size_t plen = 0;

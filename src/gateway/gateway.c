@@ -1,7 +1,8 @@
 /* The gateway's HTTP server: listener, host routing, the health endpoint and
  * the static shell. Grain origins are routed here too; the WebSession path
- * to grains plugs in at route_wildcard(). */
+ * to grains is in grain_host.c. */
 #include "gateway_internal.h"
+#include "websession.h"
 
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -110,14 +111,6 @@ static int route_static(gw_server *srv, h2o_req_t *req, const char *path, size_t
     return gw__send_error_page(srv, req, 404, "Not Found", "No such file:", path, len);
 }
 
-static int route_wildcard(gw_server *srv, h2o_req_t *req, const char *label)
-{
-    return gw__send_error_page(srv, req, 404, "Not Found",
-                           "No grain session is open at this address. Open the grain again "
-                           "from the shell.",
-                           label, strlen(label));
-}
-
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     gw_server *srv = ((gw_handler *)self)->srv;
@@ -133,7 +126,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
             return gw__send_json_error(req, 404, "Not Found", "no such API endpoint");
         return route_static(srv, req, path, len);
     case GW_HOST_WILDCARD:
-        return route_wildcard(srv, req, label);
+        return gw__route_grain(srv, req, label);
     case GW_HOST_UNKNOWN:
     default:
         return gw__send_error_page(srv, req, 404, "Not Found",
@@ -242,6 +235,7 @@ int gw_server_start(gw_server **out, uv_loop_t *loop, const cfg *c, st_store *st
         free(srv);
         return -1;
     }
+    srv->csp_grain = gw__ws_grain_csp(c->base_url);
     srv->csp_shell = gr_asprintf("default-src 'self'; frame-src %s://%s; frame-ancestors 'none'; "
                                  "object-src 'none'; base-uri 'none'",
                                  c->base_https ? "https" : "http", c->wildcard_host);
@@ -266,6 +260,26 @@ int gw_server_start(gw_server **out, uv_loop_t *loop, const cfg *c, st_store *st
     return 0;
 }
 
+static void on_sweep(uv_timer_t *t)
+{
+    gw_server *srv = t->data;
+    /* A grain session nobody used for three idle periods is closed, as
+     * Sandstorm drops sessions idle for 180 s; the browser opens a new one. */
+    gw__grain_sessions_sweep(srv, 3 * (uint64_t)srv->cfg->grain_idle_seconds * 1000000000u);
+}
+
+void gw_server_set_grains(gw_server *srv, gm_manager *m)
+{
+    srv->grains = m;
+    if (!srv->sweep_started) {
+        uv_timer_init(srv->loop, &srv->sweep_timer);
+        srv->sweep_timer.data = srv;
+        uint64_t every = (uint64_t)srv->cfg->grain_idle_seconds * 1000u;
+        uv_timer_start(&srv->sweep_timer, on_sweep, every, every);
+        srv->sweep_started = true;
+    }
+}
+
 int gw_server_port(const gw_server *srv)
 {
     return srv->port;
@@ -279,6 +293,10 @@ void gw_server_stop(gw_server *srv)
     }
     if (srv->h2o_ready)
         h2o_context_request_shutdown(&srv->ctx);
+    if (srv->sweep_started) {
+        uv_close((uv_handle_t *)&srv->sweep_timer, NULL);
+        srv->sweep_started = false;
+    }
 }
 
 size_t gw_server_open_connections(const gw_server *srv)
@@ -304,5 +322,7 @@ void gw_server_free(gw_server *srv)
     if (srv->mimemap)
         h2o_mem_release_shared(srv->mimemap);
     free(srv->csp_shell);
+    free(srv->csp_grain);
+    gw__grain_sessions_free(srv);
     free(srv);
 }

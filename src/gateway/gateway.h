@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "grains.h"
 #include "store.h"
 #include "util.h"
 
@@ -18,6 +19,9 @@ typedef struct gw_server gw_server;
  * with err (for example when the address is in use). */
 int gw_server_start(gw_server **out, uv_loop_t *loop, const cfg *c, st_store *st,
                     gr_error_t *err);
+
+/* Lets the server start grains for grain origins (m must outlive it). */
+void gw_server_set_grains(gw_server *srv, gm_manager *m);
 
 /* The port actually bound (differs from the configured one when that was 0). */
 int gw_server_port(const gw_server *srv);

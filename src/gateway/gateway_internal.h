@@ -4,6 +4,7 @@
 #define GRANARY_GATEWAY_INTERNAL_H
 
 #include "gateway.h"
+#include "grains.h"
 
 #include <h2o.h>
 #include <jansson.h>
@@ -26,6 +27,11 @@ struct gw_server {
     int port;
     uint64_t started_ns;
     char *csp_shell; /* the shell's Content-Security-Policy */
+    char *csp_grain; /* every grain origin's */
+    gm_manager *grains; /* NULL when this server runs no grains */
+    struct gw_grain_session *grain_sessions;
+    uv_timer_t sweep_timer;
+    bool sweep_started;
 };
 
 /* Response helpers (http.c). Each sends a complete response and returns 0,
@@ -47,11 +53,61 @@ bool gw__method_is(h2o_req_t *req, const char *m);
  * (api_auth.c), which returns -1 when the path is not one of its own. */
 int gw__route_api(gw_server *srv, h2o_req_t *req, const char *path, size_t len);
 int gw__route_auth(gw_server *srv, h2o_req_t *req, const char *path, size_t len);
+/* Sessions of the shell (api_auth.c). */
+typedef struct gw_session {
+    st_account account;
+    char *csrf;
+    char token_hash[65];
+} gw_session;
+
+void gw__session_release(gw_session *s);
+/* The logged-in user of a request: 1 with *s filled, 0 when none, -1 with err. */
+int gw__session_find(gw_server *srv, h2o_req_t *req, gw_session *s, gr_error_t *err);
+/* Checks a state-changing call: POST, same origin, the CSRF header (the
+ * session's token when s is given), the body's content type. Returns 0, or
+ * -1 having answered. */
+int gw__check_post(gw_server *srv, h2o_req_t *req, const gw_session *s, const char *content_type);
+/* For a logged-in user's POST with a JSON body: 1 with *s filled, or 0
+ * having answered (401, or a refused POST). */
+int gw__session_require(gw_server *srv, h2o_req_t *req, gw_session *s);
+/* The same, and the parsed body (the caller decrefs it and releases s), or
+ * NULL having answered. */
+json_t *gw__session_body(gw_server *srv, h2o_req_t *req, gw_session *s);
+/* The body as a JSON object, or NULL having answered 400. */
+json_t *gw__parse_body(h2o_req_t *req);
+/* Logs a store error and answers 500. Returns 0. */
+int gw__store_failure(h2o_req_t *req, gr_error_t *err);
+
 /* Prepares the accounts API (libsodium, the timing-equaliser hash). */
 int gw__auth_init(gr_error_t *err);
 
 /* Finds the value of a request header (name in lowercase), or NULL. */
 const h2o_iovec_t *gw__header(h2o_req_t *req, const char *name);
+
+/* A pointer to a request that becomes NULL when h2o frees the request (the
+ * client went away), for work that answers later. Clear it before freeing
+ * the struct that holds it. */
+typedef struct gw_req_ref {
+    h2o_req_t *req;
+    struct gw_req_guard *guard;
+} gw_req_ref;
+
+void gw__req_ref_init(gw_req_ref *ref, h2o_req_t *req);
+void gw__req_ref_clear(gw_req_ref *ref);
+
+/* Grain origins (grain_host.c). gw__grain_session_new opens a grain for a
+ * user at a fresh origin and returns the one-time URL that enters it. */
+typedef struct gw_grain_session gw_grain_session;
+char *gw__grain_session_new(gw_server *srv, const char *grain_id, const char *account_id,
+                            const char *user_name, const char *path);
+int gw__route_grain(gw_server *srv, h2o_req_t *req, const char *label);
+void gw__grain_sessions_sweep(gw_server *srv, uint64_t idle_ns);
+void gw__grain_sessions_drop_grain(gw_server *srv, const char *grain_id);
+void gw__grain_sessions_free(gw_server *srv);
+
+/* The apps and grains part of the shell API (api_grains.c); -1 when the
+ * path is not one of its own. */
+int gw__route_grains_api(gw_server *srv, h2o_req_t *req, const char *path, size_t len);
 
 /* Work that must not block the loop (argon2id): run() on a libuv pool thread,
  * then done() on the loop thread, but only if the request is still alive (a
@@ -61,8 +117,7 @@ typedef struct gw_job gw_job;
 struct gw_job {
     uv_work_t work;
     gw_server *srv;
-    h2o_req_t *req; /* NULL once the request is gone */
-    struct gw_job_guard *guard;
+    gw_req_ref ref; /* ref.req is NULL once the request is gone */
     void (*run)(gw_job *job);
     int (*done)(gw_job *job, h2o_req_t *req);
     void *data;

@@ -101,16 +101,31 @@ const h2o_iovec_t *gw__header(h2o_req_t *req, const char *name)
 }
 
 /* Lives in the request's memory pool: when h2o frees the request, the guard
- * is disposed and tells the job there is nobody left to answer. */
-struct gw_job_guard {
-    gw_job *job;
+ * is disposed and clears the reference that points at it. */
+struct gw_req_guard {
+    gw_req_ref *ref;
 };
 
 static void on_guard_dispose(void *p)
 {
-    struct gw_job_guard *g = p;
-    if (g->job)
-        g->job->req = NULL;
+    struct gw_req_guard *g = p;
+    if (g->ref)
+        g->ref->req = NULL;
+}
+
+void gw__req_ref_init(gw_req_ref *ref, h2o_req_t *req)
+{
+    ref->req = req;
+    ref->guard = h2o_mem_alloc_shared(&req->pool, sizeof(*ref->guard), on_guard_dispose);
+    ref->guard->ref = ref;
+}
+
+void gw__req_ref_clear(gw_req_ref *ref)
+{
+    if (ref->req && ref->guard)
+        ref->guard->ref = NULL;
+    ref->req = NULL;
+    ref->guard = NULL;
 }
 
 static void job_run(uv_work_t *w)
@@ -122,12 +137,13 @@ static void job_run(uv_work_t *w)
 static void job_after(uv_work_t *w, int status)
 {
     gw_job *job = (gw_job *)w;
-    if (job->req) {
-        job->guard->job = NULL;
+    h2o_req_t *req = job->ref.req;
+    gw__req_ref_clear(&job->ref);
+    if (req) {
         if (status == 0)
-            job->done(job, job->req);
+            job->done(job, req);
         else
-            gw__send_json_error(job->req, 503, "Service Unavailable", "the server is stopping");
+            gw__send_json_error(req, 503, "Service Unavailable", "the server is stopping");
     }
     if (job->free_data)
         job->free_data(job->data);
@@ -139,16 +155,14 @@ int gw__defer(gw_server *srv, h2o_req_t *req, void (*run)(gw_job *), int (*done)
 {
     gw_job *job = gr_calloc(1, sizeof(*job));
     job->srv = srv;
-    job->req = req;
     job->run = run;
     job->done = done;
     job->data = data;
     job->free_data = free_data;
-    job->guard = h2o_mem_alloc_shared(&req->pool, sizeof(*job->guard), on_guard_dispose);
-    job->guard->job = job;
+    gw__req_ref_init(&job->ref, req);
     int r = uv_queue_work(srv->loop, &job->work, job_run, job_after);
     if (r != 0) {
-        job->guard->job = NULL;
+        gw__req_ref_clear(&job->ref);
         if (free_data)
             free_data(data);
         free(job);

@@ -3,6 +3,7 @@
 #include "commands.h"
 #include "config.h"
 #include "gateway.h"
+#include "grains.h"
 #include "store.h"
 #include "util.h"
 
@@ -57,6 +58,27 @@ static void on_signal(uv_signal_t *h, int signum)
     uv_timer_start(&d->drain, on_drain_tick, 0, 20);
 }
 
+/* The bridge built beside this granary: <exe dir>/../bridge/granary-http-bridge
+ * in the build tree, or <exe dir>/granary-http-bridge when installed. */
+static char *default_bridge(void)
+{
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n <= 0)
+        return gr_strdup("/usr/lib/granary/granary-http-bridge");
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    *slash = '\0';
+    char *built = gr_asprintf("%s/../bridge/granary-http-bridge", exe);
+    if (access(built, X_OK) == 0) {
+        char *real = realpath(built, NULL);
+        free(built);
+        return real ? real : gr_asprintf("%s/../bridge/granary-http-bridge", exe);
+    }
+    free(built);
+    return gr_asprintf("%s/granary-http-bridge", exe);
+}
+
 /* Makes the data directory usable and locks it, so two daemons never share
  * one. Returns the lock's fd, or -1 with err. */
 static int prepare_data_dir(const char *dir, gr_error_t *err)
@@ -94,6 +116,19 @@ static int serve(const cfg *c, gr_error_t *err)
         st_close(st);
         return -1;
     }
+    _cleanup_free_ char *bridge = c->bridge_path ? gr_strdup(c->bridge_path) : default_bridge();
+    gm_config gconf = {.data_dir = c->data_dir, .bridge_path = bridge,
+                       .idle_ms = (uint64_t)c->grain_idle_seconds * 1000u};
+    gm_manager *grains = NULL;
+    if (access(bridge, X_OK) < 0)
+        gr_warn("no HTTP bridge at %s: HTTP apps will not run (pass --bridge)", bridge);
+    if (gm_manager_new(&grains, d.loop, &gconf, st, err) < 0) {
+        /* The shell still works without grains: say why, and go on. */
+        gr_warn("grains cannot run here: %s", gr_error_msg(*err));
+        gr_error_release(err);
+    } else {
+        gw_server_set_grains(d.gw, grains);
+    }
     d.sigint.data = d.sigterm.data = &d;
     uv_signal_init(d.loop, &d.sigint);
     uv_signal_init(d.loop, &d.sigterm);
@@ -126,6 +161,7 @@ static int serve(const cfg *c, gr_error_t *err)
     /* Last, so that whoever waits for this line has seen the ones above. */
     gr_info("listening on %s:%d", c->listen_host, gw_server_port(d.gw));
     uv_run(d.loop, UV_RUN_DEFAULT);
+    gm_manager_free(grains);
     uv_close((uv_handle_t *)&d.drain, NULL);
     gw_server_free(d.gw);
     uv_run(d.loop, UV_RUN_NOWAIT);

@@ -114,4 +114,49 @@ int st_app_latest_version(st_store *st, const char *app_id, long *version, gr_er
 int st_package_add(st_store *st, const char *package_id, const char *app_id, long version,
                    const char *marketing_version, const char *title, gr_error_t *err);
 
+/* ---- grains (grains.c) ---------------------------------------------------- */
+
+typedef struct st_grain {
+    char *id;         /* 22 characters of [A-Za-z0-9] */
+    char *owner_id;
+    char *package_id;
+    char *title;
+    int64_t created_at, last_used_at;
+    int64_t trashed_at; /* 0 when not in the trash */
+    int action_index;   /* the manifest action that made it */
+    bool started;       /* has started at least once */
+} st_grain;
+
+void st_grain_release(st_grain *g);
+
+/* Records a new grain. Returns 0, or -1 with err. */
+int st_grain_create(st_store *st, const st_grain *g, gr_error_t *err);
+
+/* Reads one grain: 1 and *out, 0 when there is none, -1 with err. */
+int st_grain_get(st_store *st, const char *id, st_grain *out, gr_error_t *err);
+
+/* The grains of owner, most recently used first: a new array in *out of *n
+ * grains (free with st_grains_free). Returns 0, or -1 with err. */
+int st_grain_list(st_store *st, const char *owner_id, st_grain **out, size_t *n,
+                  gr_error_t *err);
+void st_grains_free(st_grain *g, size_t n);
+
+/* Small updates; each returns 0, or -1 with err ("no such grain" too). */
+int st_grain_set_started(st_store *st, const char *id, gr_error_t *err);
+int st_grain_touch(st_store *st, const char *id, int64_t now, gr_error_t *err);
+int st_grain_rename(st_store *st, const char *id, const char *title, gr_error_t *err);
+int st_grain_set_trashed(st_store *st, const char *id, int64_t at, gr_error_t *err);
+int st_grain_delete(st_store *st, const char *id, gr_error_t *err);
+
+/* The installed packages, newest first: title, version and directory name. */
+typedef struct st_package {
+    char *package_id, *app_id, *title, *marketing_version;
+    long version;
+} st_package;
+
+int st_package_list(st_store *st, st_package **out, size_t *n, gr_error_t *err);
+int st_package_get(st_store *st, const char *package_id, st_package *out, gr_error_t *err);
+void st_package_release(st_package *p);
+void st_packages_free(st_package *p, size_t n);
+
 #endif

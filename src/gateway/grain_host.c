@@ -1,0 +1,921 @@
+/* Grain origins: ui-<32 hex>.<wildcard host>, one per opening of a grain.
+ *
+ * The shell opens a grain with gw__grain_session_new, which makes the origin
+ * and a one-time init link. The browser's first request to the origin is
+ * /_granary/init?token=..., which sets the origin's own session cookie and
+ * redirects into the app; every later request must carry that cookie. Each
+ * request becomes one WebSession call on the grain (started on demand), and
+ * the WebSession.Response becomes the HTTP response, with the grain origin's
+ * Content-Security-Policy and without anything the app may not set. */
+#include "auth.h"
+#include "bridge.h"
+#include "gateway_internal.h"
+#include "grain.capnp.h"
+#include "identity.capnp.h"
+#include "util.capnp.h"
+#include "web-session.capnp.h"
+#include "websession.h"
+
+#include <sodium.h>
+#include <strings.h>
+#include <ctype.h>
+
+#define GRAIN_COOKIE "granary_grain"
+#define WEB_SESSION_TYPE_ID 0xa50711a14d35a8ceull
+#define MAX_INLINE_BODY (32u << 20) /* request bodies sent inside the call */
+#define OWNER_PERMISSION_BITS 64    /* the owner holds every permission an app can declare */
+
+struct gw_grain_session {
+    char label[40];                   /* "ui-" and 32 hex digits */
+    char secret[AU_TOKEN_HEX];        /* the origin's cookie */
+    char init_hash[AU_TOKEN_HEX];     /* of the one-time init token; "" once used */
+    char *grain_id, *account_id, *user_name;
+    uint8_t identity_id[32];
+    uint8_t tab_id[16];
+    cp_cap *web_session;              /* from UiView.newSession, for one grain start */
+    uint64_t grain_generation;
+    uint64_t last_used_ns;
+    gw_grain_session *next;
+};
+
+/* ---- sessions ------------------------------------------------------------- */
+
+static void session_free(gw_grain_session *s)
+{
+    cp_cap_unref(s->web_session);
+    free(s->grain_id);
+    free(s->account_id);
+    free(s->user_name);
+    free(s);
+}
+
+static gw_grain_session *find_session(gw_server *srv, const char *label)
+{
+    for (gw_grain_session *s = srv->grain_sessions; s; s = s->next)
+        if (strcmp(s->label, label) == 0)
+            return s;
+    return NULL;
+}
+
+char *gw__grain_session_new(gw_server *srv, const char *grain_id, const char *account_id,
+                            const char *user_name, const char *path)
+{
+    gw_grain_session *s = gr_calloc(1, sizeof(*s));
+    unsigned char raw[16];
+    randombytes_buf(raw, sizeof(raw));
+    char hex[33];
+    gr_hex(raw, sizeof(raw), hex);
+    snprintf(s->label, sizeof(s->label), "ui-%s", hex);
+    au_token_new(s->secret);
+    char token[AU_TOKEN_HEX];
+    au_token_new(token);
+    au_token_hash(token, s->init_hash);
+    randombytes_buf(s->tab_id, sizeof(s->tab_id));
+    /* A per-grain identity: the same user gets the same id in one grain and
+     * unrelated ids in different grains. */
+    _cleanup_free_ char *ident = gr_asprintf("%s/%s/%s", st_install_id(srv->store), grain_id,
+                                             account_id);
+    crypto_hash_sha256(s->identity_id, (const unsigned char *)ident, strlen(ident));
+    s->grain_id = gr_strdup(grain_id);
+    s->account_id = gr_strdup(account_id);
+    s->user_name = gr_strdup(user_name ? user_name : "");
+    s->last_used_ns = gr_monotonic_ns();
+    s->next = srv->grain_sessions;
+    srv->grain_sessions = s;
+    const char *scheme = srv->cfg->base_https ? "https" : "http";
+    gr_buf url = GR_BUF_INIT;
+    gr_buf_printf(&url, "%s://%s%s/_granary/init?token=%s&path=", scheme, s->label,
+                  srv->cfg->wildcard_suffix, token);
+    /* The path goes back into a URL: keep it to the safe characters. */
+    for (const char *p = path && *path == '/' ? path : "/"; *p; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+            strchr("/-._~", *p))
+            gr_buf_append(&url, p, 1);
+        else
+            gr_buf_printf(&url, "%%%02X", (unsigned char)*p);
+    }
+    return gr_buf_steal(&url);
+}
+
+void gw__grain_sessions_sweep(gw_server *srv, uint64_t idle_ns)
+{
+    uint64_t now = gr_monotonic_ns();
+    for (gw_grain_session **p = &srv->grain_sessions; *p;) {
+        gw_grain_session *s = *p;
+        if (now - s->last_used_ns > idle_ns) {
+            *p = s->next;
+            session_free(s);
+        } else {
+            p = &s->next;
+        }
+    }
+}
+
+void gw__grain_sessions_drop_grain(gw_server *srv, const char *grain_id)
+{
+    for (gw_grain_session **p = &srv->grain_sessions; *p;) {
+        gw_grain_session *s = *p;
+        if (strcmp(s->grain_id, grain_id) == 0) {
+            *p = s->next;
+            session_free(s);
+        } else {
+            p = &s->next;
+        }
+    }
+}
+
+void gw__grain_sessions_free(gw_server *srv)
+{
+    while (srv->grain_sessions) {
+        gw_grain_session *s = srv->grain_sessions;
+        srv->grain_sessions = s->next;
+        session_free(s);
+    }
+}
+
+/* ---- small helpers ----------------------------------------------------------- */
+
+static char *query_param(h2o_req_t *req, const char *name)
+{
+    if (req->query_at == SIZE_MAX)
+        return NULL;
+    const char *q = req->path.base + req->query_at + 1;
+    const char *end = req->path.base + req->path.len;
+    size_t nl = strlen(name);
+    while (q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        const char *item_end = amp ? amp : end;
+        if ((size_t)(item_end - q) > nl && memcmp(q, name, nl) == 0 && q[nl] == '=') {
+            /* Decode %XX; tokens and paths here are plain ASCII. */
+            gr_buf b = GR_BUF_INIT;
+            for (const char *p = q + nl + 1; p < item_end; p++) {
+                if (*p == '%' && item_end - p >= 3 && isxdigit((unsigned char)p[1]) &&
+                    isxdigit((unsigned char)p[2])) {
+                    char hx[3] = {p[1], p[2], 0};
+                    char ch = (char)strtol(hx, NULL, 16);
+                    gr_buf_append(&b, &ch, 1);
+                    p += 2;
+                } else {
+                    gr_buf_append(&b, p, 1);
+                }
+            }
+            return gr_buf_steal(&b);
+        }
+        q = item_end + 1;
+    }
+    return NULL;
+}
+
+static char *header_copy(h2o_req_t *req, const char *name)
+{
+    const h2o_iovec_t *v = gw__header(req, name);
+    return v ? gr_strndup(v->base, v->len) : NULL;
+}
+
+static void add_grain_headers(gw_server *srv, h2o_req_t *req)
+{
+    gw__add_header_str(req, "content-security-policy", srv->csp_grain);
+    gw__add_header_str(req, "x-content-type-options", "nosniff");
+    gw__add_header_str(req, "referrer-policy", "same-origin");
+}
+
+static int grain_error_page(gw_server *srv, h2o_req_t *req, int status, const char *reason,
+                            const char *title, const char *detail)
+{
+    return gw__send_error_page(srv, req, status, reason, title, detail, strlen(detail));
+}
+
+/* ---- the init handshake --------------------------------------------------------- */
+
+static int serve_init(gw_server *srv, h2o_req_t *req, gw_grain_session *s)
+{
+    _cleanup_free_ char *token = query_param(req, "token");
+    _cleanup_free_ char *path = query_param(req, "path");
+    char hash[AU_TOKEN_HEX];
+    if (token == NULL || s->init_hash[0] == '\0' || strlen(token) != AU_TOKEN_HEX - 1)
+        return grain_error_page(srv, req, 403, "Forbidden",
+                                "This link to a grain was used already or is incomplete.",
+                                "Open the grain again from the shell.");
+    au_token_hash(token, hash);
+    if (!au_secret_equal(hash, s->init_hash))
+        return grain_error_page(srv, req, 403, "Forbidden", "This link to a grain is not valid.",
+                                "Open the grain again from the shell.");
+    s->init_hash[0] = '\0';
+    _cleanup_free_ char *cookie = gr_asprintf(GRAIN_COOKIE "=%s; Path=/; HttpOnly; SameSite=Lax%s",
+                                              s->secret, srv->cfg->base_https ? "; Secure" : "");
+    gw__add_header(req, H2O_TOKEN_SET_COOKIE, cookie);
+    gw__add_header(req, H2O_TOKEN_CACHE_CONTROL, "no-store");
+    const char *target = path && path[0] == '/' && path[1] != '/' ? path : "/";
+    for (const char *p = target; *p; p++)
+        if ((unsigned char)*p < 0x21 || *p == '\\')
+            target = "/";
+    /* By hand: h2o_send_redirect would drop the cookie set above. */
+    gw__add_header(req, H2O_TOKEN_LOCATION, target);
+    req->res.status = 303;
+    req->res.reason = "See Other";
+    h2o_send_inline(req, "", 0);
+    return 0;
+}
+
+/* ---- building the call ------------------------------------------------------------ */
+
+static void set_text(cp_struct_builder b, uint16_t slot, const char *s)
+{
+    if (s)
+        cp_set_text(b, slot, s, strlen(s));
+}
+
+/* Fills WebSession.Context from the browser's request. */
+static int fill_context(gw_server *srv, h2o_req_t *req, WebSession_Context_B ctx, cp_cap *stream,
+                        gr_error_t *err)
+{
+    _cleanup_free_ char *cookie_header = NULL;
+    {
+        /* Cookie headers may repeat; join them as browsers do. */
+        gr_buf b = GR_BUF_INIT;
+        for (ssize_t i = -1; (i = h2o_find_header(&req->headers, H2O_TOKEN_COOKIE, i)) != -1;) {
+            if (b.len)
+                gr_buf_puts(&b, "; ");
+            gr_buf_append(&b, req->headers.entries[i].value.base, req->headers.entries[i].value.len);
+        }
+        cookie_header = b.data ? gr_buf_steal(&b) : NULL;
+    }
+    gw_kv *cookies = NULL;
+    ssize_t nc = cookie_header ? gw__ws_parse_cookies(cookie_header, GRAIN_COOKIE, &cookies, err) : 0;
+    if (nc < 0)
+        return -1;
+    KeyValue_LB cl = WebSession_Context_init_cookies(ctx, (uint32_t)nc);
+    for (ssize_t i = 0; i < nc; i++) {
+        KeyValue_B kv = KeyValue_list_at(cl, (uint32_t)i);
+        KeyValue_set_key(kv, cookies[i].key, strlen(cookies[i].key));
+        KeyValue_set_value(kv, cookies[i].value, strlen(cookies[i].value));
+    }
+    gw__kv_free(cookies, nc > 0 ? (size_t)nc : 0);
+
+    WebSession_Context_set_responseStream(ctx, cp_cap_ref(stream));
+
+    _cleanup_free_ char *accept = header_copy(req, "accept");
+    gw_accepted *acc = NULL;
+    ssize_t na = accept ? gw__ws_parse_accept(accept, &acc, err) : 0;
+    if (na < 0)
+        return -1;
+    WebSession_AcceptedType_LB al = WebSession_Context_init_accept(ctx, (uint32_t)na);
+    for (ssize_t i = 0; i < na; i++) {
+        WebSession_AcceptedType_B t = WebSession_AcceptedType_list_at(al, (uint32_t)i);
+        WebSession_AcceptedType_set_mimeType(t, acc[i].name, strlen(acc[i].name));
+        WebSession_AcceptedType_set_qValue(t, acc[i].q);
+    }
+    gw__accepted_free(acc, na > 0 ? (size_t)na : 0);
+
+    _cleanup_free_ char *enc = header_copy(req, "accept-encoding");
+    ssize_t ne = enc ? gw__ws_parse_accept(enc, &acc, err) : 0;
+    if (ne < 0)
+        return -1;
+    WebSession_AcceptedEncoding_LB el = WebSession_Context_init_acceptEncoding(ctx, (uint32_t)ne);
+    for (ssize_t i = 0; i < ne; i++) {
+        WebSession_AcceptedEncoding_B t = WebSession_AcceptedEncoding_list_at(el, (uint32_t)i);
+        WebSession_AcceptedEncoding_set_contentCoding(t, acc[i].name, strlen(acc[i].name));
+        WebSession_AcceptedEncoding_set_qValue(t, acc[i].q);
+    }
+    gw__accepted_free(acc, ne > 0 ? (size_t)ne : 0);
+
+    _cleanup_free_ char *im = header_copy(req, "if-match");
+    _cleanup_free_ char *inm = header_copy(req, "if-none-match");
+    gw_precondition pre;
+    if (gw__ws_parse_precondition(im, inm, &pre, err) < 0)
+        return -1;
+    WebSession_Context_eTagPrecondition_B pb = WebSession_Context_init_eTagPrecondition(ctx);
+    WebSession_ETag_LB tags = {0};
+    switch (pre.kind) {
+    case GW_PRE_NONE: WebSession_Context_eTagPrecondition_set_none(pb); break;
+    case GW_PRE_EXISTS: WebSession_Context_eTagPrecondition_set_exists(pb); break;
+    case GW_PRE_DOESNT_EXIST: WebSession_Context_eTagPrecondition_set_doesntExist(pb); break;
+    case GW_PRE_MATCHES_ONE_OF:
+        tags = WebSession_Context_eTagPrecondition_init_matchesOneOf(pb, (uint32_t)pre.n);
+        break;
+    case GW_PRE_MATCHES_NONE_OF:
+        tags = WebSession_Context_eTagPrecondition_init_matchesNoneOf(pb, (uint32_t)pre.n);
+        break;
+    }
+    for (size_t i = 0; i < pre.n && (pre.kind == GW_PRE_MATCHES_ONE_OF ||
+                                     pre.kind == GW_PRE_MATCHES_NONE_OF);
+         i++) {
+        WebSession_ETag_B t = WebSession_ETag_list_at(tags, (uint32_t)i);
+        WebSession_ETag_set_value(t, pre.etags[i].value, strlen(pre.etags[i].value));
+        WebSession_ETag_set_weak(t, pre.etags[i].weak);
+    }
+    gw__precondition_release(&pre);
+
+    /* Whitelisted extra headers, names in lower case. */
+    size_t nh = 0;
+    for (size_t i = 0; i < req->headers.size; i++) {
+        _cleanup_free_ char *name = gr_strndup(req->headers.entries[i].name->base,
+                                               req->headers.entries[i].name->len);
+        nh += br_request_header_allowed(name);
+    }
+    WebSession_Context_Header_LB hl = WebSession_Context_init_additionalHeaders(ctx, (uint32_t)nh);
+    for (size_t i = 0, k = 0; i < req->headers.size && k < nh; i++) {
+        _cleanup_free_ char *name = gr_strndup(req->headers.entries[i].name->base,
+                                               req->headers.entries[i].name->len);
+        if (!br_request_header_allowed(name))
+            continue;
+        gr_ascii_lower(name);
+        WebSession_Context_Header_B h = WebSession_Context_Header_list_at(hl, (uint32_t)k++);
+        WebSession_Context_Header_set_name(h, name, strlen(name));
+        WebSession_Context_Header_set_value(h, req->headers.entries[i].value.base,
+                                            req->headers.entries[i].value.len);
+    }
+    (void)srv;
+    return 0;
+}
+
+/* ---- the response body stream ------------------------------------------------------
+ * A ByteStream the grain writes a streamed response body to. Writes are sent
+ * to h2o one at a time; each write call returns when h2o asks for more, which
+ * is the flow control back to the grain. */
+
+typedef struct pending_write {
+    cp_call *call;
+    char *data;
+    size_t len;
+    struct pending_write *next;
+} pending_write;
+
+typedef struct body_stream {
+    cp_server base;
+    h2o_generator_t gen; /* h2o calls proceed/stop on this */
+    gw_req_ref ref;
+    bool started, sending, done, failed, finished;
+    pending_write *head, *tail;
+    pending_write *in_flight;
+} body_stream;
+
+static void stream_fail_all(body_stream *b, const char *why)
+{
+    b->failed = true;
+    if (b->in_flight) {
+        cp_call_fail(b->in_flight->call, CP_EXC_DISCONNECTED, "%s", why);
+        free(b->in_flight->data);
+        free(b->in_flight);
+        b->in_flight = NULL;
+    }
+    while (b->head) {
+        pending_write *w = b->head;
+        b->head = w->next;
+        cp_call_fail(w->call, CP_EXC_DISCONNECTED, "%s", why);
+        free(w->data);
+        free(w);
+    }
+    b->tail = NULL;
+}
+
+static void stream_pump(body_stream *b)
+{
+    h2o_req_t *req = b->ref.req;
+    if (req == NULL) {
+        stream_fail_all(b, "the browser closed the connection");
+        return;
+    }
+    if (!b->started || b->sending || b->finished)
+        return;
+    if (b->head) {
+        pending_write *w = b->head;
+        b->head = w->next;
+        if (b->head == NULL)
+            b->tail = NULL;
+        b->in_flight = w;
+        b->sending = true;
+        h2o_iovec_t buf = h2o_iovec_init(w->data, w->len);
+        h2o_send(req, &buf, 1, H2O_SEND_STATE_IN_PROGRESS);
+        return;
+    }
+    if (b->done) {
+        b->finished = true;
+        b->sending = true;
+        h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
+    }
+}
+
+static void stream_proceed(h2o_generator_t *gen, h2o_req_t *req)
+{
+    body_stream *b = (body_stream *)((char *)gen - offsetof(body_stream, gen));
+    b->sending = false;
+    if (b->in_flight) {
+        cp_call_return(b->in_flight->call);
+        free(b->in_flight->data);
+        free(b->in_flight);
+        b->in_flight = NULL;
+    }
+    stream_pump(b);
+}
+
+static void stream_stop(h2o_generator_t *gen, h2o_req_t *req)
+{
+    body_stream *b = (body_stream *)((char *)gen - offsetof(body_stream, gen));
+    gw__req_ref_clear(&b->ref);
+    stream_fail_all(b, "the browser closed the connection");
+}
+
+static void stream_write(cp_server *self, cp_call *call, ByteStream_write_Params_R params)
+{
+    body_stream *b = (body_stream *)self;
+    if (b->failed || b->done || b->ref.req == NULL) {
+        cp_call_fail(call, CP_EXC_DISCONNECTED, "the response body is no longer wanted");
+        return;
+    }
+    cp_data d = ByteStream_write_Params_get_data(params);
+    pending_write *w = gr_calloc(1, sizeof(*w));
+    w->call = call;
+    w->data = gr_malloc(d.len ? d.len : 1);
+    memcpy(w->data, d.ptr, d.len);
+    w->len = d.len;
+    if (b->tail)
+        b->tail->next = w;
+    else
+        b->head = w;
+    b->tail = w;
+    stream_pump(b);
+}
+
+static void stream_done(cp_server *self, cp_call *call, ByteStream_done_Params_R params)
+{
+    body_stream *b = (body_stream *)self;
+    b->done = true;
+    cp_call_return(call);
+    stream_pump(b);
+}
+
+static void stream_expect_size(cp_server *self, cp_call *call, ByteStream_expectSize_Params_R p)
+{
+    cp_call_return(call); /* a hint only: the body is sent chunked */
+}
+
+static const ByteStream_methods stream_methods = {
+    .write = stream_write, .done = stream_done, .expectSize = stream_expect_size};
+
+static void stream_dispatch(cp_server *self, cp_call *call, uint64_t iface, uint16_t method)
+{
+    if (!ByteStream_dispatch(&stream_methods, self, call, iface, method))
+        cp_call_unimplemented(call, iface, method);
+}
+
+static void stream_destroy(cp_server *self)
+{
+    body_stream *b = (body_stream *)self;
+    gw__req_ref_clear(&b->ref);
+    stream_fail_all(b, "the response stream was dropped");
+    free(b);
+}
+
+static const cp_server_vtable stream_vt = {"gateway ByteStream", stream_dispatch, stream_destroy};
+
+/* ---- one request ------------------------------------------------------------------ */
+
+typedef struct grain_call {
+    gw_server *srv;
+    gw_req_ref ref;
+    gm_grain *grain;
+    body_stream *stream; /* borrowed; owned by its capability */
+    cp_cap *stream_cap;
+    bool head, conditional_get;
+} grain_call;
+
+static void grain_call_free(grain_call *gc)
+{
+    gw__req_ref_clear(&gc->ref);
+    if (gc->grain)
+        gm_grain_release(gc->grain);
+    cp_cap_unref(gc->stream_cap);
+    free(gc);
+}
+
+static const int success_status[] = {200, 201, 202, 204, 206, 207, 304};
+static const int client_error_status[] = {400, 403, 404, 405, 406, 409, 410,
+                                          413, 414, 415, 418, 412, 422};
+
+static const char *status_reason(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 205: return "Reset Content";
+    case 206: return "Partial Content";
+    case 207: return "Multi-Status";
+    case 301: return "Moved Permanently";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 412: return "Precondition Failed";
+    case 500: return "Internal Server Error";
+    default: return status >= 500 ? "Server Error" : status >= 400 ? "Client Error" : "OK";
+    }
+}
+
+static void add_etag(h2o_req_t *req, WebSession_ETag_R t)
+{
+    cp_text v = WebSession_ETag_get_value(t);
+    if (v.len == 0 || memchr(v.str, '"', v.len) || strpbrk(v.str, "\r\n"))
+        return;
+    char *h = gr_asprintf("%s\"%s\"", WebSession_ETag_get_weak(t) ? "W/" : "", v.str);
+    gw__add_header(req, H2O_TOKEN_ETAG, h);
+    free(h);
+}
+
+static bool header_safe(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0')
+            return false;
+    return true;
+}
+
+static void add_text_header(h2o_req_t *req, const h2o_token_t *token, cp_text t)
+{
+    if (t.len && header_safe(t.str, t.len))
+        gw__add_header(req, token, t.str);
+}
+
+/* Writes the parts every kind of response shares: cookies and whitelisted
+ * headers, on top of the grain origin's own headers. */
+static void add_common(gw_server *srv, h2o_req_t *req, WebSession_Response_R r)
+{
+    add_grain_headers(srv, req);
+    WebSession_Cookie_LR cookies = WebSession_Response_get_setCookies(r);
+    for (uint32_t i = 0; i < WebSession_Cookie_list_len(cookies) && i < 64; i++) {
+        WebSession_Cookie_R c = WebSession_Cookie_list_get(cookies, i);
+        WebSession_Cookie_expires_R ex = WebSession_Cookie_get_expires(c);
+        cp_text name = WebSession_Cookie_get_name(c), value = WebSession_Cookie_get_value(c);
+        cp_text path = WebSession_Cookie_get_path(c);
+        gw_set_cookie sc = {.name = name.str, .value = value.str,
+                            .path = path.len ? path.str : NULL,
+                            .http_only = WebSession_Cookie_get_httpOnly(c)};
+        switch (WebSession_Cookie_expires_which(ex)) {
+        case WebSession_Cookie_expires_WHICH_absolute:
+            sc.expires = GW_EXPIRES_ABSOLUTE;
+            sc.expires_value = WebSession_Cookie_expires_get_absolute(ex);
+            break;
+        case WebSession_Cookie_expires_WHICH_relative:
+            sc.expires = GW_EXPIRES_RELATIVE;
+            sc.expires_value = (int64_t)(WebSession_Cookie_expires_get_relative(ex) & INT32_MAX);
+            break;
+        default: break;
+        }
+        if (strcmp(sc.name, GRAIN_COOKIE) == 0)
+            continue; /* the platform's cookie is not the app's to set */
+        gr_buf b = GR_BUF_INIT;
+        gr_error_t err = NULL;
+        if (gw__ws_format_cookie(&b, &sc, srv->cfg->base_https, gr_now_unix(), &err) == 0)
+            gw__add_header(req, H2O_TOKEN_SET_COOKIE, b.data);
+        else
+            gr_error_release(&err);
+        gr_buf_release(&b);
+    }
+    WebSession_Response_Header_LR hs = WebSession_Response_get_additionalHeaders(r);
+    for (uint32_t i = 0; i < WebSession_Response_Header_list_len(hs) && i < 64; i++) {
+        WebSession_Response_Header_R h = WebSession_Response_Header_list_get(hs, i);
+        cp_text n = WebSession_Response_Header_get_name(h), v = WebSession_Response_Header_get_value(h);
+        if (br_response_header_allowed(n.str) && header_safe(n.str, n.len) && header_safe(v.str, v.len))
+            gw__add_header_str(req, n.str, v.str);
+    }
+}
+
+static int send_bytes(h2o_req_t *req, int status, const void *data, size_t len)
+{
+    req->res.status = status;
+    req->res.reason = status_reason(status);
+    h2o_send_inline(req, data, len);
+    return 0;
+}
+
+static void send_error_body(h2o_req_t *req, int status, cp_text html,
+                            WebSession_Response_ErrorBody_R nonhtml)
+{
+    if (html.len) {
+        gw__add_header(req, H2O_TOKEN_CONTENT_TYPE, "text/html; charset=utf-8");
+        send_bytes(req, status, html.str, html.len);
+        return;
+    }
+    cp_data d = WebSession_Response_ErrorBody_get_data(nonhtml);
+    add_text_header(req, H2O_TOKEN_CONTENT_TYPE, WebSession_Response_ErrorBody_get_mimeType(nonhtml));
+    add_text_header(req, H2O_TOKEN_CONTENT_ENCODING,
+                    WebSession_Response_ErrorBody_get_encoding(nonhtml));
+    send_bytes(req, status, d.ptr, d.len);
+}
+
+/* Turns a WebSession.Response into the HTTP response. */
+static void send_response(grain_call *gc, h2o_req_t *req, WebSession_Response_R r)
+{
+    gw_server *srv = gc->srv;
+    add_common(srv, req, r);
+    switch (WebSession_Response_which(r)) {
+    case WebSession_Response_WHICH_content: {
+        WebSession_Response_content_R c = WebSession_Response_get_content(r);
+        unsigned code = WebSession_Response_content_get_statusCode(c);
+        int status = code < 7 ? success_status[code] : 200;
+        add_text_header(req, H2O_TOKEN_CONTENT_TYPE, WebSession_Response_content_get_mimeType(c));
+        add_text_header(req, H2O_TOKEN_CONTENT_ENCODING,
+                        WebSession_Response_content_get_encoding(c));
+        add_text_header(req, H2O_TOKEN_CONTENT_LANGUAGE,
+                        WebSession_Response_content_get_language(c));
+        if (WebSession_Response_content_has_eTag(c))
+            add_etag(req, WebSession_Response_content_get_eTag(c));
+        WebSession_Response_content_disposition_R disp =
+            WebSession_Response_content_get_disposition(c);
+        if (WebSession_Response_content_disposition_which(disp) ==
+            WebSession_Response_content_disposition_WHICH_download) {
+            cp_text name = WebSession_Response_content_disposition_get_download(disp);
+            gr_buf b = GR_BUF_INIT;
+            gr_buf_puts(&b, "attachment; filename=\"");
+            for (size_t i = 0; i < name.len; i++)
+                if ((unsigned char)name.str[i] >= 0x20 && name.str[i] != '"' && name.str[i] != '\\')
+                    gr_buf_append(&b, &name.str[i], 1);
+            gr_buf_puts(&b, "\"");
+            gw__add_header_str(req, "content-disposition", b.data);
+            gr_buf_release(&b);
+        }
+        WebSession_Response_content_body_R body = WebSession_Response_content_get_body(c);
+        if (WebSession_Response_content_body_which(body) ==
+            WebSession_Response_content_body_WHICH_stream) {
+            req->res.status = status;
+            req->res.reason = status_reason(status);
+            gc->stream->gen.proceed = stream_proceed;
+            gc->stream->gen.stop = stream_stop;
+            h2o_start_response(req, &gc->stream->gen);
+            gc->stream->started = true;
+            if (gc->head) {
+                gc->stream->done = true; /* HEAD: no body goes out */
+                stream_fail_all(gc->stream, "HEAD has no body");
+            }
+            stream_pump(gc->stream);
+            return;
+        }
+        cp_data d = WebSession_Response_content_body_get_bytes(body);
+        send_bytes(req, status, d.ptr, d.len);
+        return;
+    }
+    case WebSession_Response_WHICH_redirect: {
+        WebSession_Response_redirect_R rd = WebSession_Response_get_redirect(r);
+        bool perm = WebSession_Response_redirect_get_isPermanent(rd);
+        bool to_get = WebSession_Response_redirect_get_switchToGet(rd);
+        int status = perm ? (to_get ? 301 : 308) : (to_get ? 303 : 307);
+        cp_text loc = WebSession_Response_redirect_get_location(rd);
+        if (!header_safe(loc.str, loc.len)) {
+            grain_error_page(srv, req, 502, "Bad Gateway", "The app sent a broken redirect.", "");
+            return;
+        }
+        gw__add_header(req, H2O_TOKEN_LOCATION, loc.str);
+        send_bytes(req, status, "", 0);
+        return;
+    }
+    case WebSession_Response_WHICH_clientError: {
+        WebSession_Response_clientError_R ce = WebSession_Response_get_clientError(r);
+        unsigned code = WebSession_Response_clientError_get_statusCode(ce);
+        int status = code < 13 ? client_error_status[code] : 400;
+        send_error_body(req, status, WebSession_Response_clientError_get_descriptionHtml(ce),
+                        WebSession_Response_clientError_get_nonHtmlBody(ce));
+        return;
+    }
+    case WebSession_Response_WHICH_serverError: {
+        WebSession_Response_serverError_R se = WebSession_Response_get_serverError(r);
+        send_error_body(req, 500, WebSession_Response_serverError_get_descriptionHtml(se),
+                        WebSession_Response_serverError_get_nonHtmlBody(se));
+        return;
+    }
+    case WebSession_Response_WHICH_noContent: {
+        WebSession_Response_noContent_R nc = WebSession_Response_get_noContent(r);
+        if (WebSession_Response_noContent_has_eTag(nc))
+            add_etag(req, WebSession_Response_noContent_get_eTag(nc));
+        send_bytes(req, WebSession_Response_noContent_get_shouldResetForm(nc) ? 205 : 204, "", 0);
+        return;
+    }
+    case WebSession_Response_WHICH_preconditionFailed: {
+        WebSession_Response_preconditionFailed_R pf = WebSession_Response_get_preconditionFailed(r);
+        if (WebSession_Response_preconditionFailed_has_matchingETag(pf))
+            add_etag(req, WebSession_Response_preconditionFailed_get_matchingETag(pf));
+        send_bytes(req, gc->conditional_get ? 304 : 412, "", 0);
+        return;
+    }
+    default:
+        grain_error_page(srv, req, 502, "Bad Gateway", "The app sent a response Granary does not know.",
+                         "");
+    }
+}
+
+static void on_response(const cp_response *resp, void *ud)
+{
+    grain_call *gc = ud;
+    h2o_req_t *req = gc->ref.req;
+    if (req != NULL) {
+        if (resp->exception) {
+            gr_warn("grain: %s", resp->exception->reason);
+            grain_error_page(gc->srv, req, 502, "Bad Gateway",
+                             "The app did not answer. It may have crashed; reload to start it "
+                             "again.",
+                             resp->exception->reason);
+        } else {
+            /* Every method this gateway calls returns a bare Response. */
+            WebSession_Response_R r = WebSession_get_response(resp);
+            send_response(gc, req, r);
+        }
+    }
+    grain_call_free(gc);
+}
+
+static void on_new_session(const cp_response *resp, void *ud)
+{
+    /* Calls pipelined on the session fail with the same reason, so this is
+     * only worth a log line. */
+    if (resp->exception)
+        gr_warn("grain: newSession failed: %s", resp->exception->reason);
+}
+
+/* Opens (or reuses) the grain's WebSession for this origin. */
+static cp_cap *web_session_for(gw_server *srv, gw_grain_session *s, gm_grain *g, h2o_req_t *req,
+                               gr_error_t *err)
+{
+    if (s->web_session && s->grain_generation == gm_grain_generation(g))
+        return s->web_session;
+    cp_cap_unref(s->web_session);
+    s->web_session = NULL;
+    UiView_newSession_Params_B p;
+    cp_request *call = UiView_newSession_request(gm_grain_main_view(g), &p);
+    UserInfo_B ui = UiView_newSession_Params_init_userInfo(p);
+    LocalizedText_B name = UserInfo_init_displayName(ui);
+    LocalizedText_set_defaultText(name, s->user_name, strlen(s->user_name));
+    UserInfo_set_identityId(ui, s->identity_id, sizeof(s->identity_id));
+    cp_list_builder perms = UserInfo_init_permissions(ui, OWNER_PERMISSION_BITS);
+    for (uint32_t i = 0; i < OWNER_PERMISSION_BITS; i++)
+        cp_list_set_bool(perms, i, true);
+    UiView_newSession_Params_set_sessionType(p, WEB_SESSION_TYPE_ID);
+    WebSession_Params_B wp = WebSession_Params_init(UiView_newSession_Params_ptr_sessionParams(p));
+    const char *scheme = srv->cfg->base_https ? "https" : "http";
+    _cleanup_free_ char *base = gr_asprintf("%s://%s%s", scheme, s->label, srv->cfg->wildcard_suffix);
+    WebSession_Params_set_basePath(wp, base, strlen(base));
+    const h2o_iovec_t *ua = gw__header(req, "user-agent");
+    if (ua)
+        WebSession_Params_set_userAgent(wp, ua->base, ua->len);
+    UiView_newSession_Params_set_tabId(p, s->tab_id, sizeof(s->tab_id));
+    cp_pending *pending = NULL;
+    if (cp_request_send(call, on_new_session, NULL, &pending, err) < 0)
+        return NULL;
+    if (pending == NULL)
+        return gr_make_error(err, 0, "the grain answered newSession without a session"), NULL;
+    static const uint16_t session_field[] = {0}; /* results.session */
+    s->web_session = cp_pending_pipeline(pending, session_field, 1);
+    s->grain_generation = gm_grain_generation(g);
+    return s->web_session;
+}
+
+static int call_grain(gw_server *srv, h2o_req_t *req, gw_grain_session *s)
+{
+    _cleanup_error_ gr_error_t err = NULL;
+    gm_grain *g = NULL;
+    if (srv->grains == NULL)
+        return grain_error_page(srv, req, 503, "Service Unavailable",
+                                "This server does not run grains.", "");
+    if (gm_grain_acquire(srv->grains, s->grain_id, &g, &err) < 0) {
+        gr_warn("grain %s: %s", s->grain_id, gr_error_msg(err));
+        return grain_error_page(srv, req, 503, "Service Unavailable", "The grain could not start.",
+                                gr_error_msg(err));
+    }
+    cp_cap *ws = web_session_for(srv, s, g, req, &err);
+    if (ws == NULL) {
+        gm_grain_release(g);
+        return grain_error_page(srv, req, 502, "Bad Gateway", "The grain could not open a session.",
+                                gr_error_msg(err));
+    }
+    grain_call *gc = gr_calloc(1, sizeof(*gc));
+    gc->srv = srv;
+    gc->grain = g;
+    gw__req_ref_init(&gc->ref, req);
+    gc->stream = gr_calloc(1, sizeof(*gc->stream));
+    gc->stream->base.vt = &stream_vt;
+    gw__req_ref_init(&gc->stream->ref, req);
+    gc->stream_cap = cp_server_cap(&gc->stream->base);
+
+    /* The WebSession path: no leading slash, query kept. */
+    const char *path = req->path.base;
+    size_t plen = req->path.len;
+    if (plen && path[0] == '/') {
+        path++;
+        plen--;
+    }
+    _cleanup_free_ char *p = gr_strndup(path, plen);
+    cp_request *call = NULL;
+    WebSession_Context_B ctx;
+    const char *method = NULL;
+    _cleanup_free_ char *mime = header_copy(req, "content-type");
+    _cleanup_free_ char *encoding = header_copy(req, "content-encoding");
+    if (gw__method_is(req, "GET") || gw__method_is(req, "HEAD")) {
+        WebSession_get_Params_B gp;
+        call = WebSession_get_request(ws, &gp);
+        WebSession_get_Params_set_path(gp, p, strlen(p));
+        WebSession_get_Params_set_ignoreBody(gp, gw__method_is(req, "HEAD"));
+        ctx = WebSession_get_Params_init_context(gp);
+        gc->head = gw__method_is(req, "HEAD");
+        gc->conditional_get = gw__header(req, "if-none-match") != NULL;
+        method = "get";
+    } else if (gw__method_is(req, "DELETE")) {
+        WebSession_delete_Params_B dp;
+        call = WebSession_delete_request(ws, &dp);
+        WebSession_delete_Params_set_path(dp, p, strlen(p));
+        ctx = WebSession_delete_Params_init_context(dp);
+        method = "delete";
+    } else if (gw__method_is(req, "POST") || gw__method_is(req, "PATCH") ||
+               gw__method_is(req, "PUT")) {
+        if (req->entity.len > MAX_INLINE_BODY) {
+            grain_call_free(gc);
+            return grain_error_page(srv, req, 413, "Payload Too Large",
+                                    "The upload is larger than Granary sends to an app at once.",
+                                    "");
+        }
+        cp_struct_builder content;
+        if (gw__method_is(req, "PUT")) {
+            WebSession_put_Params_B pp;
+            call = WebSession_put_request(ws, &pp);
+            WebSession_put_Params_set_path(pp, p, strlen(p));
+            content = WebSession_put_Params_init_content(pp).s;
+            ctx = WebSession_put_Params_init_context(pp);
+            method = "put";
+        } else if (gw__method_is(req, "PATCH")) {
+            WebSession_patch_Params_B pp;
+            call = WebSession_patch_request(ws, &pp);
+            WebSession_patch_Params_set_path(pp, p, strlen(p));
+            content = WebSession_patch_Params_init_content(pp).s;
+            ctx = WebSession_patch_Params_init_context(pp);
+            method = "patch";
+        } else {
+            WebSession_post_Params_B pp;
+            call = WebSession_post_request(ws, &pp);
+            WebSession_post_Params_set_path(pp, p, strlen(p));
+            content = WebSession_post_Params_init_content(pp).s;
+            ctx = WebSession_post_Params_init_context(pp);
+            method = "post";
+        }
+        /* PostContent and PutContent share a layout: mimeType, content, encoding. */
+        set_text(content, 0, mime ? mime : "application/octet-stream");
+        cp_set_data(content, 1, req->entity.base ? req->entity.base : "", req->entity.len);
+        set_text(content, 2, encoding);
+    } else {
+        grain_call_free(gc);
+        gw__add_header(req, H2O_TOKEN_ALLOW, "GET, HEAD, POST, PUT, PATCH, DELETE");
+        return grain_error_page(srv, req, 405, "Method Not Allowed",
+                                "Granary does not pass this method to apps yet.", "");
+    }
+    if (fill_context(srv, req, ctx, gc->stream_cap, &err) < 0) {
+        cp_request_free(call);
+        grain_call_free(gc);
+        return grain_error_page(srv, req, 400, "Bad Request", "The request's headers are not valid.",
+                                gr_error_msg(err));
+    }
+    gr_debug("grain %s: %s /%s", s->grain_id, method, p);
+    if (cp_request_send(call, on_response, gc, NULL, &err) < 0) {
+        grain_call_free(gc);
+        return grain_error_page(srv, req, 502, "Bad Gateway", "The grain could not take the request.",
+                                gr_error_msg(err));
+    }
+    return 0;
+}
+
+int gw__route_grain(gw_server *srv, h2o_req_t *req, const char *label)
+{
+    gw_grain_session *s = find_session(srv, label);
+    if (s == NULL)
+        return gw__send_error_page(srv, req, 404, "Not Found",
+                                   "No grain session is open at this address. Open the grain "
+                                   "again from the shell.",
+                                   label, strlen(label));
+    s->last_used_ns = gr_monotonic_ns();
+    if (h2o_memis(req->path_normalized.base, req->path_normalized.len,
+                  H2O_STRLIT("/_granary/init")))
+        return serve_init(srv, req, s);
+    /* Another origin's page may not drive this grain. */
+    const h2o_iovec_t *origin = gw__header(req, "origin");
+    if (origin) {
+        const char *scheme = srv->cfg->base_https ? "https" : "http";
+        _cleanup_free_ char *own = gr_asprintf("%s://%s%s", scheme, s->label, srv->cfg->wildcard_suffix);
+        if (!h2o_memis(origin->base, origin->len, own, strlen(own)))
+            return grain_error_page(srv, req, 403, "Forbidden",
+                                    "Requests to a grain from another site are refused.", "");
+    }
+    gw_kv *cookies = NULL;
+    _cleanup_error_ gr_error_t err = NULL;
+    bool ok = false;
+    for (ssize_t i = -1; !ok && (i = h2o_find_header(&req->headers, H2O_TOKEN_COOKIE, i)) != -1;) {
+        _cleanup_free_ char *v = gr_strndup(req->headers.entries[i].value.base,
+                                            req->headers.entries[i].value.len);
+        ssize_t n = gw__ws_parse_cookies(v, NULL, &cookies, &err);
+        for (ssize_t k = 0; k < n; k++)
+            ok |= strcmp(cookies[k].key, GRAIN_COOKIE) == 0 && au_secret_equal(cookies[k].value, s->secret);
+        gw__kv_free(cookies, n > 0 ? (size_t)n : 0);
+        gr_error_release(&err);
+    }
+    if (!ok)
+        return grain_error_page(srv, req, 403, "Forbidden",
+                                "This grain session belongs to another browser.",
+                                "Open the grain from the shell.");
+    return call_grain(srv, req, s);
+}

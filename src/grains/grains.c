@@ -1,0 +1,457 @@
+/* The grain manager (see grains.h): a table of running grains, each a
+ * sandboxed process with its RPC connection, pidfd watch and log pipe. */
+#include "grains.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include "package.capnp.h"
+#include "sandbox.h"
+#include "util.capnp.h"
+
+#define DEFAULT_IDLE_MS 120000
+#define MAX_MANIFEST (8u << 20)
+
+struct gm_grain {
+    gm_manager *m;
+    char *id;
+    sbx_grain *proc;
+    cp_rpc_conn *conn;
+    cp_cap *main_view;
+    uv_poll_t exit_watch;
+    uv_pipe_t log_pipe;
+    sbx_log *log;
+    int holds;
+    uint64_t last_used_ns;
+    bool exited;    /* the process is gone (reaped) */
+    bool stopping;  /* we asked it to go */
+    int handles_open;
+    uint64_t generation;
+    gm_grain *next;
+};
+
+struct gm_manager {
+    uv_loop_t *loop;
+    gm_config conf;
+    st_store *store;
+    sbx_policy *policy;
+    gm_grain *grains; /* running, and dead ones still held */
+    uv_timer_t idle_timer;
+};
+
+static void grain_free_when_closed(gm_grain *g);
+
+/* ---- paths and the manifest ---------------------------------------------- */
+
+char *gm_grain_dir(const gm_manager *m, const char *id)
+{
+    return gr_asprintf("%s/grains/%s", m->conf.data_dir, id);
+}
+
+char *gm_log_path(const gm_manager *m, const char *id)
+{
+    return gr_asprintf("%s/grains/%s/log", m->conf.data_dir, id);
+}
+
+/* Copies a List(Text) into a NULL-terminated vector. */
+static char **text_vector(cp_list_reader l)
+{
+    char **v = gr_calloc(l.len + 1, sizeof(char *));
+    for (uint32_t i = 0; i < l.len; i++) {
+        cp_text t = cp_list_get_text(l, i);
+        v[i] = gr_strndup(t.str, t.len);
+    }
+    return v;
+}
+
+static void free_vector(char **v)
+{
+    for (char **p = v; p && *p; p++)
+        free(*p);
+    free(v);
+}
+
+/* Reads the command a grain runs from its package's manifest: the action's
+ * command for a new grain, continueCommand after its first start. */
+static int read_command(const char *pkg_dir, bool started, int action, char ***argv,
+                        char ***envp, gr_error_t *err)
+{
+    _cleanup_free_ char *path = gr_asprintf("%s/sandstorm-manifest", pkg_dir);
+    _cleanup_free_ char *buf = NULL;
+    size_t len;
+    if (gr_read_file(path, MAX_MANIFEST, &buf, &len, err) < 0)
+        return gr_error_prefix(err, "the package has no readable manifest");
+    cp_message msg;
+    if (cp_message_open(&msg, buf, len, NULL, err) < 0)
+        return gr_error_prefix(err, "manifest %s", path);
+    Manifest_R man = Manifest_root(&msg);
+    Manifest_Command_R cmd;
+    if (started) {
+        cmd = Manifest_get_continueCommand(man);
+    } else {
+        Manifest_Action_LR actions = Manifest_get_actions(man);
+        if (action < 0 || (uint32_t)action >= Manifest_Action_list_len(actions)) {
+            cp_message_release(&msg);
+            return gr_make_error(err, 0, "the package has no action %d", action);
+        }
+        cmd = Manifest_Action_get_command(Manifest_Action_list_get(actions, (uint32_t)action));
+    }
+    *argv = text_vector(Manifest_Command_get_argv(cmd));
+    KeyValue_LR env = Manifest_Command_get_environ(cmd);
+    uint32_t n = KeyValue_list_len(env);
+    *envp = gr_calloc(n + 1, sizeof(char *));
+    for (uint32_t i = 0; i < n; i++) {
+        KeyValue_R kv = KeyValue_list_get(env, i);
+        cp_text k = KeyValue_get_key(kv), v = KeyValue_get_value(kv);
+        (*envp)[i] = gr_asprintf("%.*s=%.*s", (int)k.len, k.str, (int)v.len, v.str);
+    }
+    bool ok = cp_message_ok(&msg);
+    if (!ok)
+        gr_make_error(err, 0, "manifest %s: %s", path, gr_error_msg(msg.error));
+    cp_message_release(&msg);
+    if (!ok || (*argv)[0] == NULL) {
+        free_vector(*argv);
+        free_vector(*envp);
+        *argv = *envp = NULL;
+        return ok ? gr_make_error(err, 0, "the package's command is empty") : -1;
+    }
+    return 0;
+}
+
+/* ---- a grain's life ---------------------------------------------------------- */
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    gm_grain *g = h->data;
+    if (--g->handles_open == 0)
+        grain_free_when_closed(g);
+}
+
+static void unlink_grain(gm_grain *g)
+{
+    for (gm_grain **p = &g->m->grains; *p; p = &(*p)->next) {
+        if (*p == g) {
+            *p = g->next;
+            return;
+        }
+    }
+}
+
+static void grain_free_when_closed(gm_grain *g)
+{
+    if (g->holds > 0 || g->handles_open > 0)
+        return;
+    unlink_grain(g);
+    cp_cap_unref(g->main_view);
+    cp_rpc_conn_free(g->conn);
+    sbx_grain_free(g->proc);
+    sbx_log_close(g->log);
+    free(g->id);
+    free(g);
+}
+
+/* The process is gone: close what watched it; the grain is freed once no
+ * one holds it. */
+static void grain_exited(gm_grain *g, int status)
+{
+    if (g->exited)
+        return;
+    g->exited = true;
+    if (g->stopping)
+        gr_info("grain %s: stopped", g->id);
+    else
+        gr_warn("grain %s: exited unexpectedly with status %d (it restarts on the next request)",
+                g->id, status);
+    if (g->conn)
+        cp_rpc_conn_close(g->conn);
+    uv_close((uv_handle_t *)&g->exit_watch, on_handle_closed);
+    uv_close((uv_handle_t *)&g->log_pipe, on_handle_closed);
+}
+
+static void on_exit_readable(uv_poll_t *h, int status, int events)
+{
+    gm_grain *g = h->data;
+    int code = -1;
+    gr_error_t err = NULL;
+    if (sbx_wait(g->proc, false, &code, &err) == 0)
+        return; /* spurious wake-up: still running */
+    gr_error_release(&err);
+    grain_exited(g, code);
+}
+
+static void on_log_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    static char slab[16384];
+    *buf = uv_buf_init(slab, sizeof(slab));
+}
+
+static void on_log_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    gm_grain *g = s->data;
+    if (n <= 0) {
+        if (n < 0)
+            uv_read_stop(s);
+        return;
+    }
+    gr_error_t err = NULL;
+    if (g->log && sbx_log_write(g->log, buf->base, (size_t)n, &err) < 0) {
+        gr_warn("grain %s: log: %s", g->id, gr_error_msg(err));
+        gr_error_release(&err);
+    }
+}
+
+static void on_disconnect(cp_rpc_conn *conn, const char *reason, void *ud)
+{
+    gm_grain *g = ud;
+    /* A grain that hangs up on its RPC socket is of no use any more. */
+    if (!g->exited && !g->stopping) {
+        gr_warn("grain %s: its RPC connection ended (%s); stopping it", g->id, reason);
+        g->stopping = true;
+        gr_error_t err = NULL;
+        sbx_kill(g->proc, &err);
+        gr_error_release(&err);
+    }
+}
+
+static int start_grain(gm_manager *m, const char *id, gm_grain **out, gr_error_t *err)
+{
+    st_grain row = {0};
+    int r = st_grain_get(m->store, id, &row, err);
+    if (r <= 0)
+        return r < 0 ? -1 : gr_make_error(err, 0, "no such grain");
+    _cleanup_free_ char *pkg_dir = gr_asprintf("%s/apps/%s", m->conf.data_dir, row.package_id);
+    _cleanup_free_ char *dir = gm_grain_dir(m, id);
+    _cleanup_free_ char *var_dir = gr_asprintf("%s/sandbox", dir);
+    _cleanup_free_ char *log_path = gm_log_path(m, id);
+    char **argv = NULL, **envp = NULL;
+    int sv[2] = {-1, -1}, logp[2] = {-1, -1};
+    gm_grain *g = NULL;
+    r = -1;
+    if (read_command(pkg_dir, row.started, row.action_index, &argv, &envp, err) < 0 ||
+        gr_mkdir_p(var_dir, 0770, err) < 0)
+        goto out;
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 || pipe2(logp, O_CLOEXEC) < 0) {
+        gr_make_error(err, errno, "grain %s: socketpair", id);
+        goto out;
+    }
+    g = gr_calloc(1, sizeof(*g));
+    g->m = m;
+    g->id = gr_strdup(id);
+    static uint64_t starts;
+    g->generation = ++starts;
+    if (sbx_log_open(log_path, 0, &g->log, err) < 0)
+        goto out;
+
+    sbx_spec spec;
+    sbx_spec_init(&spec);
+    spec.package_dir = pkg_dir;
+    spec.var_dir = var_dir;
+    spec.bridge_path = m->conf.bridge_path;
+    spec.argv = argv;
+    spec.envp = envp;
+    spec.rpc_fd = sv[1];
+    spec.stdio[1] = logp[1];
+    spec.stdio[2] = logp[1];
+    spec.memory_bytes = m->conf.memory_bytes;
+    spec.pids = m->conf.pids;
+    if (sbx_start(m->policy, &spec, &g->proc, err) < 0) {
+        gr_error_prefix(err, "grain %s: start", id);
+        goto out;
+    }
+    close(sv[1]);
+    close(logp[1]);
+    sv[1] = logp[1] = -1;
+
+    int fd = sv[0];
+    sv[0] = -1;
+    if (cp_rpc_conn_open(m->loop, fd, NULL, NULL, &g->conn, err) < 0) {
+        gr_error_prefix(err, "grain %s", id);
+        sbx_kill(g->proc, NULL);
+        goto out;
+    }
+    cp_rpc_conn_on_disconnect(g->conn, on_disconnect, g);
+    g->main_view = cp_rpc_conn_bootstrap(g->conn);
+
+    uv_poll_init(m->loop, &g->exit_watch, sbx_grain_pidfd(g->proc));
+    g->exit_watch.data = g;
+    uv_poll_start(&g->exit_watch, UV_READABLE, on_exit_readable);
+    uv_pipe_init(m->loop, &g->log_pipe, 0);
+    g->log_pipe.data = g;
+    uv_pipe_open(&g->log_pipe, logp[0]);
+    logp[0] = -1;
+    uv_read_start((uv_stream_t *)&g->log_pipe, on_log_alloc, on_log_read);
+    g->handles_open = 2;
+    g->last_used_ns = gr_monotonic_ns();
+    g->next = m->grains;
+    m->grains = g;
+
+    if (!row.started && st_grain_set_started(m->store, id, err) < 0) {
+        gr_warn("grain %s: %s", id, gr_error_msg(*err));
+        gr_error_release(err);
+    }
+    gr_info("grain %s: started (pid %d)", id, (int)sbx_grain_pid(g->proc));
+    *out = g;
+    g = NULL;
+    r = 0;
+out:
+    if (g) {
+        sbx_grain_free(g->proc);
+        cp_rpc_conn_free(g->conn);
+        sbx_log_close(g->log);
+        free(g->id);
+        free(g);
+    }
+    for (int i = 0; i < 2; i++) {
+        if (sv[i] >= 0)
+            close(sv[i]);
+        if (logp[i] >= 0)
+            close(logp[i]);
+    }
+    free_vector(argv);
+    free_vector(envp);
+    st_grain_release(&row);
+    return r;
+}
+
+static gm_grain *find_live(const gm_manager *m, const char *id)
+{
+    for (gm_grain *g = m->grains; g; g = g->next)
+        if (!g->exited && !g->stopping && strcmp(g->id, id) == 0)
+            return g;
+    return NULL;
+}
+
+int gm_grain_acquire(gm_manager *m, const char *id, gm_grain **out, gr_error_t *err)
+{
+    gm_grain *g = find_live(m, id);
+    if (g == NULL && start_grain(m, id, &g, err) < 0)
+        return -1;
+    g->holds++;
+    g->last_used_ns = gr_monotonic_ns();
+    *out = g;
+    return 0;
+}
+
+void gm_grain_release(gm_grain *g)
+{
+    g->last_used_ns = gr_monotonic_ns();
+    if (--g->holds == 0 && g->exited && g->handles_open == 0)
+        grain_free_when_closed(g);
+}
+
+cp_cap *gm_grain_main_view(gm_grain *g)
+{
+    return g->main_view;
+}
+
+uint64_t gm_grain_generation(const gm_grain *g)
+{
+    return g->generation;
+}
+
+bool gm_grain_alive(const gm_grain *g)
+{
+    return !g->exited;
+}
+
+static void stop_grain(gm_grain *g)
+{
+    if (g->exited || g->stopping)
+        return;
+    g->stopping = true;
+    gr_error_t err = NULL;
+    if (sbx_kill(g->proc, &err) < 0) {
+        gr_warn("grain %s: %s", g->id, gr_error_msg(err));
+        gr_error_release(&err);
+    }
+}
+
+void gm_stop(gm_manager *m, const char *id)
+{
+    gm_grain *g = find_live(m, id);
+    if (g)
+        stop_grain(g);
+}
+
+size_t gm_running_count(const gm_manager *m)
+{
+    size_t n = 0;
+    for (gm_grain *g = m->grains; g; g = g->next)
+        n += !g->exited;
+    return n;
+}
+
+bool gm_is_running(const gm_manager *m, const char *id)
+{
+    return find_live(m, id) != NULL;
+}
+
+/* Stops grains nobody holds that have not been used for idle_ms. */
+static void on_idle_tick(uv_timer_t *t)
+{
+    gm_manager *m = t->data;
+    uint64_t now = gr_monotonic_ns();
+    for (gm_grain *g = m->grains; g; g = g->next) {
+        if (g->holds == 0 && !g->exited && !g->stopping &&
+            now - g->last_used_ns >= m->conf.idle_ms * 1000000u) {
+            gr_info("grain %s: idle for %llu s, stopping it", g->id,
+                    (unsigned long long)(m->conf.idle_ms / 1000));
+            stop_grain(g);
+        }
+    }
+}
+
+int gm_manager_new(gm_manager **out, uv_loop_t *loop, const gm_config *conf, st_store *st,
+                   gr_error_t *err)
+{
+    gm_manager *m = gr_calloc(1, sizeof(*m));
+    m->loop = loop;
+    m->conf = *conf;
+    if (m->conf.idle_ms == 0)
+        m->conf.idle_ms = DEFAULT_IDLE_MS;
+    m->store = st;
+    if (sbx_policy_new(&m->policy, err) < 0) {
+        free(m);
+        return gr_error_prefix(err, "sandbox");
+    }
+    uv_timer_init(loop, &m->idle_timer);
+    m->idle_timer.data = m;
+    uint64_t tick = m->conf.idle_ms / 4;
+    if (tick < 100)
+        tick = 100;
+    if (tick > 10000)
+        tick = 10000;
+    uv_timer_start(&m->idle_timer, on_idle_tick, tick, tick);
+    gr_info("grains: limits by %s, idle stop after %llu ms",
+            sbx_limits_mode_name(sbx_policy_limits_mode(m->policy)),
+            (unsigned long long)m->conf.idle_ms);
+    *out = m;
+    return 0;
+}
+
+void gm_manager_free(gm_manager *m)
+{
+    if (m == NULL)
+        return;
+    for (gm_grain *g = m->grains; g; g = g->next)
+        stop_grain(g);
+    /* Reap each killed grain now rather than wait for its pidfd events. */
+    for (gm_grain *g = m->grains, *next; g; g = next) {
+        next = g->next;
+        int code = 0;
+        gr_error_t err = NULL;
+        if (!g->exited && sbx_wait(g->proc, true, &code, &err) == 1)
+            grain_exited(g, code);
+        gr_error_release(&err);
+        g->holds = 0;
+    }
+    uv_close((uv_handle_t *)&m->idle_timer, NULL);
+    /* The closes complete within a few turns of the loop. */
+    for (int i = 0; i < 100 && m->grains; i++)
+        uv_run(m->loop, UV_RUN_NOWAIT);
+    if (m->grains)
+        gr_warn("grains: %zu grain(s) did not finish closing", gm_running_count(m));
+    sbx_policy_free(m->policy);
+    free(m);
+}

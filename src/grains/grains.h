@@ -1,0 +1,67 @@
+/* The grain manager: starts a grain in its sandbox on the first request that
+ * needs it, keeps it while it is used, stops it when it has been idle, and
+ * notices when it dies. There is no supervisor process per grain: the daemon
+ * holds the grain's end of the RPC socket, a pidfd, and its log pipe, all on
+ * the daemon's libuv loop. */
+#ifndef GRANARY_GRAINS_H
+#define GRANARY_GRAINS_H
+
+#include <uv.h>
+
+#include "capnp.h"
+#include "store.h"
+#include "util.h"
+
+typedef struct gm_config {
+    const char *data_dir;    /* apps/<packageId>/ and grains/<id>/ live here */
+    const char *bridge_path; /* bound at /sandstorm-http-bridge in every grain, or NULL */
+    uint64_t idle_ms;        /* stop a grain unused for this long (0: 120 s) */
+    uint64_t memory_bytes;   /* per-grain limits (0: none) */
+    uint64_t pids;
+} gm_config;
+
+typedef struct gm_manager gm_manager;
+typedef struct gm_grain gm_grain;
+
+/* Prepares the sandbox policy (compiled once) and an empty table. Keeps
+ * pointers to conf's strings and to st. Returns 0 and *out, or -1 with err. */
+int gm_manager_new(gm_manager **out, uv_loop_t *loop, const gm_config *conf, st_store *st,
+                   gr_error_t *err);
+
+/* Kills every running grain and frees the manager; runs the loop briefly so
+ * the handles close. Safe on NULL. */
+void gm_manager_free(gm_manager *m);
+
+/* Returns the running grain `id`, starting it first when it is stopped (its
+ * action's command the first time, continueCommand after). Concurrent calls
+ * for one grain start it once. The grain is held for the caller until
+ * gm_grain_release; a held grain is never stopped for being idle. Returns 0
+ * and *out, or -1 with err (no such grain, no package, the sandbox failed). */
+int gm_grain_acquire(gm_manager *m, const char *id, gm_grain **out, gr_error_t *err);
+
+/* Ends a hold and marks the grain as used now. */
+void gm_grain_release(gm_grain *g);
+
+/* The app's bootstrap capability (its MainView), borrowed: valid while the
+ * grain is held. Calls on it fail with "disconnected" once the grain dies. */
+cp_cap *gm_grain_main_view(gm_grain *g);
+
+/* A number that differs for every start of every grain: what a caller
+ * remembers to know a capability from an earlier start is stale. */
+uint64_t gm_grain_generation(const gm_grain *g);
+
+/* True while the grain's process runs. */
+bool gm_grain_alive(const gm_grain *g);
+
+/* Stops a running grain (a no-op when it is not running). */
+void gm_stop(gm_manager *m, const char *id);
+
+/* How many grains are running; and whether grain `id` is. */
+size_t gm_running_count(const gm_manager *m);
+bool gm_is_running(const gm_manager *m, const char *id);
+
+/* The path of a grain's log and storage, newly allocated. */
+char *gm_log_path(const gm_manager *m, const char *id);
+char *gm_grain_dir(const gm_manager *m, const char *id);
+
+#endif
