@@ -1,15 +1,20 @@
 /* Response helpers shared by the gateway's handlers. */
 #include "gateway_internal.h"
 
+/* h2o keeps pointers to header names and values until the response is
+ * sent, so both are copied into the request's pool: callers may pass
+ * strings they free, or that live in a message about to be released. */
 void gw__add_header(h2o_req_t *req, const h2o_token_t *token, const char *value)
 {
-    h2o_add_header(&req->pool, &req->res.headers, token, NULL, value, strlen(value));
+    h2o_iovec_t v = h2o_strdup(&req->pool, value, SIZE_MAX);
+    h2o_add_header(&req->pool, &req->res.headers, token, NULL, v.base, v.len);
 }
 
 void gw__add_header_str(h2o_req_t *req, const char *name, const char *value)
 {
-    h2o_add_header_by_str(&req->pool, &req->res.headers, name, strlen(name), 0, NULL, value,
-                          strlen(value));
+    h2o_iovec_t n = h2o_strdup(&req->pool, name, SIZE_MAX);
+    h2o_iovec_t v = h2o_strdup(&req->pool, value, SIZE_MAX);
+    h2o_add_header_by_str(&req->pool, &req->res.headers, n.base, n.len, 0, NULL, v.base, v.len);
 }
 
 void gw__add_common_headers(h2o_req_t *req)

@@ -1,0 +1,266 @@
+"""Apps and grains through the real daemon, sandbox, bridge and notes app:
+install, create, open at a fresh origin, use, idle stop and restart with the
+data kept, crashes, and every refusal a stranger or a hostile page meets."""
+import json
+import os
+import re
+import time
+
+import pytest
+
+from granary_testing import ADMIN, ASAN_DIR, BUILD_DIR, Client, Daemon, setup_link_from_log
+
+
+def notes_spk():
+    for d in (ASAN_DIR, BUILD_DIR):
+        p = os.path.join(d, "apps", "notes", "notes.spk")
+        if os.path.exists(p):
+            return p
+    pytest.fail("no notes.spk: run make asan")
+
+
+class Grains:
+    """A daemon with an administrator, the notes app installed, and helpers
+    to open grains as a browser would."""
+
+    def __init__(self, tmp_path, idle=120):
+        self.d = Daemon(tmp_path / "var", extra_args=("--grain-idle-seconds", str(idle)))
+        token = setup_link_from_log(self.d.read_log()).split("#token=")[1]
+        self.admin = Client(self.d)
+        status, body, _ = self.admin.post("/api/setup", dict(ADMIN, token=token))
+        assert status == 201, body
+        with open(notes_spk(), "rb") as f:
+            self.spk = f.read()
+        status, body, _ = self.upload(self.admin, self.spk)
+        assert status == 201, body
+        self.package_id = body["package_id"]
+
+    def upload(self, client, data):
+        return client.call("POST", "/api/apps", raw=data,
+                           headers={"Content-Type": "application/octet-stream"})
+
+    def new_grain(self, client=None, title=None):
+        client = client or self.admin
+        body = {"package_id": self.package_id}
+        if title:
+            body["title"] = title
+        status, out, _ = client.post("/api/grains", body)
+        assert status == 201, out
+        return out["grain"]["id"]
+
+    def open(self, gid, client=None):
+        """Opens the grain; returns (host, cookie header) of its new origin."""
+        client = client or self.admin
+        status, out, _ = client.post(f"/api/grains/{gid}/open", {"path": "/"})
+        assert status == 200, out
+        host, path = re.match(r"http://([^/]+)(/.*)", out["url"]).groups()
+        resp, _ = self.d.request("GET", path, host=host)
+        assert resp.status == 303, resp.status
+        cookie = resp.getheader("Set-Cookie").split(";")[0]
+        return host, cookie
+
+    def get(self, host, cookie, path, method="GET", body=None, headers=None):
+        h = {"Cookie": cookie}
+        h.update(headers or {})
+        return self.d.request(method, path, host=host, body=body, headers=h)
+
+    def stop(self):
+        code, log = self.d.stop()
+        assert code == 0, log
+        assert "Sanitizer" not in log and "runtime error" not in log, log
+
+
+@pytest.fixture
+def grains(tmp_path):
+    g = Grains(tmp_path)
+    yield g
+    g.stop()
+
+
+def test_install_lists_the_app_and_its_action(grains):
+    status, body, _ = grains.admin.get("/api/apps")
+    assert status == 200
+    [app] = body["apps"]
+    assert app["title"] == "Notes" and app["version"] == 1
+    assert app["actions"] == [{"index": 0, "title": "New note", "noun": "note"}]
+    # The same package again is a no-op.
+    status, body, _ = grains.upload(grains.admin, grains.spk)
+    assert status == 200 and body["status"] == "already installed"
+
+
+def test_bad_uploads_install_nothing(grains, tmp_path):
+    for data, message in ((b"not a package", "magic"), (grains.spk[:-100], "")):
+        status, body, _ = grains.upload(grains.admin, data)
+        assert status == 400, body
+        assert message in body["error"]
+    status, body, _ = grains.admin.get("/api/apps")
+    assert len(body["apps"]) == 1
+    assert os.listdir(tmp_path / "var" / "tmp") == []  # no upload left behind
+
+
+def test_a_grain_serves_the_app_through_the_bridge(grains):
+    gid = grains.new_grain()
+    host, cookie = grains.open(gid)
+    assert re.fullmatch(r"ui-[0-9a-f]{32}\.granary\.localhost:6080", host)
+    resp, body = grains.get(host, cookie, "/")
+    assert resp.status == 200, body
+    assert b"<title>Notes</title>" in body and b'data-can-write="true"' in body
+    csp = resp.getheader("Content-Security-Policy")
+    assert "default-src 'none'" in csp and "frame-ancestors http://granary.localhost:6080" in csp
+    assert resp.getheader("X-Content-Type-Options") == "nosniff"
+    # Write, read back, and see the ETag round trip.
+    resp, body = grains.get(host, cookie, "/api/note", "PUT", b"hello from the test")
+    assert resp.status == 200, body
+    resp, body = grains.get(host, cookie, "/api/note")
+    assert json.loads(body)["text"] == "hello from the test"
+    etag = resp.getheader("ETag")
+    resp, body = grains.get(host, cookie, "/api/note", headers={"If-None-Match": etag})
+    assert resp.status == 304
+
+
+def test_headers_the_app_sees(grains):
+    gid = grains.new_grain()
+    host, cookie = grains.open(gid)
+    resp, body = grains.get(host, cookie, "/debug/headers",
+                            headers={"Cookie": cookie + "; theme=dark", "Accept": "text/html",
+                                     "X-Requested-With": "XMLHttpRequest", "X-Evil": "1"})
+    assert resp.status == 200, body
+    seen = {k.lower(): v for k, v in json.loads(body)["headers"]}
+    assert seen["x-sandstorm-username"] == "Ada%20Admin"
+    assert seen["x-sandstorm-permissions"] == "read,write"
+    assert re.fullmatch(r"[0-9a-f]{32}", seen["x-sandstorm-user-id"])
+    assert re.fullmatch(r"[0-9a-f]{32}", seen["x-sandstorm-tab-id"])
+    assert seen["x-sandstorm-base-path"] == f"http://{host}"
+    assert seen["host"] == host
+    assert seen["x-requested-with"] == "XMLHttpRequest"
+    assert "x-evil" not in seen  # not whitelisted
+    assert "theme=dark" in seen["cookie"]
+    assert "granary_grain" not in seen.get("cookie", "")  # the platform's cookie stays home
+
+
+def test_the_same_user_has_a_stable_id_per_grain(grains):
+    a, b = grains.new_grain(), grains.new_grain()
+    ids = []
+    for gid in (a, a, b):
+        host, cookie = grains.open(gid)
+        _, body = grains.get(host, cookie, "/debug/headers")
+        ids.append({k.lower(): v for k, v in json.loads(body)["headers"]}["x-sandstorm-user-id"])
+    assert ids[0] == ids[1] != ids[2]
+
+
+def test_origin_cookie_and_init_link_are_checked(grains):
+    gid = grains.new_grain()
+    status, out, _ = grains.admin.post(f"/api/grains/{gid}/open", {})
+    host, path = re.match(r"http://([^/]+)(/.*)", out["url"]).groups()
+    resp, _ = grains.d.request("GET", path, host=host)
+    cookie = resp.getheader("Set-Cookie").split(";")[0]
+    resp, _ = grains.d.request("GET", path, host=host)
+    assert resp.status == 403  # the init link works once
+    resp, _ = grains.d.request("GET", "/", host=host)
+    assert resp.status == 403  # no cookie
+    resp, _ = grains.d.request("GET", "/", host=host, headers={"Cookie": "granary_grain=" + "0" * 64})
+    assert resp.status == 403
+    other_host, other_cookie = grains.open(gid)
+    resp, _ = grains.get(host, other_cookie, "/")
+    assert resp.status == 403  # one origin's cookie does not open another
+    resp, _ = grains.get(host, cookie, "/api/note", "PUT", b"x",
+                         headers={"Origin": "http://evil.example"})
+    assert resp.status == 403
+    resp, _ = grains.get(host, cookie, "/")
+    assert resp.status == 200
+    resp, _ = grains.d.request("GET", "/", host="ui-" + "0" * 32 + ".granary.localhost:6080")
+    assert resp.status == 404
+
+
+def test_strangers_cannot_see_or_open_a_grain(grains):
+    gid = grains.new_grain(title="Private plans")
+    status, _, _ = grains.admin.post("/api/admin/accounts", {
+        "email": "eve@example.com", "name": "Eve", "password": "eve's password"})
+    assert status == 201
+    eve = Client(grains.d)
+    assert eve.post("/api/login", {"email": "eve@example.com", "password": "eve's password"})[0] == 200
+    status, body, _ = eve.get("/api/grains")
+    assert body["grains"] == []
+    for verb in ("open", "rename", "trash", "restore", "delete"):
+        status, body, _ = eve.post(f"/api/grains/{gid}/{verb}", {"title": "mine now"})
+        assert status == 404 and body["error"] == "no such grain", verb
+    assert eve.get(f"/api/grains/{gid}/log")[0] == 404
+    status, body, _ = grains.upload(eve, grains.spk)
+    assert status == 403  # only administrators install
+    assert grains.admin.get("/api/grains")[1]["grains"][0]["title"] == "Private plans"
+    anon = Client(grains.d)
+    assert anon.get("/api/grains")[0] == 401
+    assert anon.post(f"/api/grains/{gid}/open", {})[0] == 401
+
+
+def test_rename_trash_restore_delete(grains, tmp_path):
+    gid = grains.new_grain()
+    host, cookie = grains.open(gid)
+    assert grains.get(host, cookie, "/")[0].status == 200
+    assert grains.admin.post(f"/api/grains/{gid}/rename", {"title": "Shopping"})[0] == 200
+    assert grains.admin.post(f"/api/grains/{gid}/rename", {"title": ""})[0] == 400
+    status, body, _ = grains.admin.post(f"/api/grains/{gid}/delete", {})
+    assert status == 409  # only from the trash
+    assert grains.admin.post(f"/api/grains/{gid}/trash", {})[0] == 200
+    [g] = grains.admin.get("/api/grains")[1]["grains"]
+    assert g["title"] == "Shopping" and g["trashed"] is True and g["running"] is False
+    assert grains.get(host, cookie, "/")[0].status == 404  # its sessions are gone
+    assert grains.admin.post(f"/api/grains/{gid}/open", {})[0] == 409
+    assert grains.admin.post(f"/api/grains/{gid}/restore", {})[0] == 200
+    host, cookie = grains.open(gid)
+    assert grains.get(host, cookie, "/")[0].status == 200
+    assert grains.admin.post(f"/api/grains/{gid}/trash", {})[0] == 200
+    assert grains.admin.post(f"/api/grains/{gid}/delete", {})[0] == 200
+    assert grains.admin.get("/api/grains")[1]["grains"] == []
+    assert not os.path.exists(tmp_path / "var" / "grains" / gid)
+
+
+def test_the_log_holds_the_apps_output(grains):
+    gid = grains.new_grain()
+    host, cookie = grains.open(gid)
+    grains.get(host, cookie, "/")
+    deadline = time.time() + 10
+    while True:
+        resp, body = grains.d.request("GET", f"/api/grains/{gid}/log",
+                                      headers={"Cookie": f"granary_session={grains.admin.cookie}"})
+        if b"notes: serving" in body or time.time() > deadline:
+            break
+        time.sleep(0.1)
+    assert resp.status == 200 and b"notes: serving /var/note.txt" in body
+
+
+def test_a_crashing_app_restarts_on_the_next_request(grains):
+    gid = grains.new_grain()
+    host, cookie = grains.open(gid)
+    grains.get(host, cookie, "/api/note", "PUT", b"survives crashes")
+    resp, body = grains.get(host, cookie, "/debug/crash")
+    assert resp.status == 502, body
+    assert b"did not answer" in body
+    deadline = time.time() + 20
+    while True:
+        resp, body = grains.get(host, cookie, "/api/note")
+        if resp.status == 200 or time.time() > deadline:
+            break
+        time.sleep(0.2)
+    assert resp.status == 200, body
+    assert json.loads(body)["text"] == "survives crashes"
+
+
+def test_idle_grains_stop_and_come_back_with_their_data(tmp_path):
+    g = Grains(tmp_path, idle=1)
+    try:
+        gid = g.new_grain()
+        host, cookie = g.open(gid)
+        assert g.get(host, cookie, "/api/note", "PUT", b"written before the stop")[0].status == 200
+        deadline = time.time() + 20
+        while "stopping it" not in g.d.read_log() and time.time() < deadline:
+            time.sleep(0.2)
+        assert f"grain {gid}: idle" in g.d.read_log()
+        time.sleep(0.5)
+        assert g.admin.get("/api/grains")[1]["grains"][0]["running"] is False
+        resp, body = g.get(host, cookie, "/api/note")
+        assert resp.status == 200, body
+        assert json.loads(body)["text"] == "written before the stop"
+        assert g.d.read_log().count(f"grain {gid}: started") == 2
+    finally:
+        g.stop()
