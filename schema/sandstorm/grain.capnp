@@ -84,3 +84,10 @@ struct RoleDef @0xcb3f7064eae4dc5a {
   obsolete @4 :Bool;
   default @5 :Bool;
 }
+
+interface MainView @0xc277e9822ae2c8fc (AppObjectId) extends(UiView) {
+  # What an app exports as its bootstrap on fd 3: its main view, plus the
+  # restoring and dropping of objects it hosts (platform-private).
+  restore @0 (objectId :AppObjectId) -> (cap :Capability);
+  drop @1 (objectId :AppObjectId);
+}
