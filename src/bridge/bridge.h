@@ -94,6 +94,8 @@ typedef struct br_response {
     char *disposition_filename; /* Content-Disposition: attachment; filename=... */
     br_cookie *cookies;
     size_t ncookies;
+    char *dav;                /* DAV (for OPTIONS) */
+    char *ws_protocol;        /* Sec-WebSocket-Protocol (for a 101) */
     br_owned_header *headers; /* whitelisted ones only */
     size_t nheaders;
     int64_t content_length;   /* -1 when not given */
@@ -141,6 +143,15 @@ int br_parser_feed(br_parser *p, const char *data, size_t len, gr_error_t *err);
 /* Tells the parser the app closed the connection. Returns 0 when that ends
  * the response properly, or -1 with err when the response was cut short. */
 int br_parser_finish(br_parser *p, gr_error_t *err);
+
+/* Makes a 101 Switching Protocols the end of the response (on_head runs,
+ * on_done does not): for a WebSocket handshake. */
+void br_parser_expect_upgrade(br_parser *p);
+
+/* True once a 101 ended the response; the bytes of the last feed from
+ * br_parser_upgrade_offset() on belong to the upgraded protocol. */
+bool br_parser_upgraded(const br_parser *p);
+size_t br_parser_upgrade_offset(const br_parser *p);
 
 /* True once on_done has run; the connection may serve the next request when
  * br_parser_keep_alive() says so. */

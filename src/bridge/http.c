@@ -75,14 +75,19 @@ int br_request_begin(gr_buf *b, const char *method, const char *path, const br_s
             return gr_make_error(err, 0, "the path holds a space or a control character");
     gr_buf_printf(b, "%s /%s HTTP/1.1\r\n", method, path[0] == '/' ? path + 1 : path);
 
-    const char *base = s && s->base_path ? s->base_path : "http://localhost";
-    size_t hlen;
-    bool https;
-    const char *host = host_of(base, &hlen, &https);
-    if (!safe_value(base))
-        return gr_make_error(err, 0, "the base path holds a line break");
-    gr_buf_printf(b, "Host: %.*s\r\n", (int)hlen, host);
-    gr_buf_printf(b, "X-Forwarded-Proto: %s\r\n", https ? "https" : "http");
+    const char *base = s && s->base_path ? s->base_path : NULL;
+    if (base == NULL || base[0] == '\0') {
+        gr_buf_puts(b, "Host: sandbox\r\n");
+    } else {
+        size_t hlen;
+        bool https;
+        const char *host = host_of(base, &hlen, &https);
+        for (size_t i = 0; i < hlen; i++)
+            if ((unsigned char)host[i] <= 0x20 || host[i] == 0x7f)
+                return gr_make_error(err, 0, "the base path holds a space or a control character");
+        gr_buf_printf(b, "Host: %.*s\r\n", (int)hlen, host);
+        gr_buf_printf(b, "X-Forwarded-Proto: %s\r\n", https ? "https" : "http");
+    }
     if (s == NULL)
         return 0;
 
@@ -265,6 +270,8 @@ void br_response_release(br_response *r)
     free(r->etag);
     free(r->location);
     free(r->disposition_filename);
+    free(r->dav);
+    free(r->ws_protocol);
     for (size_t i = 0; i < r->ncookies; i++)
         br_cookie_release(&r->cookies[i]);
     free(r->cookies);
@@ -292,6 +299,8 @@ struct br_parser {
     bool in_value;
     size_t header_bytes, header_count;
     bool done, head_delivered;
+    bool expect_upgrade, upgraded;
+    size_t upgrade_offset;
     const char *problem; /* set by a callback that failed */
 };
 
@@ -341,6 +350,10 @@ static int take_header(br_parser *p)
         slot = &r->etag;
     else if (strcasecmp(n, "location") == 0)
         slot = &r->location;
+    else if (strcasecmp(n, "dav") == 0)
+        slot = &r->dav;
+    else if (strcasecmp(n, "sec-websocket-protocol") == 0)
+        slot = &r->ws_protocol;
     if (slot) {
         free(*slot);
         *slot = gr_strdup(v);
@@ -412,6 +425,14 @@ static int on_headers_complete(llhttp_t *h)
     if (p->resp.status < 100 || p->resp.status > 599)
         return fail(p, "the app answered with an impossible status");
     p->resp.content_length = (h->flags & F_CONTENT_LENGTH) ? (int64_t)h->content_length : -1;
+    if (p->resp.status == 101 && p->expect_upgrade) {
+        p->head_delivered = true;
+        p->upgraded = true;
+        p->done = true;
+        if (p->cb.on_head && p->cb.on_head(p->ud, &p->resp) != 0)
+            return fail(p, "the response was refused");
+        return 2; /* no body: the connection now speaks the new protocol */
+    }
     if (p->resp.status < 200) {
         /* An interim response (100 Continue): the real one follows. */
         br_response_release(&p->resp);
@@ -435,8 +456,8 @@ static int on_body(llhttp_t *h, const char *at, size_t len)
 static int on_message_complete(llhttp_t *h)
 {
     br_parser *p = parser_of(h);
-    if (!p->head_delivered)
-        return 0; /* the end of an interim response */
+    if (!p->head_delivered || p->upgraded)
+        return 0; /* the end of an interim response, or of a 101 */
     p->done = true;
     if (p->cb.on_done && p->cb.on_done(p->ud) != 0)
         return fail(p, "the response was refused");
@@ -479,6 +500,10 @@ int br_parser_feed(br_parser *p, const char *data, size_t len, gr_error_t *err)
     if (p->done)
         return len == 0 ? 0 : gr_make_error(err, 0, "the app sent bytes after its response");
     llhttp_errno_t e = llhttp_execute(&p->http, data, len);
+    if (e == HPE_PAUSED_UPGRADE && p->upgraded) {
+        p->upgrade_offset = (size_t)(llhttp_get_error_pos(&p->http) - data);
+        return 0;
+    }
     if (e == HPE_OK || (e == HPE_PAUSED && p->done)) {
         if (e == HPE_PAUSED) {
             size_t used = (size_t)(llhttp_get_error_pos(&p->http) - data);
@@ -507,6 +532,21 @@ int br_parser_finish(br_parser *p, gr_error_t *err)
     if (!p->head_delivered)
         return gr_make_error(err, 0, "the app closed the connection without answering");
     return gr_make_error(err, 0, "the app closed the connection in the middle of its response");
+}
+
+void br_parser_expect_upgrade(br_parser *p)
+{
+    p->expect_upgrade = true;
+}
+
+bool br_parser_upgraded(const br_parser *p)
+{
+    return p->upgraded;
+}
+
+size_t br_parser_upgrade_offset(const br_parser *p)
+{
+    return p->upgrade_offset;
 }
 
 bool br_parser_done(const br_parser *p)

@@ -1,0 +1,136 @@
+"""An HTTP app for the bridge tests that answers by path, some of it well
+(cookies, ETags, preconditions, WebDAV OPTIONS, bodies of unknown length) and
+some of it maliciously (bad status lines, huge headers, invalid chunking,
+line breaks in header values, cut-off bodies). One request per connection.
+
+    hostile_app.py PORT
+"""
+import socket
+import sys
+import threading
+
+
+def read_request(conn):
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return None, {}, b""
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    method, target, _ = lines[0].split(" ", 2)
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    n = int(headers.get("content-length", "0"))
+    while len(rest) < n:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        rest += chunk
+    return (method, target), headers, rest
+
+
+def respond(conn, status, headers=(), body=b"", length=True):
+    out = [f"HTTP/1.1 {status}"]
+    for name, value in headers:
+        out.append(f"{name}: {value}")
+    if length:
+        out.append(f"Content-Length: {len(body)}")
+    out.append("Connection: close")
+    conn.sendall(("\r\n".join(out) + "\r\n\r\n").encode("latin-1") + body)
+
+
+def serve(conn):
+    (method, target), headers, body = read_request(conn)
+    if method is None:
+        return
+    path = target.split("?")[0]
+    if path == "/ok":
+        respond(conn, "200 OK", [("Content-Type", "text/plain")], b"fine")
+    elif path == "/cookies":
+        respond(conn, "200 OK", [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Language", "fr"),
+            ("Content-Encoding", "identity"),
+            ("Set-Cookie", "sid=abc; Path=/app; HttpOnly; Max-Age=60"),
+            ("Set-Cookie", "theme=dark; Expires=Wed, 21 Oct 2037 07:28:00 GMT"),
+            ("Set-Cookie", "novalue"),
+            ("X-Sandstorm-App-Note", "kept"),
+            ("X-Secret-Internal", "dropped"),
+            ("Content-Disposition", 'attachment; filename="report.txt"'),
+            ("ETag", 'W/"v1"'),
+        ], b"cookies set")
+    elif path == "/etag":
+        inm = headers.get("if-none-match")
+        im = headers.get("if-match")
+        if inm and ('"abc"' in inm or inm == "*"):
+            respond(conn, "304 Not Modified", [("ETag", '"abc"')], length=False)
+        elif im and '"abc"' not in im and im != "*":
+            respond(conn, "412 Precondition Failed", [("ETag", '"abc"')], b"changed")
+        else:
+            respond(conn, "200 OK", [("ETag", '"abc"'), ("Content-Type", "text/plain")], b"tagged")
+    elif path == "/html500":
+        respond(conn, "500 Internal Server Error", [("Content-Type", "text/html")],
+                b"<p>broken <b>badly</b></p>")
+    elif path == "/redirect":
+        respond(conn, "303 See Other", [("Location", "/there?x=1")])
+    elif path == "/dav":
+        respond(conn, "200 OK", [("DAV", "1, 2, extended-mkcol"), ("Allow", "OPTIONS, PROPFIND")])
+    elif path == "/unknown-length":
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                     b"Connection: close\r\n\r\n" + b"x" * 100000)
+    elif path == "/badstatus":
+        conn.sendall(b"HTTP/1.1 abc OK\r\nContent-Length: 0\r\n\r\n")
+    elif path == "/hugeheaders":
+        conn.sendall(b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 200000 + b"\r\nContent-Length: 0\r\n\r\n")
+    elif path == "/manyheaders":
+        conn.sendall(b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(1000))
+                     + b"Content-Length: 0\r\n\r\n")
+    elif path == "/badchunk":
+        conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n")
+    elif path == "/crlf":
+        conn.sendall(b"HTTP/1.1 200 OK\r\nX-Sandstorm-App-A: x\rSet-Cookie: evil=1\r\n"
+                     b"Content-Length: 2\r\n\r\nok")
+    elif path == "/folded":
+        conn.sendall(b"HTTP/1.1 200 OK\r\nX-Sandstorm-App-A: x\r\n Set-Cookie: evil=1\r\n"
+                     b"Content-Length: 2\r\n\r\nok")
+    elif path == "/nul":
+        conn.sendall(b"HTTP/1.1 200 OK\r\nX-Sandstorm-App-A: a\x00b\r\nContent-Length: 2\r\n\r\nok")
+    elif path == "/nohead":
+        pass
+    elif path == "/cut":
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b")
+    elif path == "/cutstream":
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n" + b"y" * 200000)
+    elif path == "/interim":
+        conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 3\r\n\r\nnew")
+    elif path == "/echo":
+        respond(conn, "200 OK", [("Content-Type", "application/octet-stream")], body)
+    else:
+        respond(conn, "404 Not Found", [("Content-Type", "text/plain")], b"nothing here")
+
+
+def handle(conn):
+    try:
+        serve(conn)
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
+
+def main():
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+    s.listen(64)
+    while True:
+        conn, _ = s.accept()
+        threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+
+if __name__ == "__main__":
+    main()

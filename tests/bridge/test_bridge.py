@@ -1,0 +1,427 @@
+"""granary-http-bridge against real apps: the platform is played by
+tests/bridge/platform.c (the bridge's fd 3 is its end of a socketpair), the
+app is the real notes app or tests/bridge/hostile_app.py. Every result is one
+JSON line from the platform; what the app saw comes back from notes'
+/debug/headers."""
+import calendar
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from granary_testing import ASAN_DIR, BUILD_DIR
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SCHEMA = os.path.join(os.path.dirname(os.path.dirname(HERE)), "schema", "sandstorm")
+MB100 = 100 * 1024 * 1024
+RSS_LIMIT_KB = 8 * 1024  # "a few MB" whatever the body size
+IDENTITY = "a1b2c3d4e5f60718293a4b5c6d7e8f90" + "ff" * 16
+TAB = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+
+
+def build_dir():
+    for d in (ASAN_DIR, BUILD_DIR):
+        if os.path.exists(os.path.join(d, "tests", "bridge", "bridge-platform")):
+            return d
+    pytest.fail("no bridge-platform: run make asan")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def notes_app(tmp_path, port):
+    return [os.path.join(build_dir(), "apps", "notes", "notes"), str(port)]
+
+
+def hostile_app(tmp_path, port):
+    return [sys.executable, os.path.join(HERE, "hostile_app.py"), str(port)]
+
+
+def write_config(tmp_path):
+    """A BridgeConfig with three permissions and a role, by `capnp encode`."""
+    text = ('(viewInfo = (permissions = [(name = "read"), (name = "write"), (name = "admin")],'
+            ' roles = [(title = (defaultText = "editor"), permissions = [true, true])]))')
+    out = subprocess.run(["capnp", "encode", "-I", SCHEMA, os.path.join(SCHEMA, "package.capnp"),
+                          "BridgeConfig"], input=text.encode(), capture_output=True, check=True)
+    path = tmp_path / "bridge-config"
+    path.write_bytes(out.stdout)
+    return str(path)
+
+
+def run(tmp_path, commands, app=notes_app, config=None, env_extra=None, timeout=300, argv=None):
+    """Runs the platform with commands (dicts); returns (results, exit line, stderr)."""
+    d = build_dir()
+    port = free_port()
+    env = dict(os.environ)
+    env["NOTES_DIR"] = str(tmp_path)
+    env["GRANARY_BRIDGE_CONFIG"] = config or str(tmp_path / "no-config")
+    env.setdefault("ASAN_OPTIONS", "detect_leaks=1")
+    env.update(env_extra or {})
+    cmd = [os.path.join(d, "tests", "bridge", "bridge-platform"),
+           os.path.join(d, "src", "bridge", "granary-http-bridge"), str(port), "--",
+           *(argv or app(tmp_path, port))]
+    p = subprocess.run(cmd, input="".join(json.dumps(c) + "\n" for c in commands).encode(),
+                       capture_output=True, env=env, timeout=timeout)
+    lines = [json.loads(l) for l in p.stdout.decode().splitlines() if l.strip()]
+    assert p.returncode == 0, p.stderr.decode()
+    assert "bridgePid" in lines[0]
+    exits = [l for l in lines if "bridgeExit" in l]
+    assert len(exits) == 1, (lines, p.stderr.decode())
+    results = [l for l in lines[1:] if "method" in l]
+    return results, exits[0], p.stderr.decode()
+
+
+ALICE = {"method": "session", "displayName": "Alice Smith é", "identityId": IDENTITY,
+         "handle": "alice", "picture": "https://pics.example/a.png", "pronouns": 2,
+         "permissions": [True, False, True], "tabId": TAB,
+         "basePath": "https://ui-ab12.example:6080", "userAgent": "TestAgent/1.0",
+         "languages": ["en-GB", "fr"]}
+
+
+def headers_of(result):
+    assert result.get("kind") == "content", result
+    seen = json.loads(result["body"])
+    return seen, seen["headers"]
+
+
+def test_view_info_and_session_headers(tmp_path):
+    ctx = {"cookies": {"a": "1", "sess": "x y"},
+           "accept": [["text/html", 1], ["application/json", 0.5]],
+           "acceptEncoding": [["gzip", 1], ["br", 0.25]],
+           "headers": [["X-Requested-With", "XMLHttpRequest"], ["X-Sandstorm-App-Thing", "t"],
+                       ["X-Evil", "dropped"], ["Host", "evil.example"],
+                       ["X-Sandstorm-User-Id", "forged"]],
+           "precondition": {"kind": "matchesOneOf", "etags": [["v1", False], ["v2", True]]}}
+    res, ex, _ = run(tmp_path, [{"method": "viewinfo"}, ALICE,
+                                dict(method="get", path="debug/headers?q=1&r=%20", **ctx),
+                                ALICE, {"method": "get", "path": "debug/headers"}],
+                     config=write_config(tmp_path))
+    assert res[0]["permissions"] == ["read", "write", "admin"] and res[0]["roles"] == 1
+    assert res[1]["ok"]
+    seen, hs = headers_of(res[2])
+    assert seen["method"] == "GET" and seen["url"] == "/debug/headers?q=1&r=%20"
+    assert hs == [
+        ["Host", "ui-ab12.example:6080"],
+        ["X-Forwarded-Proto", "https"],
+        ["X-Sandstorm-Username", "Alice%20Smith%20%C3%A9"],
+        ["X-Sandstorm-Tab-Id", TAB],
+        ["X-Sandstorm-User-Id", IDENTITY[:32]],
+        ["X-Sandstorm-Preferred-Handle", "alice"],
+        ["X-Sandstorm-User-Picture", "https://pics.example/a.png"],
+        ["X-Sandstorm-User-Pronouns", "female"],
+        ["X-Sandstorm-Session-Type", "normal"],
+        ["X-Sandstorm-Permissions", "read,admin"],
+        ["X-Sandstorm-Base-Path", "https://ui-ab12.example:6080"],
+        ["X-Sandstorm-Session-Id", "1"],
+        ["User-Agent", "TestAgent/1.0"],
+        ["Accept-Language", "en-GB,fr"],
+        ["Accept", "text/html, application/json;q=0.5"],
+        ["Accept-Encoding", "gzip, br;q=0.25"],
+        ["Cookie", "a=1; sess=x y"],
+        ["If-Match", '"v1", W/"v2"'],
+        ["X-Requested-With", "XMLHttpRequest"],
+        ["X-Sandstorm-App-Thing", "t"],
+    ]
+    # A second session gets the next id; a call with no context sends Accept: */*.
+    _, hs2 = headers_of(res[4])
+    assert ["X-Sandstorm-Session-Id", "2"] in hs2 and ["Accept", "*/*"] in hs2
+    assert ex["bridgeExit"] == 128 + 9  # fd 3 closed: the app was killed
+
+
+def test_anonymous_session_and_no_base_path(tmp_path):
+    anon = {"method": "session", "handle": "nobody", "pronouns": 1, "picture": "p",
+            "permissions": [True], "tabId": "00ff"}
+    res, _, _ = run(tmp_path, [anon, {"method": "get", "path": "debug/headers"}],
+                    config=write_config(tmp_path))
+    _, hs = headers_of(res[1])
+    names = [h[0] for h in hs]
+    assert ["Host", "sandbox"] in hs and "X-Forwarded-Proto" not in names
+    assert ["X-Sandstorm-Username", "Anonymous%20User"] in hs
+    assert ["X-Sandstorm-Permissions", "read"] in hs
+    assert ["X-Sandstorm-Tab-Id", "00ff"] in hs
+    for absent in ("X-Sandstorm-User-Id", "X-Sandstorm-Preferred-Handle",
+                   "X-Sandstorm-User-Picture", "X-Sandstorm-User-Pronouns", "Cookie"):
+        assert absent not in names
+
+
+def test_session_types(tmp_path):
+    res, _, _ = run(tmp_path, [
+        {"method": "session", "sessionType": 0x1234},
+        dict(ALICE, type="request"), {"method": "get", "path": "debug/headers"},
+        dict(ALICE, type="offer"), {"method": "get", "path": "debug/headers"},
+    ])
+    assert "not served by this bridge" in res[0]["error"]
+    assert ["X-Sandstorm-Session-Type", "request"] in headers_of(res[2])[1]
+    assert ["X-Sandstorm-Session-Type", "offer"] in headers_of(res[4])[1]
+
+
+def test_every_method(tmp_path):
+    calls = [
+        {"method": "get", "path": "debug/headers", "ignoreBody": True},
+        {"method": "post", "path": "debug/headers", "body": "a=1", "mimeType": "application/x-www-form-urlencoded"},
+        {"method": "put", "path": "debug/headers", "body": "put body", "mimeType": "text/plain", "encoding": "gzip"},
+        {"method": "patch", "path": "debug/headers", "body": "{}", "mimeType": "application/json"},
+        {"method": "delete", "path": "debug/headers"},
+        {"method": "propfind", "path": "debug/headers", "depth": "1", "xml": "<propfind/>"},
+        {"method": "propfind", "path": "debug/headers", "depth": "0"},
+        {"method": "propfind", "path": "debug/headers"},
+        {"method": "proppatch", "path": "debug/headers", "xml": "<propertyupdate/>"},
+        {"method": "mkcol", "path": "debug/headers", "body": "", "mimeType": ""},
+        {"method": "copy", "path": "debug/headers", "destination": "dir/b.txt", "noOverwrite": True, "shallow": True},
+        {"method": "move", "path": "debug/headers", "destination": "c.txt"},
+        {"method": "lock", "path": "debug/headers", "xml": "<lockinfo/>", "shallow": True},
+        {"method": "unlock", "path": "debug/headers", "lockToken": "urn:uuid:1234"},
+        {"method": "acl", "path": "debug/headers", "xml": "<acl/>"},
+        {"method": "report", "path": "debug/headers", "body": "<report/>", "mimeType": "text/xml"},
+    ]
+    res, _, _ = run(tmp_path, [ALICE] + calls)
+    res = res[1:]
+    head = res[0]
+    assert head["kind"] == "content" and head["bodyBytes"] == 0
+    got = {}
+    for call, r in zip(calls[1:], res[1:]):
+        seen, hs = headers_of(r)
+        got.setdefault(call["method"], []).append((seen, dict(hs)))
+    post, = got["post"]
+    assert post[0]["method"] == "POST" and post[0]["body_bytes"] == 3
+    assert post[1]["Content-Type"] == "application/x-www-form-urlencoded"
+    assert post[1]["Content-Length"] == "3"
+    put, = got["put"]
+    assert put[0]["method"] == "PUT" and put[1]["Content-Encoding"] == "gzip"
+    assert got["patch"][0][0]["method"] == "PATCH"
+    assert got["delete"][0][0]["method"] == "DELETE"
+    depths = [h["Depth"] for _, h in got["propfind"]]
+    assert depths == ["1", "0", "infinity"]
+    assert got["propfind"][0][1]["Content-Type"] == "application/xml; charset=utf-8"
+    assert got["propfind"][0][0]["body_bytes"] == len("<propfind/>")
+    assert got["proppatch"][0][0]["method"] == "PROPPATCH"
+    assert got["mkcol"][0][0]["method"] == "MKCOL"
+    copy_seen, copy_h = got["copy"][0]
+    assert copy_seen["method"] == "COPY"
+    assert copy_h["Destination"] == "https://ui-ab12.example:6080/dir/b.txt"
+    assert copy_h["Overwrite"] == "F" and copy_h["Depth"] == "0"
+    move_h = got["move"][0][1]
+    assert move_h["Overwrite"] == "T" and move_h["Destination"].endswith("/c.txt")
+    assert got["lock"][0][1]["Depth"] == "0" and got["lock"][0][0]["method"] == "LOCK"
+    assert got["unlock"][0][1]["Lock-Token"] == "<urn:uuid:1234>"
+    assert got["acl"][0][0]["method"] == "ACL"
+    assert got["report"][0][0]["method"] == "REPORT"
+
+
+def test_options_dav(tmp_path):
+    res, _, _ = run(tmp_path, [ALICE, {"method": "options", "path": "dav"},
+                               {"method": "options", "path": "missing"}], app=hostile_app)
+    assert res[1]["davClass1"] and res[1]["davClass2"] and not res[1]["davClass3"]
+    assert res[1]["davExtensions"] == ["extended-mkcol"]
+    assert "HTTP 404" in res[2]["error"]
+
+
+# status → (kind, statusCode, extra fields)
+STATUS_TABLE = {
+    200: ("content", 0, {}), 201: ("content", 1, {}), 202: ("content", 2, {}),
+    206: ("content", 4, {}), 207: ("content", 5, {}),
+    204: ("noContent", None, {"shouldResetForm": False}),
+    205: ("noContent", None, {"shouldResetForm": True}),
+    301: ("redirect", None, {"isPermanent": True, "switchToGet": True}),
+    302: ("redirect", None, {"isPermanent": False, "switchToGet": True}),
+    303: ("redirect", None, {"isPermanent": False, "switchToGet": True}),
+    307: ("redirect", None, {"isPermanent": False, "switchToGet": False}),
+    308: ("redirect", None, {"isPermanent": True, "switchToGet": False}),
+    304: ("preconditionFailed", None, {}), 412: ("preconditionFailed", None, {}),
+    400: ("clientError", 0, {}), 403: ("clientError", 1, {}), 404: ("clientError", 2, {}),
+    405: ("clientError", 3, {}), 406: ("clientError", 4, {}), 409: ("clientError", 5, {}),
+    410: ("clientError", 6, {}), 413: ("clientError", 7, {}), 414: ("clientError", 8, {}),
+    415: ("clientError", 9, {}), 418: ("clientError", 10, {}), 422: ("clientError", 12, {}),
+    401: ("clientError", 0, {}), 429: ("clientError", 0, {}), 451: ("clientError", 0, {}),
+    500: ("serverError", None, {}), 502: ("serverError", None, {}), 599: ("serverError", None, {}),
+    203: ("serverError", None, {}), 300: ("serverError", None, {}),
+}
+
+
+def test_status_mapping(tmp_path):
+    codes = sorted(STATUS_TABLE)
+    res, _, _ = run(tmp_path, [ALICE] + [{"method": "get", "path": f"debug/status/{c}"} for c in codes])
+    for code, r in zip(codes, res[1:]):
+        kind, sc, extra = STATUS_TABLE[code]
+        assert r["kind"] == kind, (code, r)
+        if sc is not None:
+            assert r["statusCode"] == sc, (code, r)
+        for k, v in extra.items():
+            assert r[k] == v, (code, r)
+        if kind == "redirect":
+            assert r["location"] == "/debug/landed"
+        if kind == "content":
+            assert r["body"] == f"status {code}\n"
+        if kind in ("clientError", "serverError"):
+            assert r["nonHtmlBody"] == f"status {code}\n" and r["mimeType"] == "text/plain"
+
+
+def test_cookies_etags_and_response_headers(tmp_path):
+    res, _, _ = run(tmp_path, [
+        ALICE,
+        {"method": "get", "path": "cookies"},
+        {"method": "get", "path": "etag"},
+        {"method": "get", "path": "etag", "precondition": {"kind": "matchesNoneOf", "etags": [["abc", False]]}},
+        {"method": "get", "path": "etag", "precondition": {"kind": "doesntExist"}},
+        {"method": "put", "path": "etag", "precondition": {"kind": "matchesOneOf", "etags": [["zzz", False]]}},
+        {"method": "put", "path": "etag", "precondition": {"kind": "exists"}},
+        {"method": "get", "path": "html500"},
+        {"method": "get", "path": "redirect"},
+        {"method": "get", "path": "interim"},
+    ], app=hostile_app)
+    c = res[1]
+    assert c["kind"] == "content" and c["body"] == "cookies set"
+    assert c["mimeType"] == "text/plain; charset=utf-8"
+    assert c["language"] == "fr" and c["encoding"] == "identity"
+    assert c["download"] == "report.txt"
+    assert c["etag"] == {"value": "v1", "weak": True}
+    assert c["headers"] == [["x-sandstorm-app-note", "kept"]]
+    sid, theme = c["cookies"]
+    assert sid == {"name": "sid", "value": "abc", "path": "/app", "httpOnly": True, "relative": 60}
+    assert theme["name"] == "theme" and not theme["httpOnly"]
+    assert theme["absolute"] == calendar.timegm((2037, 10, 21, 7, 28, 0))
+    assert res[2]["etag"] == {"value": "abc", "weak": False} and res[2]["body"] == "tagged"
+    assert res[3]["kind"] == "preconditionFailed" and res[3]["etag"]["value"] == "abc"
+    assert res[4]["kind"] == "preconditionFailed"
+    assert res[5]["kind"] == "preconditionFailed"
+    assert res[6]["kind"] == "content"
+    assert res[7]["kind"] == "serverError"
+    assert res[7]["descriptionHtml"] == "<p>broken <b>badly</b></p>"
+    assert res[8]["kind"] == "redirect" and res[8]["location"] == "/there?x=1"
+    assert res[9]["kind"] == "content" and res[9]["statusCode"] == 1 and res[9]["body"] == "new"
+
+
+def test_injection_refused(tmp_path):
+    res, ex, _ = run(tmp_path, [
+        ALICE,
+        {"method": "get", "path": "debug/headers", "cookies": {"a": "1; admin=1"}},
+        {"method": "get", "path": "debug/headers", "cookies": {"a=b": "1"}},
+        {"method": "get", "path": "debug/headers", "headers": [["X-Requested-With", "a\r\nX-Sandstorm-User-Id: 00"]]},
+        {"method": "get", "path": "debug/headers", "headers": [["X-Sandstorm-App-\r\nEvil", "1"]]},
+        {"method": "get", "path": "debug/headers HTTP/1.1\r\nX-Evil: 1\r\n\r\nGET /"},
+        {"method": "get", "path": "debug/headers", "precondition": {"kind": "matchesOneOf", "etags": [['a"\r\nX: 1', False]]}},
+        {"method": "post", "path": "debug/headers", "mimeType": "text/plain\r\nX-Evil: 1", "body": "x"},
+        {"method": "copy", "path": "debug/headers", "destination": "a\r\nX-Evil: 1"},
+        {"method": "unlock", "path": "debug/headers", "lockToken": "t>\r\nX-Evil: 1"},
+        dict(ALICE, displayName="Eve\r\nX-Sandstorm-Permissions: admin"),
+        dict(ALICE, basePath="https://a.example\r\nX-Evil: 1"),
+        {"method": "get", "path": "debug/headers"},
+    ])
+    for r in res[1:12]:
+        assert "error" in r, r
+    _, hs = headers_of(res[12])
+    assert ["X-Sandstorm-Username", "Alice%20Smith%20%C3%A9"] in hs
+    assert "X-Evil" not in [h[0] for h in hs]
+
+
+def test_download_100mb_streams_in_little_memory(tmp_path):
+    res, _, _ = run(tmp_path, [ALICE, {"method": "get", "path": f"debug/big?bytes={MB100}"},
+                               {"method": "rss"}, {"method": "get", "path": "debug/headers"}])
+    big = res[1]
+    assert big["streamed"] and big["streamDone"], big
+    pattern = bytes(ord("a") + i % 26 for i in range(64 * 1024))
+    h = hashlib.sha256()
+    for _ in range(MB100 // len(pattern)):
+        h.update(pattern)
+    assert big["bodyBytes"] == MB100 and big["sha256"] == h.hexdigest()
+    assert res[2]["vmHWMkB"] < RSS_LIMIT_KB, res[2]
+    headers_of(res[3])  # the connection is usable afterwards
+
+
+def test_upload_100mb_streams_in_little_memory(tmp_path):
+    res, _, _ = run(tmp_path, [ALICE,
+                               {"method": "postStreaming", "path": "debug/upload", "bodyBytes": MB100},
+                               {"method": "rss"},
+                               {"method": "putStreaming", "path": "debug/upload", "bodyBytes": 70000},
+                               {"method": "postStreaming", "path": "debug/headers", "bodyBytes": 10,
+                                "mimeType": "text/csv"}])
+    up = res[1]
+    assert up["kind"] == "content", up
+    chunk = bytes(ord("A") + i % 23 for i in range(64 * 1024))
+    h = hashlib.sha256()
+    for _ in range(MB100 // len(chunk)):
+        h.update(chunk)
+    assert json.loads(up["body"]) == {"bytes": MB100, "sha256": h.hexdigest()}
+    assert res[2]["vmHWMkB"] < RSS_LIMIT_KB, res[2]
+    assert json.loads(res[3]["body"])["bytes"] == 70000
+    seen, hs = headers_of(res[4])
+    assert seen["method"] == "POST"
+    assert ["Transfer-Encoding", "chunked"] in hs and ["Content-Type", "text/csv"] in hs
+
+
+def test_websocket_echo(tmp_path):
+    long_msg = "x" * 300
+    res, _, _ = run(tmp_path, [ALICE,
+                               {"method": "websocket", "path": "ws/echo", "send": ["hello", "wörld", long_msg],
+                                "protocols": ["chat", "superchat"]},
+                               {"method": "websocket", "path": "debug/headers", "send": []},
+                               {"method": "get", "path": "debug/headers"}])
+    ws = res[1]
+    assert "error" not in ws and not ws.get("timeout"), ws
+    assert ws["messages"] == ["hello", "wörld", long_msg]
+    assert "refused the WebSocket upgrade" in res[2]["error"] and "404" in res[2]["error"]
+    headers_of(res[3])
+
+
+def test_crashing_app(tmp_path):
+    res, ex, _ = run(tmp_path, [ALICE, {"method": "get", "path": "debug/headers"},
+                                {"method": "get", "path": "debug/crash"}])
+    headers_of(res[1])
+    assert "error" in res[2]
+    assert ex["bridgeExit"] == 128 + 6  # the app's SIGABRT, as the bridge's status
+
+
+def test_app_that_never_listens(tmp_path):
+    res, ex, err = run(tmp_path, [ALICE, {"method": "get", "path": "x"}, {"method": "get", "path": "y"}],
+                       argv=["/bin/sleep", "60"],
+                       env_extra={"GRANARY_BRIDGE_LISTEN_TIMEOUT_MS": "300"}, timeout=30)
+    for r in res[1:]:
+        assert "did not listen on 127.0.0.1:" in r["error"] and "within 300 ms" in r["error"], r
+    assert ex["bridgeExit"] == 128 + 9  # killed when fd 3 closed
+
+
+def test_app_exit_status_environment_and_fd3(tmp_path):
+    script = ('[ "$BRIDGE_TEST_VAR" = "passed through" ] || exit 4; '
+              '[ -e /proc/self/fd/3 ] && exit 3; exit 7')
+    _, ex, _ = run(tmp_path, [{"method": "waitExit"}], argv=["/bin/sh", "-c", script],
+                   env_extra={"BRIDGE_TEST_VAR": "passed through"})
+    assert ex["bridgeExit"] == 7
+
+
+def test_hostile_app(tmp_path):
+    bad = ["badstatus", "hugeheaders", "manyheaders", "badchunk", "crlf", "nul", "nohead", "cut"]
+    res, ex, _ = run(tmp_path, [ALICE] + [{"method": "get", "path": p} for p in bad] + [
+        {"method": "get", "path": "cutstream"},
+        {"method": "get", "path": "unknown-length"},
+        {"method": "get", "path": "folded"},
+        {"method": "get", "path": "ok"}], app=hostile_app)
+    for p, r in zip(bad, res[1:]):
+        # Refused before answering, or (a body of unknown length already
+        # streaming) the stream dropped without done().
+        assert "error" in r or (r.get("streamed") and r.get("streamError")), (p, r)
+        assert "evil" not in json.dumps(r.get("cookies", [])), (p, r)
+    reasons = {p: r.get("error", "") for p, r in zip(bad, res[1:])}
+    assert "too large" in reasons["hugeheaders"]
+    assert "too many headers" in reasons["manyheaders"]
+    assert "closed the connection without answering" in reasons["nohead"]
+    assert "middle of its response" in reasons["cut"]
+    assert "not valid HTTP" in reasons["badstatus"] and "not valid HTTP" in reasons["crlf"]
+    assert res[4]["streamError"] and res[4]["bodyBytes"] == 0  # badchunk
+    cut = res[len(bad) + 1]
+    assert cut["streamed"] and not cut["streamDone"] and cut["streamError"], cut
+    unk = res[len(bad) + 2]
+    assert unk["streamed"] and unk["streamDone"] and unk["bodyBytes"] == 100000
+    # An obsolete folded header is one line (RFC 9112 5.2): no cookie is injected.
+    folded = res[len(bad) + 3]
+    assert folded["cookies"] == [] and folded["headers"] == [["x-sandstorm-app-a", "x Set-Cookie: evil=1"]]
+    assert res[-1]["body"] == "fine"
+    assert ex["bridgeExit"] == 128 + 9  # still running until fd 3 closed
