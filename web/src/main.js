@@ -5,6 +5,9 @@ import { getJSON, postJSON, setCsrf } from './api.js';
 import { h } from './dom.js';
 import { loginView, emailLinkView, setupView } from './views/auth.js';
 import { accountView } from './views/account.js';
+import { appsView } from './views/apps.js';
+import { grainView } from './views/grain.js';
+import { grainsView } from './views/grains.js';
 
 const root = document.getElementById('app');
 const nav = document.getElementById('nav');
@@ -17,14 +20,15 @@ const app = {
     setCsrf(r.csrf);
     go('/');
   },
+  go: (path) => go(path),
 };
 
 function homeView() {
   const a = app.account;
-  return h('section', { class: 'card' },
-    h('h2', {}, `Welcome, ${a.name}`),
-    h('p', {}, 'Your grains will be listed here once apps can be installed on this server.'),
-    h('p', { id: 'status', 'data-state': 'loading' }, 'Checking the server…'));
+  return h('div', {},
+    h('section', { class: 'card' }, h('h2', {}, `Welcome, ${a.name}`),
+      h('p', { id: 'status', 'data-state': 'loading' }, 'Checking the server…')),
+    grainsView(app));
 }
 
 function noAdminView() {
@@ -38,12 +42,20 @@ const routes = {
   '/login/email': () => emailLinkView(app),
   '/setup': () => setupView(app),
   '/account': () => (app.account ? accountView(app) : null),
+  '/apps': () => (app.account ? appsView(app) : null),
 };
+
+function routeFor(path) {
+  const m = path.match(/^\/grain\/([A-Za-z0-9]{22})$/);
+  if (m) return () => (app.account ? grainView(app, m[1]) : null);
+  return routes[path];
+}
 
 function renderNav() {
   const a = app.account;
   nav.replaceChildren(...(a
-    ? [h('a', { href: '/', 'data-link': true }, 'Home'),
+    ? [h('a', { href: '/', 'data-link': true }, 'Grains'),
+      h('a', { href: '/apps', 'data-link': true }, 'Apps'),
       h('a', { href: '/account', 'data-link': true }, a.name),
       h('button', { type: 'button', id: 'logout', class: 'link', onclick: logout }, 'Log out')]
     : [h('a', { href: '/login', 'data-link': true }, 'Log in')]));
@@ -57,7 +69,7 @@ async function logout() {
 }
 
 function render() {
-  const view = routes[location.pathname] || (() => h('section', { class: 'card' }, h('h2', {}, 'Not found'),
+  const view = routeFor(location.pathname) || (() => h('section', { class: 'card' }, h('h2', {}, 'Not found'),
     h('p', {}, 'There is no page here. '), h('a', { href: '/', 'data-link': true }, 'Go home')));
   let el = view();
   if (el === null) {
