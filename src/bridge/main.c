@@ -232,8 +232,7 @@ static void app_exited(uv_process_t *p, int64_t status, int sig)
         gr_info("the app exited with status %d", (int)status);
     cp_rpc_conn_free(g.conn);
     g.conn = NULL;
-    fflush(NULL);
-    _exit(code);
+    exit(code);
 }
 
 static void platform_gone(cp_rpc_conn *conn, const char *reason, void *ud)

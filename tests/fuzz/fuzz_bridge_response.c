@@ -1,6 +1,8 @@
 /* libFuzzer target: the bridge's parser of an app's HTTP response, the bytes
  * a compromised app controls. The input is split in two at a point taken
- * from its first byte, to exercise the parser's resumption. */
+ * from its first byte, to exercise the parser's resumption; bit 0x80 of it
+ * makes the request a HEAD, bit 0x40 a WebSocket handshake (a 101 ends the
+ * response). */
 #include "bridge.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -8,13 +10,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 typedef struct {
     size_t body;
     int heads, dones;
+    bool upgrade;
 } counts;
 
 static int on_head(void *ud, br_response *r)
 {
     counts *c = ud;
     c->heads++;
-    if (r->status < 200 || r->status > 599)
+    if ((r->status < 200 && !(c->upgrade && r->status == 101)) || r->status > 599)
         abort(); /* interim or impossible statuses never reach the caller */
     for (size_t i = 0; i < r->nheaders; i++)
         if (strpbrk(r->headers[i].value, "\r\n") || !br_response_header_allowed(r->headers[i].name))
@@ -45,12 +48,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (split > len)
         split = len;
     static const br_parser_callbacks cb = {on_head, on_body, on_done};
-    counts c = {0};
+    counts c = {.upgrade = (data[0] & 0x40) != 0};
     br_parser *p = br_parser_new(NULL, &cb, &c, head);
+    if (c.upgrade)
+        br_parser_expect_upgrade(p);
     gr_error_t err = NULL;
     int r = br_parser_feed(p, text, split, &err);
-    if (r == 0)
+    if (r == 0 && br_parser_upgraded(p)) {
+        if (br_parser_upgrade_offset(p) > split)
+            abort();
+        split = len; /* the rest is the new protocol's */
+    }
+    if (r == 0 && split < len) {
         r = br_parser_feed(p, text + split, len - split, &err);
+        if (r == 0 && br_parser_upgraded(p) && br_parser_upgrade_offset(p) > len - split)
+            abort();
+    }
+    if (br_parser_upgraded(p) && (!c.upgrade || c.dones || c.heads != 1))
+        abort(); /* a 101 ends the response only when asked, and without on_done */
     if (r == 0)
         r = br_parser_finish(p, &err);
     if (r < 0 && gr_error_msg(err)[0] == '\0')

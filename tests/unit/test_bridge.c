@@ -38,6 +38,17 @@ static void test_request_headers(void **state)
     assert_null(strstr(b.data, "X-Sandstorm-User-Id"));
     assert_non_null(strstr(b.data, "Content-Length: 5\r\n"));
     gr_buf_release(&b);
+
+    /* Without a base path: Host: sandbox and no X-Forwarded-Proto (facts 16). */
+    br_session_info bare = {.session_id = "1"};
+    assert_int_equal(br_request_begin(&b, "GET", "", &bare, &err), 0);
+    assert_true(gr_starts_with(b.data, "GET / HTTP/1.1\r\nHost: sandbox\r\nX-Sandstorm-Username:"));
+    assert_null(strstr(b.data, "X-Forwarded-Proto"));
+    gr_buf_release(&b);
+    br_session_info spaced = {.base_path = "http://a b.example"};
+    assert_int_equal(br_request_begin(&b, "GET", "", &spaced, &err), -1);
+    gr_error_release(&err);
+    gr_buf_release(&b);
 }
 
 static void test_injection_is_refused(void **state)
@@ -194,6 +205,55 @@ static int parse(const char *text, size_t len, bool bytewise, bool head, sink *s
     return r;
 }
 
+static void sink_release(sink *s);
+
+/* A 101 ends the response only for a WebSocket handshake; the bytes after it
+ * belong to the new protocol, wherever the reads split. */
+static void test_parser_upgrade(void **state)
+{
+    const char *text = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                       "Connection: Upgrade\r\nSec-WebSocket-Protocol: chat\r\n"
+                       "DAV: 1\r\n\r\n\x81\x02hi";
+    size_t len = strlen(text), head_len = strlen(text) - 4;
+    for (size_t split = 1; split < len; split++) {
+        sink s;
+        memset(&s, 0, sizeof(s));
+        br_parser *p = br_parser_new(NULL, &cbs, &s, false);
+        br_parser_expect_upgrade(p);
+        gr_error_t err = NULL;
+        assert_int_equal(br_parser_feed(p, text, split, &err), 0);
+        size_t rest = 0;
+        if (br_parser_upgraded(p)) {
+            rest = split - br_parser_upgrade_offset(p);
+        } else {
+            assert_int_equal(br_parser_feed(p, text + split, len - split, &err), 0);
+            assert_true(br_parser_upgraded(p));
+            rest = len - split - br_parser_upgrade_offset(p);
+        }
+        assert_int_equal(rest, split < head_len ? 4 : split - head_len);
+        assert_int_equal(s.heads, 1);
+        assert_int_equal(s.dones, 0);
+        assert_int_equal(s.status, 101);
+        br_parser_free(p);
+        sink_release(&s);
+    }
+    /* The head keeps what the bridge needs: the protocol, and DAV for OPTIONS. */
+    sink s;
+    memset(&s, 0, sizeof(s));
+    br_parser *p = br_parser_new(NULL, NULL, NULL, false);
+    br_parser_expect_upgrade(p);
+    gr_error_t err = NULL;
+    assert_int_equal(br_parser_feed(p, text, len, &err), 0);
+    br_parser_free(p);
+    /* Without expect_upgrade a 101 is an interim answer, and what follows is no
+     * HTTP response. */
+    char *msg;
+    assert_int_equal(parse(text, len, false, false, &s, &msg), -1);
+    assert_non_null(strstr(msg, "not valid HTTP"));
+    free(msg);
+    sink_release(&s);
+}
+
 static void sink_release(sink *s)
 {
     gr_buf_release(&s->body);
@@ -296,7 +356,7 @@ int main(void)
         cmocka_unit_test(test_request_headers), cmocka_unit_test(test_injection_is_refused),
         cmocka_unit_test(test_whitelists),      cmocka_unit_test(test_status_map),
         cmocka_unit_test(test_cookies),         cmocka_unit_test(test_parser_good_responses),
-        cmocka_unit_test(test_parser_hostile_responses),
+        cmocka_unit_test(test_parser_hostile_responses), cmocka_unit_test(test_parser_upgrade),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
