@@ -43,8 +43,8 @@ def respond(conn, status, headers=(), body=b"", length=True):
     conn.sendall(("\r\n".join(out) + "\r\n\r\n").encode("latin-1") + body)
 
 
-def serve(conn):
-    (method, target), headers, body = read_request(conn)
+def serve(conn, req):
+    (method, target), headers, body = req
     if method is None:
         return
     path = target.split("?")[0]
@@ -113,9 +113,35 @@ def serve(conn):
         respond(conn, "404 Not Found", [("Content-Type", "text/plain")], b"nothing here")
 
 
+CONNECTIONS = [0]
+
+
+def keep_alive(conn, first):
+    """/keepalive: answers on one connection as long as asked, saying which
+    connection and which request it is; ?close=1 closes it after answering."""
+    CONNECTIONS[0] += 1
+    serial, count = CONNECTIONS[0], 0
+    req = first
+    while req:
+        (method, target), headers, body = req
+        count += 1
+        text = f"conn {serial} req {count}".encode()
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s"
+                     % (len(text), text))
+        if "close=1" in target:
+            return
+        req = read_request(conn)
+        if req[0] is None:
+            return
+
+
 def handle(conn):
     try:
-        serve(conn)
+        req = read_request(conn)
+        if req[0] is not None and req[0][1].startswith("/keepalive"):
+            keep_alive(conn, req)
+        else:
+            serve(conn, req)
     except OSError:
         pass
     finally:

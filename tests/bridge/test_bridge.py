@@ -451,3 +451,19 @@ def test_hostile_app(tmp_path):
     assert folded["cookies"] == [] and folded["headers"] == [["x-sandstorm-app-a", "x Set-Cookie: evil=1"]]
     assert res[-1]["body"] == "fine"
     assert ex["bridgeExit"] == 128 + 9  # still running until fd 3 closed
+
+
+def test_keep_alive_pool(tmp_path):
+    """Calls one after another share one kept-alive connection; one the app
+    closed while idle is not used again (or is retried once, fresh)."""
+    ka = {"method": "get", "path": "keepalive"}
+    res, _, _ = run(tmp_path, [ALICE, ka, ka, ka, dict(ka, path="keepalive?close=1"), ka, ka, ka],
+                    app=hostile_app)
+    bodies = [r["body"] for r in res[1:]]
+    # The first connection is the bridge's probe of the app (never used for
+    # a request, so the app counts it when its first request arrives).
+    first = bodies[0].split()[1]
+    assert bodies[:4] == [f"conn {first} req {i}" for i in (1, 2, 3, 4)]
+    second = bodies[4].split()[1]
+    assert second != first and bodies[4:6] == [f"conn {second} req 1", f"conn {second} req 2"]
+    assert bodies[6] == f"conn {second} req 3"
