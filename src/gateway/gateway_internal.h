@@ -105,6 +105,15 @@ void gw__grain_sessions_sweep(gw_server *srv, uint64_t idle_ns);
 void gw__grain_sessions_drop_grain(gw_server *srv, const char *grain_id);
 void gw__grain_sessions_free(gw_server *srv);
 
+/* WebSockets to grains (websocket.c). gw__grain_websocket takes the grain
+ * hold g; fill writes the WebSession.Context of the request. */
+bool gw__is_websocket(h2o_req_t *req);
+struct WebSession_Context_B;
+int gw__grain_websocket(gw_server *srv, h2o_req_t *req, cp_cap *web_session, gm_grain *g,
+                        const char *path,
+                        int (*fill)(gw_server *, h2o_req_t *, struct WebSession_Context_B,
+                                    cp_cap *, gr_error_t *));
+
 /* The apps and grains part of the shell API (api_grains.c); -1 when the
  * path is not one of its own. */
 int gw__route_grains_api(gw_server *srv, h2o_req_t *req, const char *path, size_t len);

@@ -252,7 +252,8 @@ static int fill_context(gw_server *srv, h2o_req_t *req, WebSession_Context_B ctx
     }
     gw__kv_free(cookies, nc > 0 ? (size_t)nc : 0);
 
-    WebSession_Context_set_responseStream(ctx, cp_cap_ref(stream));
+    if (stream)
+        WebSession_Context_set_responseStream(ctx, cp_cap_ref(stream));
 
     _cleanup_free_ char *accept = header_copy(req, "accept");
     gw_accepted *acc = NULL;
@@ -786,6 +787,12 @@ static int call_grain(gw_server *srv, h2o_req_t *req, gw_grain_session *s)
         gm_grain_release(g);
         return grain_error_page(srv, req, 502, "Bad Gateway", "The grain could not open a session.",
                                 gr_error_msg(err));
+    }
+    if (gw__is_websocket(req)) {
+        const char *wpath = req->path.base + (req->path.len && req->path.base[0] == '/');
+        size_t wlen = req->path.len - (req->path.len && req->path.base[0] == '/');
+        _cleanup_free_ char *wp = gr_strndup(wpath, wlen);
+        return gw__grain_websocket(srv, req, ws, g, wp, fill_context); /* takes the hold */
     }
     grain_call *gc = gr_calloc(1, sizeof(*gc));
     gc->srv = srv;

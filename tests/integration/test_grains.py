@@ -264,3 +264,28 @@ def test_idle_grains_stop_and_come_back_with_their_data(tmp_path):
         assert g.d.read_log().count(f"grain {gid}: started") == 2
     finally:
         g.stop()
+
+
+def test_websocket_through_the_platform(grains):
+    import websocket
+    gid = grains.new_grain()
+    host, cookie = grains.open(gid)
+    ws = websocket.create_connection(f"ws://127.0.0.1:{grains.d.port}/ws/echo", host=host,
+                                     cookie=cookie, origin=f"http://{host}", timeout=20)
+    ws.send("hello through the grain")
+    assert ws.recv() == "hello through the grain"
+    payload = os.urandom(300000)
+    ws.send_binary(payload)
+    assert ws.recv() == payload
+    ws.close()
+    # The live view: a change made over HTTP is pushed to an open socket.
+    live = websocket.create_connection(f"ws://127.0.0.1:{grains.d.port}/ws/live", host=host,
+                                       cookie=cookie, origin=f"http://{host}", timeout=20)
+    time.sleep(0.2)
+    assert grains.get(host, cookie, "/api/note", "PUT", b"pushed")[0].status == 200
+    assert json.loads(live.recv())["text"] == "pushed"
+    live.close()
+    # Without the origin's cookie there is no socket.
+    with pytest.raises(websocket.WebSocketBadStatusException):
+        websocket.create_connection(f"ws://127.0.0.1:{grains.d.port}/ws/echo", host=host,
+                                    timeout=20)
