@@ -91,6 +91,10 @@ static json_t *grain_json(gw_server *srv, const st_grain *g)
                           "trashed", g->trashed_at != 0, "running",
                           srv->grains && gm_is_running(srv->grains, g->id));
     st_package_release(&p);
+    int status;
+    int64_t at;
+    if (srv->grains && gm_last_crash(srv->grains, g->id, &status, &at))
+        json_object_set_new(o, "crashed", json_pack("{s:i, s:I}", "status", status, "at", (json_int_t)at));
     return o;
 }
 

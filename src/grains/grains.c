@@ -26,12 +26,22 @@ struct gm_grain {
     uint64_t last_used_ns;
     bool exited;    /* the process is gone (reaped) */
     bool stopping;  /* we asked it to go */
+    bool broken;    /* its RPC connection ended: of no use, and a crash */
     int handles_open;
     uint64_t generation;
     gm_grain *next;
 };
 
+/* A grain that died unasked, for its owner to see. */
+typedef struct gm_crash {
+    char *id;
+    int status;
+    int64_t at;
+    struct gm_crash *next;
+} gm_crash;
+
 struct gm_manager {
+    gm_crash *crashes;
     uv_loop_t *loop;
     gm_config conf;
     st_store *store;
@@ -158,11 +168,23 @@ static void grain_exited(gm_grain *g, int status)
     if (g->exited)
         return;
     g->exited = true;
-    if (g->stopping)
+    if (g->stopping) {
         gr_info("grain %s: stopped", g->id);
-    else
+    } else {
         gr_warn("grain %s: exited unexpectedly with status %d (it restarts on the next request)",
                 g->id, status);
+        gm_crash *c = NULL;
+        for (c = g->m->crashes; c && strcmp(c->id, g->id) != 0; c = c->next)
+            ;
+        if (c == NULL) {
+            c = gr_calloc(1, sizeof(*c));
+            c->id = gr_strdup(g->id);
+            c->next = g->m->crashes;
+            g->m->crashes = c;
+        }
+        c->status = status;
+        c->at = gr_now_unix();
+    }
     if (g->conn)
         cp_rpc_conn_close(g->conn);
     uv_close((uv_handle_t *)&g->exit_watch, on_handle_closed);
@@ -207,7 +229,7 @@ static void on_disconnect(cp_rpc_conn *conn, const char *reason, void *ud)
     /* A grain that hangs up on its RPC socket is of no use any more. */
     if (!g->exited && !g->stopping) {
         gr_warn("grain %s: its RPC connection ended (%s); stopping it", g->id, reason);
-        g->stopping = true;
+        g->broken = true;
         gr_error_t err = NULL;
         sbx_kill(g->proc, &err);
         gr_error_release(&err);
@@ -317,7 +339,7 @@ out:
 static gm_grain *find_live(const gm_manager *m, const char *id)
 {
     for (gm_grain *g = m->grains; g; g = g->next)
-        if (!g->exited && !g->stopping && strcmp(g->id, id) == 0)
+        if (!g->exited && !g->stopping && !g->broken && strcmp(g->id, id) == 0)
             return g;
     return NULL;
 }
@@ -374,6 +396,18 @@ void gm_stop(gm_manager *m, const char *id)
         stop_grain(g);
 }
 
+bool gm_last_crash(const gm_manager *m, const char *id, int *status, int64_t *at)
+{
+    for (gm_crash *c = m->crashes; c; c = c->next) {
+        if (strcmp(c->id, id) == 0) {
+            *status = c->status;
+            *at = c->at;
+            return true;
+        }
+    }
+    return false;
+}
+
 size_t gm_running_count(const gm_manager *m)
 {
     size_t n = 0;
@@ -393,7 +427,7 @@ static void on_idle_tick(uv_timer_t *t)
     gm_manager *m = t->data;
     uint64_t now = gr_monotonic_ns();
     for (gm_grain *g = m->grains; g; g = g->next) {
-        if (g->holds == 0 && !g->exited && !g->stopping &&
+        if (g->holds == 0 && !g->exited && !g->stopping && !g->broken &&
             now - g->last_used_ns >= m->conf.idle_ms * 1000000u) {
             gr_info("grain %s: idle for %llu s, stopping it", g->id,
                     (unsigned long long)(m->conf.idle_ms / 1000));
@@ -430,28 +464,52 @@ int gm_manager_new(gm_manager **out, uv_loop_t *loop, const gm_config *conf, st_
     return 0;
 }
 
+static void on_shutdown_tick(uv_timer_t *t)
+{
+    (void)t; /* only wakes the loop */
+}
+
 void gm_manager_free(gm_manager *m)
 {
     if (m == NULL)
         return;
-    for (gm_grain *g = m->grains; g; g = g->next)
+    for (gm_grain *g = m->grains; g; g = g->next) {
         stop_grain(g);
+        g->holds = 0; /* nobody may hold a grain past the manager */
+    }
     /* Reap each killed grain now rather than wait for its pidfd events. */
-    for (gm_grain *g = m->grains, *next; g; g = next) {
-        next = g->next;
+    for (gm_grain *g = m->grains; g; g = g->next) {
         int code = 0;
         gr_error_t err = NULL;
-        if (!g->exited && sbx_wait(g->proc, true, &code, &err) == 1)
-            grain_exited(g, code);
+        if (!g->exited) {
+            if (sbx_wait(g->proc, true, &code, &err) == 1)
+                grain_exited(g, code);
+            else if (err)
+                gr_warn("grain %s: %s", g->id, gr_error_msg(err));
+        }
         gr_error_release(&err);
-        g->holds = 0;
     }
+    /* The handles' closes complete within a few turns of the loop; a grain
+     * whose exit is still on its way arrives through its pidfd watch. The
+     * idle timer, now ticking fast, bounds each turn. */
+    uv_timer_start(&m->idle_timer, on_shutdown_tick, 50, 50);
+    uint64_t deadline = gr_monotonic_ns() + 5000000000u;
+    while (m->grains && gr_monotonic_ns() < deadline)
+        uv_run(m->loop, UV_RUN_ONCE);
     uv_close((uv_handle_t *)&m->idle_timer, NULL);
-    /* The closes complete within a few turns of the loop. */
-    for (int i = 0; i < 100 && m->grains; i++)
-        uv_run(m->loop, UV_RUN_NOWAIT);
-    if (m->grains)
-        gr_warn("grains: %zu grain(s) did not finish closing", gm_running_count(m));
+    uv_run(m->loop, UV_RUN_NOWAIT);
+    if (m->grains) {
+        /* Freeing now would leave callbacks pointing into freed memory. */
+        gr_warn("grains: %zu grain(s) did not finish stopping; leaving them to exit",
+                gm_running_count(m));
+        return;
+    }
     sbx_policy_free(m->policy);
+    while (m->crashes) {
+        gm_crash *c = m->crashes;
+        m->crashes = c->next;
+        free(c->id);
+        free(c);
+    }
     free(m);
 }

@@ -60,6 +60,11 @@ void gm_stop(gm_manager *m, const char *id);
 size_t gm_running_count(const gm_manager *m);
 bool gm_is_running(const gm_manager *m, const char *id);
 
+/* When grain `id` last died without being asked to (exit status, or 128 +
+ * signal, and the Unix time), since the daemon started: returns true and
+ * fills them, false when it has not crashed. */
+bool gm_last_crash(const gm_manager *m, const char *id, int *status, int64_t *at);
+
 /* The path of a grain's log and storage, newly allocated. */
 char *gm_log_path(const gm_manager *m, const char *id);
 char *gm_grain_dir(const gm_manager *m, const char *id);

@@ -289,3 +289,76 @@ def test_websocket_through_the_platform(grains):
     with pytest.raises(websocket.WebSocketBadStatusException):
         websocket.create_connection(f"ws://127.0.0.1:{grains.d.port}/ws/echo", host=host,
                                     timeout=20)
+
+
+def test_a_crash_is_reported_to_the_owner(grains):
+    gid = grains.new_grain()
+    host, cookie = grains.open(gid)
+    grains.get(host, cookie, "/")
+    assert "crashed" not in grains.admin.get("/api/grains")[1]["grains"][0]
+    grains.get(host, cookie, "/debug/crash")
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        [g] = grains.admin.get("/api/grains")[1]["grains"]
+        if "crashed" in g:
+            break
+        time.sleep(0.1)
+    assert g["crashed"]["status"] != 0 and g["crashed"]["at"] > 0
+    # Stopping a grain on purpose (trash) is not a crash.
+    other = grains.new_grain()
+    h2, c2 = grains.open(other)
+    grains.get(h2, c2, "/")
+    grains.admin.post(f"/api/grains/{other}/trash", {})
+    time.sleep(0.5)
+    g2 = [x for x in grains.admin.get("/api/grains")[1]["grains"] if x["id"] == other][0]
+    assert "crashed" not in g2
+
+
+def test_concurrent_requests_start_a_stopped_grain_once(grains):
+    import threading
+    gid = grains.new_grain()
+    hosts = [grains.open(gid) for _ in range(8)]
+    results = []
+
+    def hit(host, cookie):
+        results.append(grains.get(host, cookie, "/api/note")[0].status)
+
+    threads = [threading.Thread(target=hit, args=hc) for hc in hosts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [200] * 8
+    assert grains.d.read_log().count(f"grain {gid}: started") == 1
+
+
+def test_no_grain_outlives_a_killed_daemon(tmp_path):
+    import signal
+    import subprocess
+    g = Grains(tmp_path)
+    gid = g.new_grain()
+    host, cookie = g.open(gid)
+    assert g.get(host, cookie, "/")[0].status == 200
+    m = re.search(rf"grain {gid}: started \(pid (\d+)\)", g.d.read_log())
+    pid = int(m.group(1))
+    os.kill(pid, 0)  # the grain runs
+    g.d.proc.send_signal(signal.SIGKILL)
+    g.d.proc.wait()
+    deadline = time.time() + 10
+    alive = True
+    while alive and time.time() < deadline:
+        try:
+            os.kill(pid, 0)
+            with open(f"/proc/{pid}/stat") as f:
+                alive = f.read().split()[2] != "Z"
+        except (ProcessLookupError, FileNotFoundError):
+            alive = False
+        time.sleep(0.05)
+    assert not alive, "the grain survived its daemon"
+    out = subprocess.run(["ps", "-e", "-o", "comm="], capture_output=True, text=True).stdout
+    # A restart on the same data starts clean and can run the grain again.
+    g.d = Daemon(tmp_path / "var")
+    g.admin.daemon = g.d
+    h2, c2 = g.open(gid)
+    assert g.get(h2, c2, "/")[0].status == 200
+    g.stop()

@@ -55,6 +55,8 @@ function grainRow(app, g, reload) {
   return h('li', { class: 'grain', dataset: { id: g.id } },
     h('a', { href: `/grain/${g.id}`, 'data-link': true, class: 'grain-title' }, g.title),
     h('span', { class: 'note' }, ` ${g.app_title} · last used ${when(g.last_used_at)}${g.running ? ' · running' : ''}`),
+    g.crashed ? h('span', { class: 'error', role: 'note' },
+      ` · stopped unexpectedly at ${when(g.crashed.at)} (status ${g.crashed.status}); it starts again when opened`) : null,
     h('span', { class: 'actions' },
       h('button', { type: 'button', onclick: rename }, 'Rename'),
       h('a', { href: `/api/grains/${g.id}/log`, download: 'grain.log' }, 'Log'),
