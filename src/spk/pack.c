@@ -296,7 +296,7 @@ static const char *const reserved_root[] = {"sandstorm-manifest", "sandstorm-htt
 
 static int build_dir(packer *pk, node *dir, const char *path, unsigned depth, gr_error_t *err)
 {
-    if (depth >= SPK_MAX_DEPTH)
+    if (depth > SPK_MAX_DEPTH)
         return gr_make_error(err, 0, "%s: directories nested deeper than %d", path, SPK_MAX_DEPTH);
     strset names = {0};
     list_children(pk, path, &names);

@@ -209,7 +209,7 @@ static int walk_dir(walk *w, Archive_File_LR files, unsigned depth, cp_message *
             break;
         }
         case Archive_File_WHICH_directory:
-            if (depth + 1 >= SPK_MAX_DEPTH) {
+            if (depth + 1 > SPK_MAX_DEPTH) {
                 gr_make_error(err, 0, "directories nested deeper than %d", SPK_MAX_DEPTH);
                 rc = entry_error(w, err);
                 break;

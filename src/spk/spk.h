@@ -19,7 +19,7 @@
 /* One file: under 512 MiB, which is also the most a Data field can hold. */
 #define SPK_MAX_FILE_BYTES ((UINT64_C(512) << 20) - 1)
 #define SPK_MAX_MANIFEST_WORDS (UINT64_C(1) << 20)     /* 8 MiB */
-#define SPK_MAX_DEPTH 64                               /* nested directories */
+#define SPK_MAX_DEPTH 64                               /* directories inside directories */
 #define SPK_MAX_ENTRIES 200000                         /* entries in the tree */
 #define SPK_MAX_NAME_BYTES 255                         /* one path component */
 
