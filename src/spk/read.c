@@ -22,7 +22,7 @@ typedef struct source {
     size_t mem_len;
     uint8_t in[64 * 1024];
     lzma_stream xz;
-    bool xz_started, xz_end, eof;
+    bool xz_started, xz_end, xz_failed, eof;
     crypto_hash_sha256_state file_hash;
 } source;
 
@@ -85,14 +85,17 @@ static int xz_read(source *s, uint8_t *out, size_t n, size_t *got, gr_error_t *e
         if (rc == LZMA_STREAM_END) {
             s->xz_end = true;
         } else if (rc != LZMA_OK) {
+            s->xz_failed = true;
             return gr_make_error(err, 0, "%s", xz_problem(rc));
         } else if (s->eof && s->xz.avail_in == 0 && s->xz.avail_out > 0) {
             /* LZMA_FINISH with no input left and no progress: cut short. */
             lzma_ret again = lzma_code(&s->xz, LZMA_FINISH);
             if (again == LZMA_STREAM_END)
                 s->xz_end = true;
-            else if (again != LZMA_OK || s->xz.avail_out > 0)
+            else if (again != LZMA_OK || s->xz.avail_out > 0) {
+                s->xz_failed = true;
                 return gr_make_error(err, 0, "truncated xz stream");
+            }
         }
     }
     *got = n - s->xz.avail_out;
@@ -108,6 +111,30 @@ static int xz_read_exact(source *s, uint8_t *out, size_t n, const char *what, gr
     if (got < n)
         return gr_make_error(err, 0, "package truncated in the %s", what);
     return 0;
+}
+
+/* After a failure in what the stream decoded: xz's checks come only at the
+ * end of a block, so damaged xz data can first look like a bad message.
+ * Decodes the rest (bounded by the archive limit) and, when xz itself then
+ * fails, reports that instead, as the real problem. */
+static void blame_xz(source *s, gr_error_t *err)
+{
+    if (!s->xz_started || s->xz_end || s->xz_failed)
+        return;
+    uint8_t *scratch = gr_malloc(64 * 1024);
+    uint64_t total = 0;
+    gr_error_t xz_err = NULL;
+    while (!s->xz_end && total <= SPK_MAX_ARCHIVE_BYTES) {
+        size_t got = 0;
+        if (xz_read(s, scratch, 64 * 1024, &got, &xz_err) < 0)
+            break;
+        total += got;
+    }
+    free(scratch);
+    if (xz_err) {
+        gr_error_release(err);
+        *err = xz_err;
+    }
 }
 
 /* Reads one framed message of at most max bytes: its segment table first,
@@ -436,43 +463,54 @@ static int open_source(source *s, spk_package **out, gr_error_t *err)
 
     uint8_t *sig_buf = NULL;
     size_t sig_len = 0;
-    if (read_frame(s, SIG_MAX_BYTES, "signature", &sig_buf, &sig_len, err) < 0)
+    if (read_frame(s, SIG_MAX_BYTES, "signature", &sig_buf, &sig_len, err) < 0) {
+        blame_xz(s, err);
         return -1;
+    }
     cp_message sm;
     int rc = cp_message_read(&sm, sig_buf, sig_len, NULL, err);
     free(sig_buf);
-    if (rc < 0)
-        return gr_error_prefix(err, "signature");
+    if (rc < 0) {
+        gr_error_prefix(err, "signature");
+        blame_xz(s, err);
+        return -1;
+    }
     Signature_R sig = Signature_root(&sm);
     cp_data pub = Signature_get_publicKey(sig), sg = Signature_get_signature(sig);
     uint8_t public_key[32], signed_msg[128];
-    if (cp_message_check(&sm, err) < 0) {
+    if (cp_message_check(&sm, err) < 0 || pub.len != 32 || sg.len != 128) {
+        if (*err)
+            gr_error_prefix(err, "signature");
+        else
+            gr_make_error(err, 0,
+                          "signature: public key of %zu bytes and signature of %zu bytes, "
+                          "want 32 and 128",
+                          pub.len, sg.len);
         cp_message_release(&sm);
-        return gr_error_prefix(err, "signature");
-    }
-    if (pub.len != 32 || sg.len != 128) {
-        rc = gr_make_error(err, 0, "signature: public key of %zu bytes and signature of %zu bytes, want 32 and 128",
-                           pub.len, sg.len);
-        cp_message_release(&sm);
-        return rc;
+        blame_xz(s, err);
+        return -1;
     }
     memcpy(public_key, pub.ptr, 32);
     memcpy(signed_msg, sg.ptr, 128);
     cp_message_release(&sm);
 
     spk_package *pkg = gr_calloc(1, sizeof(*pkg));
-    if (read_frame(s, SPK_MAX_ARCHIVE_BYTES, "archive", &pkg->archive, &pkg->archive_len, err) < 0) {
+    if (read_frame(s, SPK_MAX_ARCHIVE_BYTES, "archive", &pkg->archive, &pkg->archive_len, err) <
+        0) {
         free(pkg);
+        blame_xz(s, err);
         return -1;
     }
     /* Nothing may follow the archive: not in the xz stream, not after it. */
     uint8_t extra;
     size_t got = 0;
     if (xz_read(s, &extra, 1, &got, err) < 0 || got != 0 || !s->xz_end) {
-        if (got)
+        if (got) {
             gr_make_error(err, 0, "data after the archive in the xz stream");
-        else if (!*err)
+            blame_xz(s, err);
+        } else if (!*err) {
             gr_make_error(err, 0, "truncated xz stream");
+        }
         spk_package_free(pkg);
         return -1;
     }

@@ -77,9 +77,16 @@ def test_truncated_xz(granary, tmp_path):
 
 
 def test_corrupt_xz(granary, tmp_path):
-    spk = bytearray(spk_bytes(Key(), good_archive()))
-    spk[len(spk) // 2] ^= 0x55
-    refused(granary, tmp_path, bytes(spk), "corrupt xz data")
+    # Damage anywhere after the xz stream header (blocks, index, footer) is
+    # reported as such, not as whatever the damaged bytes decode to.
+    good = spk_bytes(Key(), good_archive())
+    spk = bytearray(good)
+    spk[8] ^= 0x55  # the xz magic
+    refused(granary, tmp_path, bytes(spk), "not an xz stream")
+    for pos in list(range(20, len(good), max(1, (len(good) - 20) // 12))) + [len(good) - 1]:
+        spk = bytearray(good)
+        spk[pos] ^= 0x55
+        refused(granary, tmp_path, bytes(spk), "corrupt xz data")
 
 
 def test_bytes_after_xz_stream(granary, tmp_path):
