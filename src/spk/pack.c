@@ -154,6 +154,8 @@ typedef struct packer {
     strset prefixes; /* directories above listed paths */
     strset always;   /* alwaysInclude paths */
     uint64_t entries, bytes, words;
+    dev_t out_dev; /* the output file, when it exists already: never packed */
+    ino_t out_ino;
 } packer;
 
 static char *clean_path(const char *p, size_t len)
@@ -334,6 +336,9 @@ static int build_dir(packer *pk, node *dir, const char *path, unsigned depth, gr
             free(src);
             count(pk, name, 0);
             rc = build_dir(pk, n, child, depth + 1, err);
+        } else if (S_ISREG(st.st_mode) && st.st_ino == pk->out_ino && st.st_dev == pk->out_dev) {
+            gr_warn("pack: leaving out %s: it is the package being written", src);
+            free(src);
         } else if (S_ISREG(st.st_mode)) {
             if ((uint64_t)st.st_size > SPK_MAX_FILE_BYTES) {
                 rc = gr_make_error(err, 0, "%s: %lld bytes, over the limit of %llu bytes", src,
@@ -423,7 +428,7 @@ static void fill(packer *pk, Archive_File_LB list, const node *dir, gr_error_t *
     }
 }
 
-static int load_packer(packer *pk, PackageDefinition_R pd, const char *pkgdef, gr_error_t *err)
+static void load_packer(packer *pk, PackageDefinition_R pd, const char *pkgdef)
 {
     _cleanup_free_ char *copy = gr_strdup(pkgdef);
     const char *dir = dirname(copy);
@@ -483,8 +488,6 @@ static int load_packer(packer *pk, PackageDefinition_R pd, const char *pkgdef, g
     strset_finish(&pk->always);
     for (size_t i = 0; i < pk->nmaps; i++)
         strset_finish(&pk->maps[i].hide);
-    return 0;
-    (void)err;
 }
 
 static void packer_release(packer *pk)
@@ -678,7 +681,12 @@ int spk_pack(const spk_pack_options *opts, const char *out_path, spk_info *info,
         rc = gr_error_prefix(err, "package definition %s", opts->pkgdef);
         goto out;
     }
-    load_packer(&pk, pd, opts->pkgdef, err);
+    load_packer(&pk, pd, opts->pkgdef);
+    struct stat out_st;
+    if (stat(out_path, &out_st) == 0) {
+        pk.out_dev = out_st.st_dev;
+        pk.out_ino = out_st.st_ino;
+    }
     if ((rc = build_dir(&pk, &root, "", 0, err)) < 0)
         goto out;
     const char *const empty_dirs[] = {"dev", "tmp", "var"};
