@@ -21,13 +21,21 @@ extern char **environ;
 #define PKGDEF_MAX_BYTES (64u << 20)
 
 #ifndef GRANARY_SCHEMA_DIR
-#define GRANARY_SCHEMA_DIR "/usr/share/granary/schema"
+#define GRANARY_SCHEMA_DIR "schema"
+#endif
+#ifndef GRANARY_SCHEMA_INSTALL_DIR
+#define GRANARY_SCHEMA_INSTALL_DIR "/usr/local/share/granary/schema"
 #endif
 
 const char *spk_schema_dir(void)
 {
     const char *env = getenv("GRANARY_SCHEMA_DIR");
-    return env && *env ? env : GRANARY_SCHEMA_DIR;
+    if (env && *env)
+        return env;
+    /* The source tree this binary was built from, else where it installs. */
+    if (access(GRANARY_SCHEMA_DIR "/sandstorm/package.capnp", R_OK) == 0)
+        return GRANARY_SCHEMA_DIR;
+    return GRANARY_SCHEMA_INSTALL_DIR;
 }
 
 /* ---- evaluating the package definition ----------------------------------- */

@@ -132,7 +132,8 @@ typedef struct spk_pack_options {
 } spk_pack_options;
 
 /* The directory holding sandstorm/package.capnp that this build uses unless
- * told otherwise ($GRANARY_SCHEMA_DIR, else the compiled-in path). */
+ * told otherwise: $GRANARY_SCHEMA_DIR, else the source tree it was built
+ * from, else the installed copy (<datadir>/granary/schema). */
 const char *spk_schema_dir(void);
 
 /* Packs the project described by opts->pkgdef into out_path (written to a
