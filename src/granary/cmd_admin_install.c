@@ -64,7 +64,8 @@ int cmd_admin_install(int argc, char **argv)
         [SPK_INSTALLED_OLDER] = "installed (not newer than version already installed)",
         [SPK_INSTALLED_ALREADY] = "already installed",
     };
-    printf("%s: %s %s version %u (app %s)\n", what[r.status], r.info.package_id, r.info.title,
+    _cleanup_free_ char *title = spk_printable(r.info.title);
+    printf("%s: %s %s version %u (app %s)\n", what[r.status], r.info.package_id, title,
            r.info.version, r.info.app_id);
     if (r.status == SPK_INSTALLED_UPGRADE)
         printf("newer than installed version %ld; grains keep their version until upgraded\n",

@@ -257,8 +257,10 @@ static void print_info(const spk_info *info, bool json)
         json_decref(o);
         return;
     }
+    _cleanup_free_ char *title = spk_printable(info->title);
+    _cleanup_free_ char *mv = spk_printable(info->marketing_version);
     printf("app id: %s\npackage id: %s\ntitle: %s\nversion: %u\nmarketing version: %s\n",
-           info->app_id, info->package_id, info->title, info->version, info->marketing_version);
+           info->app_id, info->package_id, title, info->version, mv);
 }
 
 static int do_pack(spk_args *a)

@@ -212,7 +212,7 @@ static int walk_dir(walk *w, Archive_File_LR files, unsigned depth, cp_message *
         w->path.len = base;
         if (base)
             gr_buf_append(&w->path, "/", 1);
-        gr_buf_printf(&w->path, "%.*s", (int)(name.len > 255 ? 255 : name.len), name.str);
+        spk__quote(&w->path, name.str, name.len, SPK_MAX_NAME_BYTES);
         if (spk_check_name(name.str, name.len, err) < 0) {
             rc = entry_error(w, err);
             break;
@@ -257,8 +257,11 @@ static int walk_dir(walk *w, Archive_File_LR files, unsigned depth, cp_message *
             qsort(names, n, sizeof(*names), cmp_text);
         for (uint32_t i = 1; i < n; i++) {
             if (cmp_text(&names[i - 1], &names[i]) == 0) {
-                rc = gr_make_error(err, 0, "archive directory %s has two entries named \"%.*s\"",
-                                   base ? w->path.data : "/", (int)names[i].len, names[i].str);
+                gr_buf q = GR_BUF_INIT;
+                spk__quote(&q, names[i].str, names[i].len, 80);
+                rc = gr_make_error(err, 0, "archive directory %s has two entries named \"%s\"",
+                                   base ? w->path.data : "/", q.data ? q.data : "");
+                gr_buf_release(&q);
                 break;
             }
         }

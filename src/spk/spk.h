@@ -49,6 +49,10 @@ int spk_check_name(const char *name, size_t len, gr_error_t *err);
  * climbs above the root. Returns 0, or -1 with err. */
 int spk_check_symlink(const char *target, size_t len, unsigned depth, gr_error_t *err);
 
+/* A copy of text from a package (a title, a version) safe to print on a
+ * terminal: control characters become '?'; UTF-8 is kept. Cannot fail. */
+char *spk_printable(const char *s);
+
 /* ---- keys ----------------------------------------------------------------- */
 
 typedef struct spk_key {

@@ -299,3 +299,16 @@ def test_failed_install_keeps_earlier_install(granary, tmp_path):
     p, _ = install(granary, tmp_path, spk_bytes(key, bad))
     assert p.returncode == 1 and b"is absolute" in p.stderr
     assert sorted(os.listdir(data / "apps")) == before
+
+
+def test_names_and_titles_cannot_drive_the_terminal(granary, tmp_path):
+    escape = "\x1b]0;owned\x07\x1b[2J"
+    archive = archive_bytes(OK_FILES + [file_entry("a/" + escape, "regular", b"")])
+    err = refused(granary, tmp_path, spk_bytes(Key(), archive), "contains")
+    assert "\x1b" not in err and "\\x1b]0;owned\\x07" in err
+    text = GOOD_MANIFEST.replace('"Hostile Test"', '"Evil\\x1b[2J Title"')
+    entry = file_entry("sandstorm-manifest", "regular", manifest_bytes(text))
+    p, _ = install(granary, tmp_path, spk_bytes(Key(), archive_bytes(OK_FILES + [entry],
+                                                                      manifest=False)))
+    assert p.returncode == 0, p.stderr
+    assert b"\x1b" not in p.stdout and b"Evil?[2J Title" in p.stdout
