@@ -686,8 +686,15 @@ int spk_pack(const spk_pack_options *opts, const char *out_path, spk_info *info,
         goto out;
     }
     if (spk_keyring_find(keyring, id.str, &key, err) < 0) {
-        rc = gr_error_prefix(err, "package definition %s", opts->pkgdef);
-        goto out;
+        /* A re-keyed app keeps its id in the pkgdef and signs with the new key. */
+        const char *repl = spk_app_id_replacement_of(id.str);
+        gr_error_t again = NULL;
+        if (!repl || spk_keyring_find(keyring, repl, &key, &again) < 0) {
+            gr_error_release(&again);
+            rc = gr_error_prefix(err, "package definition %s", opts->pkgdef);
+            goto out;
+        }
+        gr_error_release(err);
     }
     load_packer(&pk, pd, opts->pkgdef);
     struct stat out_st;

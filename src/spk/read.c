@@ -554,6 +554,10 @@ static int open_source(source *s, spk_package **out, gr_error_t *err)
     crypto_hash_sha256_final(&s->file_hash, file_hash);
     gr_hex(file_hash, 16, pkg->info.package_id);
     pkg->info.package_id[SPK_PACKAGE_ID_LEN] = '\0';
+    if (spk_app_id_replace(pkg->info.app_id, pkg->info.package_id, err) < 0) {
+        spk_package_free(pkg);
+        return -1;
+    }
     *out = pkg;
     return 0;
 }

@@ -49,6 +49,16 @@ int spk_check_name(const char *name, size_t len, gr_error_t *err);
  * climbs above the root. Returns 0, or -1 with err. */
 int spk_check_symlink(const char *target, size_t len, unsigned depth, gr_error_t *err);
 
+/* Applies the table of re-keyed apps to the app id of a verified package in
+ * place: a package signed by a revoked key is refused unless its package id
+ * is one of the versions known to be genuine (-1 with err); a replacement
+ * key's id becomes the original app's id. Returns 0. */
+int spk_app_id_replace(char app_id[SPK_APP_ID_LEN + 1], const char *package_id,
+                       gr_error_t *err);
+
+/* The id of the key that now signs for app_id, or NULL when it has none. */
+const char *spk_app_id_replacement_of(const char *app_id);
+
 /* A copy of text from a package (a title, a version) safe to print on a
  * terminal: control characters become '?'; UTF-8 is kept. Cannot fail. */
 char *spk_printable(const char *s);

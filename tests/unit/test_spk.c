@@ -135,6 +135,39 @@ static void test_symlinks(void **state)
     }
 }
 
+static void test_app_id_replacements(void **state)
+{
+    (void)state;
+    gr_error_t err = NULL;
+    char id[SPK_APP_ID_LEN + 1];
+    /* A replacement key's packages belong to the original app. */
+    memcpy(id, "n8cn71407n4mezn7mg0k5kkm21juuphhecc24hdf9kf56zyxm4ah", sizeof(id));
+    assert_int_equal(spk_app_id_replace(id, "00000000000000000000000000000000", &err), 0);
+    assert_string_equal(id, "vxe8awcxvtj6yu0vgjpm1tsaeu7x8v8tfp71tyvnm6ykkephu9q0");
+    /* A lost (not revoked) original key still signs for its app. */
+    assert_int_equal(spk_app_id_replace(id, "00000000000000000000000000000000", &err), 0);
+    assert_string_equal(id, "vxe8awcxvtj6yu0vgjpm1tsaeu7x8v8tfp71tyvnm6ykkephu9q0");
+    /* A revoked key: only the known versions pass. */
+    memcpy(id, "nfqhx83vvzm80edpgkpax8mhqp176qj2vwg67rgq5e3kjc5r4cyh", sizeof(id));
+    assert_int_equal(spk_app_id_replace(id, "738f0e56a9ca462e77245e3f392686d7", &err), 0);
+    assert_string_equal(id, "nfqhx83vvzm80edpgkpax8mhqp176qj2vwg67rgq5e3kjc5r4cyh");
+    assert_int_equal(spk_app_id_replace(id, "738f0e56a9ca462e77245e3f392686d8", &err), -1);
+    assert_non_null(strstr(gr_error_msg(err), "signed by the revoked key of app nfqhx83v"));
+    gr_error_release(&err);
+    /* Anything else is left alone. */
+    memcpy(id, "0000000000000000000000000000000000000000000000000000", sizeof(id));
+    assert_int_equal(spk_app_id_replace(id, "b5bb9d8014a0f9b1d61e21e796d78dcc", &err), 0);
+    assert_string_equal(id, "0000000000000000000000000000000000000000000000000000");
+    assert_string_equal(spk_app_id_replacement_of("m86q05rdvj14yvn78ghaxynqz7u2svw6rnttptxx49g1785cdv1h"),
+                        "6jz1aawur7kga7tdsj9kgpxx1yzh6xz1qmrpnqukcp1rekprd9f0");
+    assert_null(spk_app_id_replacement_of("0000000000000000000000000000000000000000000000000000"));
+    /* Every id in the table is a valid app id. */
+    uint8_t key[32];
+    assert_int_equal(spk_app_id_decode("g1k27td96hm9fjnkn20jw5apkphhcd5wrcccdve9fuvykfz68650", key,
+                                       &err),
+                     0);
+}
+
 /* ---- archives built here ------------------------------------------------- */
 
 static void set_manifest(Archive_File_B f)
@@ -235,7 +268,7 @@ int main(void)
         cmocka_unit_test(test_app_id_vectors),  cmocka_unit_test(test_app_id_decode_rules),
         cmocka_unit_test(test_package_id),      cmocka_unit_test(test_names),
         cmocka_unit_test(test_symlinks),        cmocka_unit_test(test_archive_limits),
-        cmocka_unit_test(test_archive_garbage),
+        cmocka_unit_test(test_archive_garbage), cmocka_unit_test(test_app_id_replacements),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
