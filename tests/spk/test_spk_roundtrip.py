@@ -437,3 +437,27 @@ def test_install_repairs_interrupted_installs(granary, tmp_path):
     assert b"left by an unfinished install" in out.stderr
     assert not (data / "apps" / pid / "junk").exists()
     assert rows(data)[1] == [(pid, app_id, 1, "1.0", "Round Trip")]
+
+
+def test_concurrent_installs_of_one_package(granary, tmp_path):
+    import subprocess
+    from spk_helpers import BINARY
+    app_id = keygen(granary)
+    proj = tmp_path / "proj"
+    make_tree(proj / "app")
+    write_pkgdef(proj, app_id)
+    granary.run("spk", "pack", str(tmp_path / "a.spk"), cwd=proj)
+    pid = package_id((tmp_path / "a.spk").read_bytes())
+    data = tmp_path / "data"
+    granary.run("admin", "install", str(tmp_path / "a.spk"), "--data", str(tmp_path / "warm"))
+    for attempt in range(3):
+        d = data / str(attempt)
+        procs = [subprocess.Popen([BINARY, "admin", "install", str(tmp_path / "a.spk"), "--data",
+                                   str(d)], env=granary.env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE) for _ in range(4)]
+        outs = [(p.wait(timeout=120), p.stdout.read().decode(), p.stderr.read().decode())
+                for p in procs]
+        assert all(rc == 0 for rc, _, _ in outs), outs
+        assert sum(o.startswith("installed: ") for _, o, _ in outs) == 1, outs
+        assert os.listdir(d / "apps") == [pid]
+        assert rows(d)[1] == [(pid, app_id, 1, "1.0", "Round Trip")]
