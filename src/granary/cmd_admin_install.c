@@ -25,9 +25,10 @@ int cmd_admin_install(int argc, char **argv)
             data = optarg;
         } else {
             FILE *out = c == 'h' ? stdout : stderr;
-            fprintf(out, "Usage: granary admin install FILE.spk [--data DIR]\n\n"
-                         "Verifies the package and installs it into DIR/apps/<packageId>/,\n"
-                         "recording it in DIR/granary.sqlite (default DIR: %s).\n",
+            fprintf(out,
+                    "Usage: granary admin install FILE.spk [--data DIR]\n\n"
+                    "Verifies the package and installs it into DIR/apps/<packageId>/,\n"
+                    "recording it in DIR/granary.sqlite (default DIR: %s).\n",
                     CFG_DEFAULT_DATA);
             return c == 'h' ? 0 : 2;
         }

@@ -14,22 +14,23 @@
 
 static void spk_usage(FILE *out)
 {
-    fprintf(out,
-            "Usage: granary spk COMMAND [OPTIONS]\n\n"
-            "Commands:\n"
-            "  keygen                 make a new app key in the keyring, print its app id\n"
-            "  listkeys               print the app id of every key in the keyring\n"
-            "  getkey APPID           write the key of APPID (a KeyFile message) to stdout\n"
-            "  init [-p PORT] [-- COMMAND...]\n"
-            "                         write sandstorm-pkgdef.capnp for a new app (new key)\n"
-            "  pack OUT.spk           pack the app of sandstorm-pkgdef.capnp in this directory\n"
-            "  verify [--json] FILE   check a package, print its app id, package id, title\n"
-            "  unpack FILE DIR        check a package and unpack it into DIR (new)\n\n"
-            "Options:\n"
-            "  --keyring FILE         keyring to use (default ~/.sandstorm-keyring)\n"
-            "  -p, --pkg-def FILE     package definition for pack (default ./sandstorm-pkgdef.capnp)\n"
-            "  --schema-dir DIR       holds sandstorm/package.capnp (default %s)\n",
-            spk_schema_dir());
+    fprintf(
+        out,
+        "Usage: granary spk COMMAND [OPTIONS]\n\n"
+        "Commands:\n"
+        "  keygen                 make a new app key in the keyring, print its app id\n"
+        "  listkeys               print the app id of every key in the keyring\n"
+        "  getkey APPID           write the key of APPID (a KeyFile message) to stdout\n"
+        "  init [-p PORT] [-- COMMAND...]\n"
+        "                         write sandstorm-pkgdef.capnp for a new app (new key)\n"
+        "  pack OUT.spk           pack the app of sandstorm-pkgdef.capnp in this directory\n"
+        "  verify [--json] FILE   check a package, print its app id, package id, title\n"
+        "  unpack FILE DIR        check a package and unpack it into DIR (new)\n\n"
+        "Options:\n"
+        "  --keyring FILE         keyring to use (default ~/.sandstorm-keyring)\n"
+        "  -p, --pkg-def FILE     package definition for pack (default ./sandstorm-pkgdef.capnp)\n"
+        "  --schema-dir DIR       holds sandstorm/package.capnp (default %s)\n",
+        spk_schema_dir());
 }
 
 typedef struct spk_args {
@@ -52,9 +53,12 @@ static int fail(gr_error_t err)
 static int parse(int argc, char **argv, spk_args *a)
 {
     static const struct option longopts[] = {
-        {"keyring", required_argument, NULL, 'k'}, {"pkg-def", required_argument, NULL, 'p'},
-        {"schema-dir", required_argument, NULL, 's'}, {"port", required_argument, NULL, 'P'},
-        {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'},
+        {"keyring", required_argument, NULL, 'k'},
+        {"pkg-def", required_argument, NULL, 'p'},
+        {"schema-dir", required_argument, NULL, 's'},
+        {"port", required_argument, NULL, 'P'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     optind = 1;
@@ -245,12 +249,12 @@ static int do_init(spk_args *a)
 static void print_info(const spk_info *info, bool json)
 {
     if (json) {
-        json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:s, s:I, s:I, s:I}", "appId", info->app_id,
-                              "packageId", info->package_id, "title", info->title, "version",
-                              (json_int_t)info->version, "marketingVersion",
-                              info->marketing_version, "minUpgradableAppVersion",
-                              (json_int_t)info->min_upgradable_version, "files",
-                              (json_int_t)info->files, "bytes", (json_int_t)info->bytes);
+        json_t *o =
+            json_pack("{s:s, s:s, s:s, s:I, s:s, s:I, s:I, s:I}", "appId", info->app_id,
+                      "packageId", info->package_id, "title", info->title, "version",
+                      (json_int_t)info->version, "marketingVersion", info->marketing_version,
+                      "minUpgradableAppVersion", (json_int_t)info->min_upgradable_version, "files",
+                      (json_int_t)info->files, "bytes", (json_int_t)info->bytes);
         char *s = json_dumps(o, JSON_SORT_KEYS);
         printf("%s\n", s);
         free(s);

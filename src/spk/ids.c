@@ -142,8 +142,7 @@ int spk_check_symlink(const char *target, size_t len, unsigned depth, gr_error_t
         size_t n = j - i;
         if (n == 2 && target[i] == '.' && target[i + 1] == '.') {
             if (--level < 0)
-                return quoted_error(err, "symlink target \"", target, len,
-                                    "\" leaves the package");
+                return quoted_error(err, "symlink target \"", target, len, "\" leaves the package");
         } else if (n > 0 && !(n == 1 && target[i] == '.')) {
             level++;
         }

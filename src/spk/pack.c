@@ -236,8 +236,8 @@ static void list_children(const packer *pk, const char *path, strset *out)
             const char *rel = path + strlen(m->package);
             while (*rel == '/')
                 rel++;
-            _cleanup_free_ char *s = *rel ? gr_asprintf("%s/%s", m->source, rel)
-                                          : gr_strdup(m->source);
+            _cleanup_free_ char *s =
+                *rel ? gr_asprintf("%s/%s", m->source, rel) : gr_strdup(m->source);
             DIR *d = opendir(s);
             if (!d)
                 continue;
@@ -301,8 +301,8 @@ static void count(packer *pk, const char *name, size_t payload)
     pk->words += 4 + (strlen(name) + 8) / 8 + (payload + 7) / 8 + 1;
 }
 
-static const char *const reserved_root[] = {"sandstorm-manifest", "sandstorm-http-bridge-config",
-                                            "dev", "tmp", "var", "proc"};
+static const char *const reserved_root[] = {
+    "sandstorm-manifest", "sandstorm-http-bridge-config", "dev", "tmp", "var", "proc"};
 
 static int build_dir(packer *pk, node *dir, const char *path, unsigned depth, gr_error_t *err)
 {
@@ -398,8 +398,8 @@ static void fill(packer *pk, Archive_File_LB list, const node *dir, gr_error_t *
         switch (n->kind) {
         case N_REGULAR:
         case N_EXEC: {
-            cp_ptr_builder p = n->kind == N_EXEC ? Archive_File_ptr_executable(f)
-                                                 : Archive_File_ptr_regular(f);
+            cp_ptr_builder p =
+                n->kind == N_EXEC ? Archive_File_ptr_executable(f) : Archive_File_ptr_regular(f);
             if (!n->src) {
                 cp_ptr_set_data(p, n->content ? n->content : (const uint8_t *)"", n->size);
                 break;
@@ -468,15 +468,16 @@ static void load_packer(packer *pk, PackageDefinition_R pd, const char *pkgdef)
     cp_text fl = PackageDefinition_get_fileList(pd);
     bool have_list = false;
     if (fl.len) {
-        _cleanup_free_ char *path = fl.str[0] == '/' ? gr_strdup(fl.str)
-                                                     : gr_asprintf("%s/%s", dir, fl.str);
+        _cleanup_free_ char *path =
+            fl.str[0] == '/' ? gr_strdup(fl.str) : gr_asprintf("%s/%s", dir, fl.str);
         char *text = NULL;
         size_t len = 0;
         gr_error_t e = NULL;
         if (gr_read_file(path, 256u << 20, &text, &len, &e) == 0) {
             have_list = true;
             char *save = NULL;
-            for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+            for (char *line = strtok_r(text, "\n", &save); line;
+                 line = strtok_r(NULL, "\n", &save)) {
                 _cleanup_free_ char *c = clean_path(line, strlen(gr_strstrip(line)));
                 if (*c) {
                     strset_add(&pk->files, c);
@@ -658,8 +659,7 @@ static int sign_and_write(const cp_message *m, const spk_key *key, const char *o
     return rc;
 }
 
-int spk_pack(const spk_pack_options *opts, const char *out_path, spk_info *info,
-             gr_error_t *err)
+int spk_pack(const spk_pack_options *opts, const char *out_path, spk_info *info, gr_error_t *err)
 {
     if (sodium_init() < 0)
         return gr_make_error(err, 0, "libsodium failed to initialise");

@@ -193,8 +193,7 @@ static int entry_error(walk *w, gr_error_t *err)
     return gr_error_prefix(err, "archive entry %s", w->path.len ? w->path.data : "/");
 }
 
-static int walk_dir(walk *w, Archive_File_LR files, unsigned depth, cp_message *m,
-                    gr_error_t *err)
+static int walk_dir(walk *w, Archive_File_LR files, unsigned depth, cp_message *m, gr_error_t *err)
 {
     uint32_t n = Archive_File_list_len(files);
     if (n > SPK_MAX_ENTRIES || w->info->files + n > SPK_MAX_ENTRIES)
@@ -349,7 +348,8 @@ static int check_manifest(Archive_R ar, spk_info *info, gr_error_t *err)
     else if (Manifest_Action_list_len(actions) == 0)
         rc = gr_make_error(err, 0, "manifest has no actions");
     else if (!http_url(Metadata_get_website(meta)) || !http_url(Metadata_get_codeUrl(meta)))
-        rc = gr_make_error(err, 0, "manifest website and codeUrl must start with http:// or https://");
+        rc = gr_make_error(err, 0,
+                           "manifest website and codeUrl must start with http:// or https://");
     for (uint32_t i = 0; rc == 0 && i < Manifest_Action_list_len(actions); i++) {
         Manifest_Action_R a = Manifest_Action_list_get(actions, i);
         char what[32];
@@ -397,8 +397,7 @@ static cp_read_options archive_options(size_t len)
 }
 
 /* Walks a framed archive already opened in m (len bytes). */
-static int check_opened(cp_message *m, const cp_read_options *o, spk_info *info,
-                        gr_error_t *err)
+static int check_opened(cp_message *m, const cp_read_options *o, spk_info *info, gr_error_t *err)
 {
     walk w = {.info = info};
     Archive_R ar = Archive_root(m);

@@ -34,8 +34,7 @@ static const replacement table[] = {
 
 #define N_TABLE (sizeof(table) / sizeof(table[0]))
 
-int spk_app_id_replace(char app_id[SPK_APP_ID_LEN + 1], const char *package_id,
-                       gr_error_t *err)
+int spk_app_id_replace(char app_id[SPK_APP_ID_LEN + 1], const char *package_id, gr_error_t *err)
 {
     for (size_t i = 0; i < N_TABLE; i++) {
         if (strcmp(app_id, table[i].original) != 0 || !table[i].keep)

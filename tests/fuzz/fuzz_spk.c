@@ -11,8 +11,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void check_manifest_bytes(const uint8_t *data, size_t size, spk_info *info,
-                                 gr_error_t *err, int *rc)
+static void check_manifest_bytes(const uint8_t *data, size_t size, spk_info *info, gr_error_t *err,
+                                 int *rc)
 {
     cp_message m;
     cp_message_init(&m, 0);

@@ -91,12 +91,9 @@ static void test_names(void **state)
         size_t len;
         const char *msg;
     } bad[] = {
-        {"", 0, "empty file name"},
-        {".", 1, "\".\" is not allowed"},
-        {"..", 2, "\"..\" is not allowed"},
-        {"a/b", 3, "contains \"/\""},
-        {"/", 1, "contains \"/\""},
-        {"a\0b", 3, "contains NUL"},
+        {"", 0, "empty file name"},         {".", 1, "\".\" is not allowed"},
+        {"..", 2, "\"..\" is not allowed"}, {"a/b", 3, "contains \"/\""},
+        {"/", 1, "contains \"/\""},         {"a\0b", 3, "contains NUL"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
         assert_int_equal(spk_check_name(bad[i].name, bad[i].len, &err), -1);
@@ -119,11 +116,20 @@ static void test_symlinks(void **state)
         unsigned depth;
         bool ok;
     } cases[] = {
-        {"a", 0, true},           {"a/b/../c", 0, true},   {"..", 1, true},
-        {"../..", 1, false},      {"..", 0, false},        {"/abs", 3, false},
-        {"./././..", 0, false},   {"a/../..", 0, false},   {"a//..//..", 1, true},
-        {"x/../../..", 2, true},  {"x/../../../..", 2, false}, {"", 0, false},
-        {"../sub/../..", 2, true}, {"../../../a/b", 2, false},
+        {"a", 0, true},
+        {"a/b/../c", 0, true},
+        {"..", 1, true},
+        {"../..", 1, false},
+        {"..", 0, false},
+        {"/abs", 3, false},
+        {"./././..", 0, false},
+        {"a/../..", 0, false},
+        {"a//..//..", 1, true},
+        {"x/../../..", 2, true},
+        {"x/../../../..", 2, false},
+        {"", 0, false},
+        {"../sub/../..", 2, true},
+        {"../../../a/b", 2, false},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
         int rc = spk_check_symlink(cases[i].t, strlen(cases[i].t), cases[i].depth, &err);
@@ -158,14 +164,14 @@ static void test_app_id_replacements(void **state)
     memcpy(id, "0000000000000000000000000000000000000000000000000000", sizeof(id));
     assert_int_equal(spk_app_id_replace(id, "b5bb9d8014a0f9b1d61e21e796d78dcc", &err), 0);
     assert_string_equal(id, "0000000000000000000000000000000000000000000000000000");
-    assert_string_equal(spk_app_id_replacement_of("m86q05rdvj14yvn78ghaxynqz7u2svw6rnttptxx49g1785cdv1h"),
-                        "6jz1aawur7kga7tdsj9kgpxx1yzh6xz1qmrpnqukcp1rekprd9f0");
+    assert_string_equal(
+        spk_app_id_replacement_of("m86q05rdvj14yvn78ghaxynqz7u2svw6rnttptxx49g1785cdv1h"),
+        "6jz1aawur7kga7tdsj9kgpxx1yzh6xz1qmrpnqukcp1rekprd9f0");
     assert_null(spk_app_id_replacement_of("0000000000000000000000000000000000000000000000000000"));
     /* Every id in the table is a valid app id. */
     uint8_t key[32];
-    assert_int_equal(spk_app_id_decode("g1k27td96hm9fjnkn20jw5apkphhcd5wrcccdve9fuvykfz68650", key,
-                                       &err),
-                     0);
+    assert_int_equal(
+        spk_app_id_decode("g1k27td96hm9fjnkn20jw5apkphhcd5wrcccdve9fuvykfz68650", key, &err), 0);
 }
 
 /* ---- archives built here ------------------------------------------------- */
@@ -253,8 +259,8 @@ static void test_archive_garbage(void **state)
     (void)state;
     gr_error_t err = NULL;
     spk_info info;
-    static const uint8_t junk[] = {0, 0, 0, 0, 2, 0, 0, 0, 0xff, 0xff, 0xff, 0xff,
-                                   0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4, 5, 6, 7, 8};
+    static const uint8_t junk[] = {0,    0,    0,    0,    2, 0, 0, 0, 0xff, 0xff, 0xff, 0xff,
+                                   0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4, 5,    6,    7,    8};
     assert_int_equal(spk_check_archive(junk, sizeof(junk), &info, &err), -1);
     assert_non_null(err);
     gr_error_release(&err);
