@@ -55,8 +55,23 @@ static int eval_pkgdef(const spk_pack_options *o, gr_buf *out, gr_error_t *err)
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
     posix_spawn_file_actions_addchdir_np(&fa, dir);
+    /* The child runs in the pkgdef's directory; its PWD says so too (capnp
+     * warns when PWD and the directory differ). */
+    size_t nenv = 0;
+    while (environ[nenv])
+        nenv++;
+    char **envp = gr_calloc(nenv + 2, sizeof(*envp));
+    size_t n = 0;
+    for (size_t i = 0; i < nenv; i++)
+        if (!gr_starts_with(environ[i], "PWD="))
+            envp[n++] = environ[i];
+    _cleanup_free_ char *abs = realpath(dir, NULL);
+    _cleanup_free_ char *pwd = abs ? gr_asprintf("PWD=%s", abs) : NULL;
+    if (pwd)
+        envp[n++] = pwd;
     pid_t pid;
-    int rc = posix_spawnp(&pid, capnp, &fa, NULL, argv, environ);
+    int rc = posix_spawnp(&pid, capnp, &fa, NULL, argv, envp);
+    free(envp);
     posix_spawn_file_actions_destroy(&fa);
     close(fds[1]);
     if (rc != 0) {
@@ -478,7 +493,12 @@ static void load_packer(packer *pk, PackageDefinition_R pd, const char *pkgdef)
             char *save = NULL;
             for (char *line = strtok_r(text, "\n", &save); line;
                  line = strtok_r(NULL, "\n", &save)) {
-                _cleanup_free_ char *c = clean_path(line, strlen(gr_strstrip(line)));
+                /* As Sandstorm reads it: '#' starts a comment, blanks are trimmed. */
+                char *hash = strchr(line, '#');
+                if (hash)
+                    *hash = '\0';
+                char *t = gr_strstrip(line);
+                _cleanup_free_ char *c = clean_path(t, strlen(t));
                 if (*c) {
                     strset_add(&pk->files, c);
                     add_prefixes(&pk->prefixes, c);
@@ -497,6 +517,27 @@ static void load_packer(packer *pk, PackageDefinition_R pd, const char *pkgdef)
     strset_finish(&pk->always);
     for (size_t i = 0; i < pk->nmaps; i++)
         strset_finish(&pk->maps[i].hide);
+}
+
+/* Every path the file list or alwaysInclude names must be found, except the
+ * ones the packer provides itself and the HTTP bridge, which Granary mounts
+ * into every grain. */
+static int check_listed(const packer *pk, const strset *paths, gr_error_t *err)
+{
+    for (size_t i = 0; i < paths->n; i++) {
+        bool provided = path_under(paths->v[i], "sandstorm-http-bridge");
+        for (size_t r = 0; r < sizeof(reserved_root) / sizeof(*reserved_root); r++)
+            provided = provided || path_under(paths->v[i], reserved_root[r]);
+        if (provided)
+            continue;
+        char *src = NULL;
+        struct stat st;
+        int found = resolve(pk, paths->v[i], &src, &st);
+        free(src);
+        if (found < 0)
+            return gr_make_error(err, 0, "no file in the source map for %s", paths->v[i]);
+    }
+    return 0;
 }
 
 static void packer_release(packer *pk)
@@ -697,6 +738,11 @@ int spk_pack(const spk_pack_options *opts, const char *out_path, spk_info *info,
         gr_error_release(err);
     }
     load_packer(&pk, pd, opts->pkgdef);
+    if ((rc = check_listed(&pk, &pk.files, err)) < 0 ||
+        (rc = check_listed(&pk, &pk.always, err)) < 0) {
+        gr_error_prefix(err, "package definition %s", opts->pkgdef);
+        goto out;
+    }
     struct stat out_st;
     if (stat(out_path, &out_st) == 0) {
         pk.out_dev = out_st.st_dev;

@@ -137,34 +137,48 @@ static void blame_xz(source *s, gr_error_t *err)
     }
 }
 
-/* Reads one framed message of at most max bytes: its segment table first,
- * then the rest straight into a buffer of the frame's size. */
-static int read_frame(source *s, size_t max, const char *what, uint8_t **out, size_t *out_len,
-                      gr_error_t *err)
+/* Reads one framed message of at most max bytes and max_segs segments: its
+ * segment table first, then the rest straight into a buffer of the frame's
+ * size. */
+static int read_frame(source *s, size_t max, uint32_t max_segs, const char *what, uint8_t **out,
+                      size_t *out_len, gr_error_t *err)
 {
-    uint8_t head[8 + 4 * 1024];
-    size_t have = 0, need = 4;
-    cp_read_options opts = {.max_segments = 1024};
-    for (;;) {
-        if (need > sizeof(head))
-            return gr_make_error(err, 0, "%s has too many segments", what);
-        if (xz_read_exact(s, head + have, need - have, what, err) < 0)
-            return -1;
-        have = need;
-        int r = cp_frame_size(head, have, SIZE_MAX / 2, &opts, &need, err);
-        if (r < 0)
-            return gr_error_prefix(err, "%s", what);
-        if (r == 1)
-            break;
+    uint8_t first[4];
+    if (xz_read_exact(s, first, sizeof(first), what, err) < 0)
+        return -1;
+    uint64_t nsegs = (uint64_t)(first[0] | first[1] << 8 | first[2] << 16 |
+                                (uint32_t)first[3] << 24) +
+                     1;
+    if (nsegs > max_segs)
+        return gr_make_error(err, 0, "%s has %llu segments, more than the limit of %u", what,
+                             (unsigned long long)nsegs, max_segs);
+    size_t table = (size_t)(4 + 4 * nsegs + 7) / 8 * 8;
+    uint8_t *head = gr_malloc(table);
+    memcpy(head, first, sizeof(first));
+    size_t need = 0;
+    cp_read_options opts = {.max_segments = max_segs};
+    if (xz_read_exact(s, head + 4, table - 4, what, err) < 0) {
+        free(head);
+        return -1;
     }
-    if (need > max)
+    if (cp_frame_size(head, table, SIZE_MAX / 2, &opts, &need, err) != 1) {
+        free(head);
+        return *err ? gr_error_prefix(err, "%s", what)
+                    : gr_make_error(err, 0, "%s: bad segment table", what);
+    }
+    if (need > max) {
+        free(head);
         return gr_make_error(err, 0, "%s is %zu bytes, more than the limit of %zu", what, need,
                              max);
+    }
     uint8_t *buf = malloc(need);
-    if (!buf)
+    if (!buf) {
+        free(head);
         return gr_make_error(err, ENOMEM, "%s of %zu bytes", what, need);
-    memcpy(buf, head, have);
-    if (xz_read_exact(s, buf + have, need - have, what, err) < 0) {
+    }
+    memcpy(buf, head, table);
+    free(head);
+    if (xz_read_exact(s, buf + table, need - table, what, err) < 0) {
         free(buf);
         return -1;
     }
@@ -391,7 +405,7 @@ static cp_read_options archive_options(size_t len)
     cp_read_options o = {
         .traversal_limit_words = len / 8 + 1,
         .nesting_limit = 128,
-        .max_segments = 1024,
+        .max_segments = SPK_MAX_SEGMENTS,
     };
     return o;
 }
@@ -465,7 +479,7 @@ static int open_source(source *s, spk_package **out, gr_error_t *err)
 
     uint8_t *sig_buf = NULL;
     size_t sig_len = 0;
-    if (read_frame(s, SIG_MAX_BYTES, "signature", &sig_buf, &sig_len, err) < 0) {
+    if (read_frame(s, SIG_MAX_BYTES, 16, "signature", &sig_buf, &sig_len, err) < 0) {
         blame_xz(s, err);
         return -1;
     }
@@ -497,7 +511,8 @@ static int open_source(source *s, spk_package **out, gr_error_t *err)
     cp_message_release(&sm);
 
     spk_package *pkg = gr_calloc(1, sizeof(*pkg));
-    if (read_frame(s, SPK_MAX_ARCHIVE_BYTES, "archive", &pkg->archive, &pkg->archive_len, err) <
+    if (read_frame(s, SPK_MAX_ARCHIVE_BYTES, SPK_MAX_SEGMENTS, "archive", &pkg->archive,
+                   &pkg->archive_len, err) <
         0) {
         free(pkg);
         blame_xz(s, err);

@@ -22,6 +22,8 @@
 #define SPK_MAX_DEPTH 64                           /* directories inside directories */
 #define SPK_MAX_ENTRIES 200000                     /* entries in the tree */
 #define SPK_MAX_NAME_BYTES 255                     /* one path component */
+/* Sandstorm's packer gives every file's contents a segment of its own. */
+#define SPK_MAX_SEGMENTS (SPK_MAX_ENTRIES + 1024)
 
 #define SPK_APP_ID_LEN 52     /* base32 characters of a 32-byte key */
 #define SPK_PACKAGE_ID_LEN 32 /* hex characters of 16 bytes */

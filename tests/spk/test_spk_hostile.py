@@ -278,9 +278,12 @@ def test_oversized_archive(granary, tmp_path):
     archive = table + b"\0" * 64
     refused(granary, tmp_path, spk_bytes(key, archive, sig=signature_bytes(key, b"x")),
             "archive is 1073741840 bytes, more than the limit of 1073741824")
-    many = struct.pack("<I", 5000) + b"\0" * 4 * 5000
+    many = struct.pack("<I", 0x7fffffff) + b"\0" * 64
     refused(granary, tmp_path, spk_bytes(key, many, sig=signature_bytes(key, b"x")),
-            "archive: capnp frame has 5001 segments")
+            "archive has 2147483648 segments, more than the limit of 201024")
+    big_sig = struct.pack("<I", 100) + b"\0" * 404
+    refused(granary, tmp_path, MAGIC + lzma.compress(big_sig),
+            "signature has 101 segments, more than the limit of 16")
 
 
 def test_unknown_entry_kind(granary, tmp_path):
@@ -312,3 +315,19 @@ def test_names_and_titles_cannot_drive_the_terminal(granary, tmp_path):
                                                                       manifest=False)))
     assert p.returncode == 0, p.stderr
     assert b"\x1b" not in p.stdout and b"Evil?[2J Title" in p.stdout
+
+
+def test_sandstorm_layout_one_segment_per_file(granary, tmp_path):
+    # Sandstorm's packer references each file's contents as a segment of its
+    # own; such packages have thousands of segments and must install.
+    w = ArchiveWriter(far=True)
+    files = [(b"f%04d" % i, i % 2, os.urandom(1 + i % 50)) for i in range(1500)]
+    archive = w.message([(b"sandstorm-manifest", 0, manifest_bytes())] + files)
+    assert struct.unpack_from("<I", archive)[0] + 1 > 1500
+    p, data = install(granary, tmp_path, spk_bytes(Key(), archive), "many.spk")
+    assert p.returncode == 0, p.stderr
+    root = data / "apps" / os.listdir(data / "apps")[0]
+    for name, which, content in files:
+        path = root / name.decode()
+        assert path.read_bytes() == content
+        assert bool(os.stat(path).st_mode & 0o100) == (which == 1)

@@ -183,7 +183,8 @@ def test_file_list_and_always_include(granary, tmp_path):
     app_id = keygen(granary)
     proj = tmp_path / "proj"
     make_tree(proj / "app")
-    (proj / "files.list").write_text("start.sh\n/sub/deeper/text\n")
+    (proj / "files.list").write_text("# made by hand\n  start.sh  \n\n/sub/deeper/text # a comment\n"
+                                     "sandstorm-manifest\nproc/cpuinfo\nsandstorm-http-bridge\n")
     write_pkgdef(proj, app_id, extra='fileList = "files.list", alwaysInclude = ["emptydir"],')
     granary.run("spk", "pack", "-p", str(proj / "sandstorm-pkgdef.capnp"),
                 str(tmp_path / "a.spk"), cwd=tmp_path)
@@ -367,7 +368,7 @@ def test_full_pkgdef_in_sandstorm_style(granary, tmp_path):
     (proj / "meta" / "shot.png").write_bytes(b"\x89PNG fake")
     (proj / "meta" / "description.md").write_text("A notebook.")
     (proj / "meta" / "CHANGELOG.md").write_text("1.4.0: things")
-    (proj / "sandstorm-files.list").write_text("start.sh\nsub/data.bin\nsecret\n")
+    (proj / "sandstorm-files.list").write_text("start.sh\nsub/data.bin\n")
     (proj / "sandstorm-pkgdef.capnp").write_text(FULL_PKGDEF % {"id": app_id})
     info = json.loads(granary.run("spk", "pack", "--json", str(tmp_path / "n.spk"),
                                   cwd=proj).stdout)
@@ -375,7 +376,7 @@ def test_full_pkgdef_in_sandstorm_style(granary, tmp_path):
             info["minUpgradableAppVersion"]) == ("Notebook", 5, "1.4.0", 2)
     granary.run("spk", "unpack", str(tmp_path / "n.spk"), str(tmp_path / "o"))
     snap = snapshot(tmp_path / "o", PACKER_ENTRIES)
-    # The file list picks from the first mapping (secret is hidden there);
+    # The file list picks from the first mapping (which hides secret);
     # alwaysInclude brings the whole second mapping in under opt/app.
     assert {"start.sh", "sub", "sub/data.bin"} <= set(snap)
     assert "secret" not in snap and "sub/link" not in snap
@@ -461,3 +462,17 @@ def test_concurrent_installs_of_one_package(granary, tmp_path):
         assert sum(o.startswith("installed: ") for _, o, _ in outs) == 1, outs
         assert os.listdir(d / "apps") == [pid]
         assert rows(d)[1] == [(pid, app_id, 1, "1.0", "Round Trip")]
+
+
+def test_listed_file_missing_is_an_error(granary, tmp_path):
+    app_id = keygen(granary)
+    proj = tmp_path / "proj"
+    make_tree(proj / "app")
+    (proj / "files.list").write_text("start.sh\nnot/there\n")
+    write_pkgdef(proj, app_id, extra='fileList = "files.list",')
+    p = granary.run("spk", "pack", str(tmp_path / "a.spk"), cwd=proj, check=False)
+    assert p.returncode == 1 and b"no file in the source map for not/there" in p.stderr
+    write_pkgdef(proj, app_id, extra='alwaysInclude = ["nope"],')
+    p = granary.run("spk", "pack", str(tmp_path / "a.spk"), cwd=proj, check=False)
+    assert p.returncode == 1 and b"no file in the source map for nope" in p.stderr
+    assert not (tmp_path / "a.spk").exists()
