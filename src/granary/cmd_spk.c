@@ -14,27 +14,34 @@
 
 static void spk_usage(FILE *out)
 {
-    fprintf(
-        out,
-        "Usage: granary spk COMMAND [OPTIONS]\n\n"
-        "Commands:\n"
-        "  keygen                 make a new app key in the keyring, print its app id\n"
-        "  listkeys               print the app id of every key in the keyring\n"
-        "  getkey APPID           write the key of APPID (a KeyFile message) to stdout\n"
-        "  init [-p PORT] [-- COMMAND...]\n"
-        "                         write sandstorm-pkgdef.capnp for a new app (new key)\n"
-        "  pack OUT.spk           pack the app of sandstorm-pkgdef.capnp in this directory\n"
-        "  verify [--json] FILE   check a package, print its app id, package id, title\n"
-        "  unpack FILE DIR        check a package and unpack it into DIR (new)\n\n"
-        "Options:\n"
-        "  --keyring FILE         keyring to use (default ~/.sandstorm-keyring)\n"
-        "  -p, --pkg-def FILE     package definition for pack (default ./sandstorm-pkgdef.capnp)\n"
-        "  --schema-dir DIR       holds sandstorm/package.capnp (default %s)\n",
-        spk_schema_dir());
+    fprintf(out,
+            "Usage: granary spk COMMAND [OPTIONS]\n\n"
+            "Commands:\n"
+            "  keygen                 make a new app key in the keyring, print its app id\n"
+            "  listkeys               print the app id of every key in the keyring\n"
+            "  getkey APPID           write the key of APPID (a KeyFile message) to stdout\n"
+            "  init [-p PORT] [-- COMMAND...]\n"
+            "                         write sandstorm-pkgdef.capnp for a new app (new key)\n"
+            "  pack OUT.spk           pack the app of sandstorm-pkgdef.capnp in this directory\n"
+            "  verify [--json] FILE   check a package, print its app id, package id, title\n"
+            "  unpack FILE DIR        check a package and unpack it into DIR (new)\n\n"
+            "Options:\n"
+            "  -k, --keyring FILE     keyring to use (default ~/.sandstorm-keyring)\n"
+            "  -p, --pkg-def FILE[:CONST]\n"
+            "                         package definition for pack (default\n"
+            "                         ./sandstorm-pkgdef.capnp, constant pkgdef)\n"
+            "  -I, --import-path DIR  another directory for the pkgdef's imports\n"
+            "  -q, --quiet            accepted for Sandstorm's spk compatibility\n"
+            "  --schema-dir DIR       holds sandstorm/package.capnp (default %s)\n",
+            spk_schema_dir());
 }
+
+#define SPK_MAX_IMPORTS 16
 
 typedef struct spk_args {
     char *keyring;
+    const char *imports[SPK_MAX_IMPORTS + 1];
+    int nimports;
     const char *pkgdef;
     const char *schema_dir;
     const char *port;
@@ -55,6 +62,8 @@ static int parse(int argc, char **argv, spk_args *a)
     static const struct option longopts[] = {
         {"keyring", required_argument, NULL, 'k'},
         {"pkg-def", required_argument, NULL, 'p'},
+        {"import-path", required_argument, NULL, 'I'},
+        {"quiet", no_argument, NULL, 'q'},
         {"schema-dir", required_argument, NULL, 's'},
         {"port", required_argument, NULL, 'P'},
         {"json", no_argument, NULL, 'j'},
@@ -63,7 +72,7 @@ static int parse(int argc, char **argv, spk_args *a)
     };
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "p:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "p:k:I:qh", longopts, NULL)) != -1) {
         switch (c) {
         case 'k':
             free(a->keyring);
@@ -77,6 +86,12 @@ static int parse(int argc, char **argv, spk_args *a)
             break;
         case 'P':
             a->port = optarg;
+            break;
+        case 'I':
+            if (a->nimports < SPK_MAX_IMPORTS)
+                a->imports[a->nimports++] = optarg;
+            break;
+        case 'q':
             break;
         case 's':
             a->schema_dir = optarg;
@@ -273,10 +288,20 @@ static int do_pack(spk_args *a)
         fprintf(stderr, "granary spk pack: expected the output file\n");
         return 2;
     }
+    /* Sandstorm's form FILE:CONSTANT is accepted too (vagrant-spk uses it). */
+    _cleanup_free_ char *file = gr_strdup(a->pkgdef ? a->pkgdef : "sandstorm-pkgdef.capnp");
+    const char *constant = NULL;
+    char *colon = strrchr(file, ':');
+    if (colon && access(file, F_OK) != 0) {
+        *colon = '\0';
+        constant = colon + 1;
+    }
     spk_pack_options o = {
-        .pkgdef = a->pkgdef ? a->pkgdef : "sandstorm-pkgdef.capnp",
+        .pkgdef = file,
         .keyring = a->keyring,
         .schema_dir = a->schema_dir,
+        .constant = constant,
+        .import_path = a->imports,
     };
     gr_error_t err = NULL;
     spk_info info;

@@ -47,7 +47,26 @@ static int eval_pkgdef(const spk_pack_options *o, gr_buf *out, gr_error_t *err)
     const char *schema = o->schema_dir ? o->schema_dir : spk_schema_dir();
     _cleanup_free_ char *inc = gr_asprintf("-I%s", schema);
     const char *capnp = o->capnp ? o->capnp : "capnp";
-    char *argv[] = {(char *)capnp, "eval", "--binary", inc, (char *)base, "pkgdef", NULL};
+    size_t nimport = 0;
+    while (o->import_path && o->import_path[nimport])
+        nimport++;
+    char **argv = gr_calloc(nimport + 8, sizeof(*argv));
+    char **extra = gr_calloc(nimport + 1, sizeof(*extra));
+    size_t a = 0;
+    argv[a++] = (char *)capnp;
+    argv[a++] = "eval";
+    argv[a++] = "--binary";
+    argv[a++] = inc;
+    for (size_t i = 0; i < nimport; i++) {
+        /* Relative import dirs are meant from where pack was run. */
+        char *absdir = realpath(o->import_path[i], NULL);
+        extra[i] = gr_asprintf("-I%s", absdir ? absdir : o->import_path[i]);
+        free(absdir);
+        argv[a++] = extra[i];
+    }
+    argv[a++] = (char *)base;
+    argv[a++] = (char *)(o->constant ? o->constant : "pkgdef");
+    argv[a] = NULL;
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) < 0)
         return gr_make_error(err, errno, "pipe");
@@ -72,6 +91,10 @@ static int eval_pkgdef(const spk_pack_options *o, gr_buf *out, gr_error_t *err)
     pid_t pid;
     int rc = posix_spawnp(&pid, capnp, &fa, NULL, argv, envp);
     free(envp);
+    for (size_t i = 0; i < nimport; i++)
+        free(extra[i]);
+    free(extra);
+    free(argv);
     posix_spawn_file_actions_destroy(&fa);
     close(fds[1]);
     if (rc != 0) {

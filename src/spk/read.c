@@ -146,9 +146,8 @@ static int read_frame(source *s, size_t max, uint32_t max_segs, const char *what
     uint8_t first[4];
     if (xz_read_exact(s, first, sizeof(first), what, err) < 0)
         return -1;
-    uint64_t nsegs = (uint64_t)(first[0] | first[1] << 8 | first[2] << 16 |
-                                (uint32_t)first[3] << 24) +
-                     1;
+    uint64_t nsegs =
+        (uint64_t)(first[0] | first[1] << 8 | first[2] << 16 | (uint32_t)first[3] << 24) + 1;
     if (nsegs > max_segs)
         return gr_make_error(err, 0, "%s has %llu segments, more than the limit of %u", what,
                              (unsigned long long)nsegs, max_segs);
@@ -512,8 +511,7 @@ static int open_source(source *s, spk_package **out, gr_error_t *err)
 
     spk_package *pkg = gr_calloc(1, sizeof(*pkg));
     if (read_frame(s, SPK_MAX_ARCHIVE_BYTES, SPK_MAX_SEGMENTS, "archive", &pkg->archive,
-                   &pkg->archive_len, err) <
-        0) {
+                   &pkg->archive_len, err) < 0) {
         free(pkg);
         blame_xz(s, err);
         return -1;

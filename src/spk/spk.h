@@ -140,10 +140,12 @@ int spk_unpack(const spk_package *pkg, const char *dir, gr_error_t *err);
 /* ---- packing -------------------------------------------------------------- */
 
 typedef struct spk_pack_options {
-    const char *pkgdef;     /* path of sandstorm-pkgdef.capnp */
-    const char *keyring;    /* NULL = spk_default_keyring() */
-    const char *schema_dir; /* holding sandstorm/package.capnp; NULL = default */
-    const char *capnp;      /* the capnp compiler; NULL = "capnp" on PATH */
+    const char *pkgdef;             /* path of sandstorm-pkgdef.capnp */
+    const char *keyring;            /* NULL = spk_default_keyring() */
+    const char *schema_dir;         /* holding sandstorm/package.capnp; NULL = default */
+    const char *capnp;              /* the capnp compiler; NULL = "capnp" on PATH */
+    const char *constant;           /* the PackageDefinition constant; NULL = "pkgdef" */
+    const char *const *import_path; /* more -I directories, NULL-terminated; may be NULL */
 } spk_pack_options;
 
 /* The directory holding sandstorm/package.capnp that this build uses unless

@@ -476,3 +476,25 @@ def test_listed_file_missing_is_an_error(granary, tmp_path):
     p = granary.run("spk", "pack", str(tmp_path / "a.spk"), cwd=proj, check=False)
     assert p.returncode == 1 and b"no file in the source map for nope" in p.stderr
     assert not (tmp_path / "a.spk").exists()
+
+
+def test_pkg_def_with_constant_name_and_import_path(granary, tmp_path):
+    # Sandstorm's `-p FILE:CONSTANT` (what vagrant-spk passes) and `-I DIR`.
+    app_id = keygen(granary)
+    proj = tmp_path / "proj"
+    make_tree(proj / "app")
+    (tmp_path / "inc").mkdir()
+    (tmp_path / "inc" / "shared.capnp").write_text(
+        '@0xa1b2c3d4e5f60718;\nconst title :Text = "Imported Title";\n')
+    text = PKGDEF % {"id": app_id, "maps": '(sourcePath = "app")', "extra": "", "version": 4}
+    text = text.replace("const pkgdef :", 'using Shared = import "/shared.capnp";\nconst other :')
+    text = text.replace('appTitle = (defaultText = "Round Trip")', "appTitle = (defaultText = Shared.title)")
+    (proj / "defs.capnp").write_text(text)
+    p = granary.run("spk", "pack", "-k", os.path.join(granary.env["HOME"], ".sandstorm-keyring"),
+                    "-q", "-I", str(tmp_path / "inc"), "-p", str(proj / "defs.capnp") + ":other",
+                    "--json", str(tmp_path / "c.spk"))
+    info = json.loads(p.stdout)
+    assert info["title"] == "Imported Title" and info["version"] == 4
+    bad = granary.run("spk", "pack", "-p", str(proj / "defs.capnp") + ":missing",
+                      str(tmp_path / "d.spk"), check=False)
+    assert bad.returncode == 1 and b"eval of" in bad.stderr
