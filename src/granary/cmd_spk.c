@@ -24,7 +24,8 @@ static void spk_usage(FILE *out)
             "                         write sandstorm-pkgdef.capnp for a new app (new key)\n"
             "  pack OUT.spk           pack the app of sandstorm-pkgdef.capnp in this directory\n"
             "  verify [--json] FILE   check a package, print its app id, package id, title\n"
-            "  unpack FILE DIR        check a package and unpack it into DIR (new)\n\n"
+            "  unpack FILE [DIR]      check a package and unpack it into DIR (new; default\n"
+            "                         FILE without .spk)\n\n"
             "Options:\n"
             "  -k, --keyring FILE     keyring to use (default ~/.sandstorm-keyring)\n"
             "  -p, --pkg-def FILE[:CONST]\n"
@@ -314,17 +315,23 @@ static int do_pack(spk_args *a)
 
 static int do_verify(spk_args *a, bool unpack)
 {
-    if (a->nargs != (unpack ? 2 : 1)) {
+    /* As Sandstorm's: unpack without DIR unpacks FOO.spk into FOO. */
+    size_t flen = a->nargs >= 1 ? strlen(a->args[0]) : 0;
+    bool implied_dir =
+        unpack && a->nargs == 1 && flen > 4 && strcmp(a->args[0] + flen - 4, ".spk") == 0;
+    if (a->nargs != (unpack && !implied_dir ? 2 : 1)) {
         fprintf(stderr, "granary spk %s: expected %s\n", unpack ? "unpack" : "verify",
                 unpack ? "a package and a directory" : "one package");
         return 2;
     }
+    _cleanup_free_ char *dir =
+        unpack ? (implied_dir ? gr_strndup(a->args[0], flen - 4) : gr_strdup(a->args[1])) : NULL;
     gr_error_t err = NULL;
     spk_package *pkg = NULL;
     if (spk_package_open(a->args[0], &pkg, &err) < 0)
         return fail(err);
     int rc = 0;
-    if (unpack && spk_unpack(pkg, a->args[1], &err) < 0)
+    if (unpack && spk_unpack(pkg, dir, &err) < 0)
         rc = fail(err);
     else if (!unpack)
         print_info(spk_package_info(pkg), a->json);

@@ -157,6 +157,9 @@ def test_pack_verify_unpack_whole_tree(granary, tmp_path):
                         check=False)
     assert again.returncode == 1 and b"File exists" in again.stderr
     assert sorted(os.listdir(tmp_path)) == ["a.spk", "home", "out", "proj"]
+    # Without DIR, FOO.spk unpacks into FOO, as with Sandstorm's spk.
+    granary.run("spk", "unpack", str(tmp_path / "a.spk"))
+    assert snapshot(tmp_path / "a", PACKER_ENTRIES) == snapshot(proj / "app")
 
 
 def test_source_map_hide_and_layering(granary, tmp_path):
