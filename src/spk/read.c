@@ -85,17 +85,10 @@ static int xz_read(source *s, uint8_t *out, size_t n, size_t *got, gr_error_t *e
         if (rc == LZMA_STREAM_END) {
             s->xz_end = true;
         } else if (rc != LZMA_OK) {
+            /* A stream cut short shows as LZMA_BUF_ERROR: liblzma returns it
+             * on the second call in a row that can make no progress. */
             s->xz_failed = true;
             return gr_make_error(err, 0, "%s", xz_problem(rc));
-        } else if (s->eof && s->xz.avail_in == 0 && s->xz.avail_out > 0) {
-            /* LZMA_FINISH with no input left and no progress: cut short. */
-            lzma_ret again = lzma_code(&s->xz, LZMA_FINISH);
-            if (again == LZMA_STREAM_END)
-                s->xz_end = true;
-            else if (again != LZMA_OK || s->xz.avail_out > 0) {
-                s->xz_failed = true;
-                return gr_make_error(err, 0, "truncated xz stream");
-            }
         }
     }
     *got = n - s->xz.avail_out;
