@@ -1,13 +1,59 @@
-# Granary: the grain-facing API, the part package.capnp needs (views, sessions,
-# permissions and roles). The rest of grain.capnp (SandstormApi, scheduling,
-# sharing links, persistence) is added by the grain API work with the same IDs.
-# IDs and ordinals follow Sandstorm's wire format.
+# Granary: the grain-facing API: what an app exports (MainView, a UiView),
+# what the platform exports to it (SandstormApi), sessions, permissions and
+# roles, sharing, persistence and scheduling.
+# IDs and ordinals follow Sandstorm's wire format; the comments are ours.
 @0xc8d91463cfc4fb4a;
 
 using Util = import "util.capnp";
 using Powerbox = import "powerbox.capnp";
 using Identity = import "identity.capnp";
 using Activity = import "activity.capnp";
+
+interface SandstormApi @0xd2654fcf2a7002cb (AppObjectId) {
+  # The platform's bootstrap capability on a grain's connection.
+  deprecatedPublish @0 ();
+  deprecatedRegisterAction @1 ();
+  shareCap @2 (cap :Capability, displayInfo :Powerbox.PowerboxDisplayInfo)
+           -> (sharedCap :Capability, link :SharingLink);
+  shareView @3 (view :UiView) -> (sharedView :UiView, link :ViewSharingLink);
+  restore @4 (token :Data) -> (cap :Capability);
+  drop @5 (token :Data);
+  deleted @6 (ref :AppObjectId);
+  stayAwake @7 (displayInfo :Activity.NotificationDisplayInfo,
+                notification :Activity.OngoingNotification) -> (handle :Util.Handle);
+  save @8 (cap :Capability, label :Util.LocalizedText) -> (token :Data);
+  backgroundActivity @9 (event :Activity.ActivityEvent);
+  getIdentityId @10 (identity :Identity.Identity) -> (id :Data);
+  schedule @11 ScheduledJob;
+}
+
+struct ScheduledJob @0xa34f0cfe24c69d74 {
+  name @0 :Util.LocalizedText;
+  callback @1 :Callback;   # must also implement AppPersistent
+
+  schedule :union {
+    oneShot :group {
+      when @2 :Int64;     # ns since the Unix epoch
+      slack @3 :UInt64;   # ns; 0 = an eighth of the time until `when`
+    }
+    periodic @4 :SchedulingPeriod;
+  }
+
+  interface Callback @0xab619ad5a8fb7e11 {
+    run @0 () -> (cancelFutureRuns :Bool);
+  }
+}
+
+const minimumSchedulingSlack :UInt64 = 300000000000;
+# Five minutes in ns: the least slack a one-shot job may ask for.
+
+enum SchedulingPeriod @0x8478a37e9456409d {
+  hourly @0;
+  daily @1;
+  monthly @2;
+  annually @3;
+  weekly @4;
+}
 
 interface UiView @0xdbb4d798ea67e2e7 {
   # A grain's user interface; the platform opens sessions on it.
@@ -85,9 +131,47 @@ struct RoleDef @0xcb3f7064eae4dc5a {
   default @5 :Bool;
 }
 
+interface SharingLink @0xc05520c9b0994ad3 {
+  getPetname @0 () -> (name :Util.Assignable(Util.LocalizedText));
+}
+
+interface ViewSharingLink @0xa4f82f764dc3fee8 extends(SharingLink) {
+  getRoleAssignment @0 () -> (var :Util.Assignable(RoleAssignment));
+
+  struct RoleAssignment @0xf020f2be35e8e2b5 {
+    union {
+      none @0 :Void;        # the default role applies
+      allAccess @1 :Void;
+      roleId @2 :UInt16;    # index into ViewInfo.roles
+    }
+    addPermissions @3 :List(Bool);
+    removePermissions @4 :List(Bool);
+  }
+}
+
+struct GrainInfo @0xb5fcc0e153671d68 {
+  # What a grain backup records about the grain.
+  appId @0 :Text;
+  appVersion @1 :UInt32;
+  title @2 :Text;
+  ownerIdentityId @3 :Text;
+  users @4 :List(User);
+  originalGrainId @5 :Text;
+
+  struct User @0x9f07b75928ba4e20 {
+    identityId @0 :Text;
+    credentialIds @1 :List(Text);
+    profile @2 :Identity.Profile;
+  }
+}
+
+interface AppPersistent @0xaffa789add8747b8 (AppObjectId) {
+  # Implemented by app objects that can be saved; the platform stores the id.
+  save @0 () -> (objectId :AppObjectId, label :Util.LocalizedText);
+}
+
 interface MainView @0xc277e9822ae2c8fc (AppObjectId) extends(UiView) {
-  # What an app exports as its bootstrap on fd 3: its main view, plus the
-  # restoring and dropping of objects it hosts (platform-private).
+  # What an app exports as its bootstrap capability.
   restore @0 (objectId :AppObjectId) -> (cap :Capability);
   drop @1 (objectId :AppObjectId);
 }

@@ -24,9 +24,10 @@ int cmd_admin_install(int argc, char **argv)
             data = optarg;
         } else {
             FILE *out = c == 'h' ? stdout : stderr;
-            fprintf(out, "Usage: granary admin install FILE.spk [--data DIR]\n\n"
-                         "Verifies the package and installs it into DIR/apps/<packageId>/,\n"
-                         "recording it in DIR/granary.sqlite (default DIR: %s).\n",
+            fprintf(out,
+                    "Usage: granary admin install FILE.spk [--data DIR]\n\n"
+                    "Verifies the package and installs it into DIR/apps/<packageId>/,\n"
+                    "recording it in DIR/granary.sqlite (default DIR: %s).\n",
                     CFG_DEFAULT_DATA);
             return c == 'h' ? 0 : 2;
         }
@@ -63,7 +64,8 @@ int cmd_admin_install(int argc, char **argv)
         [SPK_INSTALLED_OLDER] = "installed (not newer than version already installed)",
         [SPK_INSTALLED_ALREADY] = "already installed",
     };
-    printf("%s: %s %s version %u (app %s)\n", what[r.status], r.info.package_id, r.info.title,
+    _cleanup_free_ char *title = spk_printable(r.info.title);
+    printf("%s: %s %s version %u (app %s)\n", what[r.status], r.info.package_id, title,
            r.info.version, r.info.app_id);
     if (r.status == SPK_INSTALLED_UPGRADE)
         printf("newer than installed version %ld; grains keep their version until upgraded\n",

@@ -24,16 +24,25 @@ static void spk_usage(FILE *out)
             "                         write sandstorm-pkgdef.capnp for a new app (new key)\n"
             "  pack OUT.spk           pack the app of sandstorm-pkgdef.capnp in this directory\n"
             "  verify [--json] FILE   check a package, print its app id, package id, title\n"
-            "  unpack FILE DIR        check a package and unpack it into DIR (new)\n\n"
+            "  unpack FILE [DIR]      check a package and unpack it into DIR (new; default\n"
+            "                         FILE without .spk)\n\n"
             "Options:\n"
-            "  --keyring FILE         keyring to use (default ~/.sandstorm-keyring)\n"
-            "  -p, --pkg-def FILE     package definition for pack (default ./sandstorm-pkgdef.capnp)\n"
+            "  -k, --keyring FILE     keyring to use (default ~/.sandstorm-keyring)\n"
+            "  -p, --pkg-def FILE[:CONST]\n"
+            "                         package definition for pack (default\n"
+            "                         ./sandstorm-pkgdef.capnp, constant pkgdef)\n"
+            "  -I, --import-path DIR  another directory for the pkgdef's imports\n"
+            "  -q, --quiet            accepted for Sandstorm's spk compatibility\n"
             "  --schema-dir DIR       holds sandstorm/package.capnp (default %s)\n",
             spk_schema_dir());
 }
 
+#define SPK_MAX_IMPORTS 16
+
 typedef struct spk_args {
     char *keyring;
+    const char *imports[SPK_MAX_IMPORTS + 1];
+    int nimports;
     const char *pkgdef;
     const char *schema_dir;
     const char *port;
@@ -52,14 +61,19 @@ static int fail(gr_error_t err)
 static int parse(int argc, char **argv, spk_args *a)
 {
     static const struct option longopts[] = {
-        {"keyring", required_argument, NULL, 'k'}, {"pkg-def", required_argument, NULL, 'p'},
-        {"schema-dir", required_argument, NULL, 's'}, {"port", required_argument, NULL, 'P'},
-        {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'},
+        {"keyring", required_argument, NULL, 'k'},
+        {"pkg-def", required_argument, NULL, 'p'},
+        {"import-path", required_argument, NULL, 'I'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"schema-dir", required_argument, NULL, 's'},
+        {"port", required_argument, NULL, 'P'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "p:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "p:k:I:qh", longopts, NULL)) != -1) {
         switch (c) {
         case 'k':
             free(a->keyring);
@@ -73,6 +87,12 @@ static int parse(int argc, char **argv, spk_args *a)
             break;
         case 'P':
             a->port = optarg;
+            break;
+        case 'I':
+            if (a->nimports < SPK_MAX_IMPORTS)
+                a->imports[a->nimports++] = optarg;
+            break;
+        case 'q':
             break;
         case 's':
             a->schema_dir = optarg;
@@ -245,20 +265,22 @@ static int do_init(spk_args *a)
 static void print_info(const spk_info *info, bool json)
 {
     if (json) {
-        json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:s, s:I, s:I, s:I}", "appId", info->app_id,
-                              "packageId", info->package_id, "title", info->title, "version",
-                              (json_int_t)info->version, "marketingVersion",
-                              info->marketing_version, "minUpgradableAppVersion",
-                              (json_int_t)info->min_upgradable_version, "files",
-                              (json_int_t)info->files, "bytes", (json_int_t)info->bytes);
+        json_t *o =
+            json_pack("{s:s, s:s, s:s, s:I, s:s, s:I, s:I, s:I}", "appId", info->app_id,
+                      "packageId", info->package_id, "title", info->title, "version",
+                      (json_int_t)info->version, "marketingVersion", info->marketing_version,
+                      "minUpgradableAppVersion", (json_int_t)info->min_upgradable_version, "files",
+                      (json_int_t)info->files, "bytes", (json_int_t)info->bytes);
         char *s = json_dumps(o, JSON_SORT_KEYS);
         printf("%s\n", s);
         free(s);
         json_decref(o);
         return;
     }
+    _cleanup_free_ char *title = spk_printable(info->title);
+    _cleanup_free_ char *mv = spk_printable(info->marketing_version);
     printf("app id: %s\npackage id: %s\ntitle: %s\nversion: %u\nmarketing version: %s\n",
-           info->app_id, info->package_id, info->title, info->version, info->marketing_version);
+           info->app_id, info->package_id, title, info->version, mv);
 }
 
 static int do_pack(spk_args *a)
@@ -267,10 +289,20 @@ static int do_pack(spk_args *a)
         fprintf(stderr, "granary spk pack: expected the output file\n");
         return 2;
     }
+    /* Sandstorm's form FILE:CONSTANT is accepted too (vagrant-spk uses it). */
+    _cleanup_free_ char *file = gr_strdup(a->pkgdef ? a->pkgdef : "sandstorm-pkgdef.capnp");
+    const char *constant = NULL;
+    char *colon = strrchr(file, ':');
+    if (colon && access(file, F_OK) != 0) {
+        *colon = '\0';
+        constant = colon + 1;
+    }
     spk_pack_options o = {
-        .pkgdef = a->pkgdef ? a->pkgdef : "sandstorm-pkgdef.capnp",
+        .pkgdef = file,
         .keyring = a->keyring,
         .schema_dir = a->schema_dir,
+        .constant = constant,
+        .import_path = a->imports,
     };
     gr_error_t err = NULL;
     spk_info info;
@@ -283,17 +315,23 @@ static int do_pack(spk_args *a)
 
 static int do_verify(spk_args *a, bool unpack)
 {
-    if (a->nargs != (unpack ? 2 : 1)) {
+    /* As Sandstorm's: unpack without DIR unpacks FOO.spk into FOO. */
+    size_t flen = a->nargs >= 1 ? strlen(a->args[0]) : 0;
+    bool implied_dir =
+        unpack && a->nargs == 1 && flen > 4 && strcmp(a->args[0] + flen - 4, ".spk") == 0;
+    if (a->nargs != (unpack && !implied_dir ? 2 : 1)) {
         fprintf(stderr, "granary spk %s: expected %s\n", unpack ? "unpack" : "verify",
                 unpack ? "a package and a directory" : "one package");
         return 2;
     }
+    _cleanup_free_ char *dir =
+        unpack ? (implied_dir ? gr_strndup(a->args[0], flen - 4) : gr_strdup(a->args[1])) : NULL;
     gr_error_t err = NULL;
     spk_package *pkg = NULL;
     if (spk_package_open(a->args[0], &pkg, &err) < 0)
         return fail(err);
     int rc = 0;
-    if (unpack && spk_unpack(pkg, a->args[1], &err) < 0)
+    if (unpack && spk_unpack(pkg, dir, &err) < 0)
         rc = fail(err);
     else if (!unpack)
         print_info(spk_package_info(pkg), a->json);

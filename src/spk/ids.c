@@ -74,6 +74,41 @@ void spk_package_id(const void *spk, size_t len, char out[SPK_PACKAGE_ID_LEN + 1
     out[SPK_PACKAGE_ID_LEN] = '\0';
 }
 
+void spk__quote(gr_buf *out, const char *s, size_t len, size_t max)
+{
+    for (size_t i = 0; i < len && i < max; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c > 0x7e || c == '\\' || c == '"')
+            gr_buf_printf(out, "\\x%02x", c);
+        else
+            gr_buf_append(out, &s[i], 1);
+    }
+    if (len > max)
+        gr_buf_puts(out, "...");
+}
+
+char *spk_printable(const char *s)
+{
+    char *out = gr_strdup(s ? s : "");
+    for (char *p = out; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
+    return out;
+}
+
+/* An error whose message is fmt's text around the quoted bytes. */
+static int quoted_error(gr_error_t *err, const char *before, const char *s, size_t len,
+                        const char *after)
+{
+    gr_buf b = GR_BUF_INIT;
+    gr_buf_puts(&b, before);
+    spk__quote(&b, s, len, 80);
+    gr_buf_puts(&b, after);
+    int rc = gr_make_error(err, 0, "%s", b.data);
+    gr_buf_release(&b);
+    return rc;
+}
+
 int spk_check_name(const char *name, size_t len, gr_error_t *err)
 {
     if (len == 0)
@@ -81,10 +116,9 @@ int spk_check_name(const char *name, size_t len, gr_error_t *err)
     if (memchr(name, '\0', len))
         return gr_make_error(err, 0, "file name contains NUL");
     if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.'))
-        return gr_make_error(err, 0, "file name \"%.*s\" is not allowed", (int)len, name);
+        return quoted_error(err, "file name \"", name, len, "\" is not allowed");
     if (memchr(name, '/', len))
-        return gr_make_error(err, 0, "file name \"%.*s\" contains \"/\"",
-                             (int)(len > 80 ? 80 : len), name);
+        return quoted_error(err, "file name \"", name, len, "\" contains \"/\"");
     if (len > SPK_MAX_NAME_BYTES)
         return gr_make_error(err, 0, "file name of %zu bytes is longer than %d", len,
                              SPK_MAX_NAME_BYTES);
@@ -98,8 +132,7 @@ int spk_check_symlink(const char *target, size_t len, unsigned depth, gr_error_t
     if (memchr(target, '\0', len))
         return gr_make_error(err, 0, "symlink target contains NUL");
     if (target[0] == '/')
-        return gr_make_error(err, 0, "symlink target \"%.*s\" is absolute",
-                             (int)(len > 80 ? 80 : len), target);
+        return quoted_error(err, "symlink target \"", target, len, "\" is absolute");
     long level = depth;
     size_t i = 0;
     while (i < len) {
@@ -109,8 +142,7 @@ int spk_check_symlink(const char *target, size_t len, unsigned depth, gr_error_t
         size_t n = j - i;
         if (n == 2 && target[i] == '.' && target[i + 1] == '.') {
             if (--level < 0)
-                return gr_make_error(err, 0, "symlink target \"%.*s\" leaves the package",
-                                     (int)(len > 80 ? 80 : len), target);
+                return quoted_error(err, "symlink target \"", target, len, "\" leaves the package");
         } else if (n > 0 && !(n == 1 && target[i] == '.')) {
             level++;
         }

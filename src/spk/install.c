@@ -3,7 +3,10 @@
  * row is written last and the tree removed again if that fails, so an error
  * leaves nothing behind. */
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "spk_internal.h"
 
@@ -35,10 +38,24 @@ int spk_install(const char *path, const char *data_dir, st_store *st, spk_instal
     bool recorded = false;
     long latest = -1;
     struct stat sb;
-    bool have_dir = lstat(dir, &sb) == 0;
+    bool have_dir = false;
 
-    if (gr_mkdir_p(apps, 0755, err) < 0 ||
-        st_package_exists(st, info->package_id, &recorded, err) < 0 ||
+    /* Installs into one data directory take turns (the daemon's uploads and
+     * `granary admin install` alike), so each sees the others' trees and rows
+     * complete; verifying, the slow part, happened before. */
+    _cleanup_close_ int lock = -1;
+    _cleanup_free_ char *lock_path = gr_asprintf("%s/install.lock", data_dir);
+    if (gr_mkdir_p(apps, 0755, err) < 0) {
+        rc = -1;
+        goto out;
+    }
+    lock = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (lock < 0 || flock(lock, LOCK_EX) < 0) {
+        rc = gr_make_error(err, errno, "lock %s", lock_path);
+        goto out;
+    }
+    have_dir = lstat(dir, &sb) == 0;
+    if (st_package_exists(st, info->package_id, &recorded, err) < 0 ||
         st_app_latest_version(st, info->app_id, &latest, err) < 0) {
         rc = -1;
         goto out;

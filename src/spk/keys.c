@@ -35,7 +35,8 @@ int spk_keygen(const char *path, spk_key *out, gr_error_t *err)
     if (sodium_init() < 0)
         return gr_make_error(err, 0, "libsodium failed to initialise");
     crypto_sign_keypair(out->public_key, out->secret_key);
-    _cleanup_close_ int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    _cleanup_close_ int fd =
+        open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
         return gr_make_error(err, errno, "open keyring %s", path);
     struct stat st;

@@ -21,13 +21,21 @@ extern char **environ;
 #define PKGDEF_MAX_BYTES (64u << 20)
 
 #ifndef GRANARY_SCHEMA_DIR
-#define GRANARY_SCHEMA_DIR "/usr/share/granary/schema"
+#define GRANARY_SCHEMA_DIR "schema"
+#endif
+#ifndef GRANARY_SCHEMA_INSTALL_DIR
+#define GRANARY_SCHEMA_INSTALL_DIR "/usr/local/share/granary/schema"
 #endif
 
 const char *spk_schema_dir(void)
 {
     const char *env = getenv("GRANARY_SCHEMA_DIR");
-    return env && *env ? env : GRANARY_SCHEMA_DIR;
+    if (env && *env)
+        return env;
+    /* The source tree this binary was built from, else where it installs. */
+    if (access(GRANARY_SCHEMA_DIR "/sandstorm/package.capnp", R_OK) == 0)
+        return GRANARY_SCHEMA_DIR;
+    return GRANARY_SCHEMA_INSTALL_DIR;
 }
 
 /* ---- evaluating the package definition ----------------------------------- */
@@ -39,7 +47,26 @@ static int eval_pkgdef(const spk_pack_options *o, gr_buf *out, gr_error_t *err)
     const char *schema = o->schema_dir ? o->schema_dir : spk_schema_dir();
     _cleanup_free_ char *inc = gr_asprintf("-I%s", schema);
     const char *capnp = o->capnp ? o->capnp : "capnp";
-    char *argv[] = {(char *)capnp, "eval", "--binary", inc, (char *)base, "pkgdef", NULL};
+    size_t nimport = 0;
+    while (o->import_path && o->import_path[nimport])
+        nimport++;
+    char **argv = gr_calloc(nimport + 8, sizeof(*argv));
+    char **extra = gr_calloc(nimport + 1, sizeof(*extra));
+    size_t a = 0;
+    argv[a++] = (char *)capnp;
+    argv[a++] = "eval";
+    argv[a++] = "--binary";
+    argv[a++] = inc;
+    for (size_t i = 0; i < nimport; i++) {
+        /* Relative import dirs are meant from where pack was run. */
+        char *absdir = realpath(o->import_path[i], NULL);
+        extra[i] = gr_asprintf("-I%s", absdir ? absdir : o->import_path[i]);
+        free(absdir);
+        argv[a++] = extra[i];
+    }
+    argv[a++] = (char *)base;
+    argv[a++] = (char *)(o->constant ? o->constant : "pkgdef");
+    argv[a] = NULL;
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) < 0)
         return gr_make_error(err, errno, "pipe");
@@ -47,8 +74,27 @@ static int eval_pkgdef(const spk_pack_options *o, gr_buf *out, gr_error_t *err)
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
     posix_spawn_file_actions_addchdir_np(&fa, dir);
+    /* The child runs in the pkgdef's directory; its PWD says so too (capnp
+     * warns when PWD and the directory differ). */
+    size_t nenv = 0;
+    while (environ[nenv])
+        nenv++;
+    char **envp = gr_calloc(nenv + 2, sizeof(*envp));
+    size_t n = 0;
+    for (size_t i = 0; i < nenv; i++)
+        if (!gr_starts_with(environ[i], "PWD="))
+            envp[n++] = environ[i];
+    _cleanup_free_ char *abs = realpath(dir, NULL);
+    _cleanup_free_ char *pwd = abs ? gr_asprintf("PWD=%s", abs) : NULL;
+    if (pwd)
+        envp[n++] = pwd;
     pid_t pid;
-    int rc = posix_spawnp(&pid, capnp, &fa, NULL, argv, environ);
+    int rc = posix_spawnp(&pid, capnp, &fa, NULL, argv, envp);
+    free(envp);
+    for (size_t i = 0; i < nimport; i++)
+        free(extra[i]);
+    free(extra);
+    free(argv);
     posix_spawn_file_actions_destroy(&fa);
     close(fds[1]);
     if (rc != 0) {
@@ -154,6 +200,8 @@ typedef struct packer {
     strset prefixes; /* directories above listed paths */
     strset always;   /* alwaysInclude paths */
     uint64_t entries, bytes, words;
+    dev_t out_dev; /* the output file, when it exists already: never packed */
+    ino_t out_ino;
 } packer;
 
 static char *clean_path(const char *p, size_t len)
@@ -226,8 +274,8 @@ static void list_children(const packer *pk, const char *path, strset *out)
             const char *rel = path + strlen(m->package);
             while (*rel == '/')
                 rel++;
-            _cleanup_free_ char *s = *rel ? gr_asprintf("%s/%s", m->source, rel)
-                                          : gr_strdup(m->source);
+            _cleanup_free_ char *s =
+                *rel ? gr_asprintf("%s/%s", m->source, rel) : gr_strdup(m->source);
             DIR *d = opendir(s);
             if (!d)
                 continue;
@@ -291,12 +339,12 @@ static void count(packer *pk, const char *name, size_t payload)
     pk->words += 4 + (strlen(name) + 8) / 8 + (payload + 7) / 8 + 1;
 }
 
-static const char *const reserved_root[] = {"sandstorm-manifest", "sandstorm-http-bridge-config",
-                                            "dev", "tmp", "var", "proc"};
+static const char *const reserved_root[] = {
+    "sandstorm-manifest", "sandstorm-http-bridge-config", "dev", "tmp", "var", "proc"};
 
 static int build_dir(packer *pk, node *dir, const char *path, unsigned depth, gr_error_t *err)
 {
-    if (depth >= SPK_MAX_DEPTH)
+    if (depth > SPK_MAX_DEPTH)
         return gr_make_error(err, 0, "%s: directories nested deeper than %d", path, SPK_MAX_DEPTH);
     strset names = {0};
     list_children(pk, path, &names);
@@ -334,6 +382,9 @@ static int build_dir(packer *pk, node *dir, const char *path, unsigned depth, gr
             free(src);
             count(pk, name, 0);
             rc = build_dir(pk, n, child, depth + 1, err);
+        } else if (S_ISREG(st.st_mode) && st.st_ino == pk->out_ino && st.st_dev == pk->out_dev) {
+            gr_warn("pack: leaving out %s: it is the package being written", src);
+            free(src);
         } else if (S_ISREG(st.st_mode)) {
             if ((uint64_t)st.st_size > SPK_MAX_FILE_BYTES) {
                 rc = gr_make_error(err, 0, "%s: %lld bytes, over the limit of %llu bytes", src,
@@ -385,8 +436,8 @@ static void fill(packer *pk, Archive_File_LB list, const node *dir, gr_error_t *
         switch (n->kind) {
         case N_REGULAR:
         case N_EXEC: {
-            cp_ptr_builder p = n->kind == N_EXEC ? Archive_File_ptr_executable(f)
-                                                 : Archive_File_ptr_regular(f);
+            cp_ptr_builder p =
+                n->kind == N_EXEC ? Archive_File_ptr_executable(f) : Archive_File_ptr_regular(f);
             if (!n->src) {
                 cp_ptr_set_data(p, n->content ? n->content : (const uint8_t *)"", n->size);
                 break;
@@ -423,7 +474,7 @@ static void fill(packer *pk, Archive_File_LB list, const node *dir, gr_error_t *
     }
 }
 
-static int load_packer(packer *pk, PackageDefinition_R pd, const char *pkgdef, gr_error_t *err)
+static void load_packer(packer *pk, PackageDefinition_R pd, const char *pkgdef)
 {
     _cleanup_free_ char *copy = gr_strdup(pkgdef);
     const char *dir = dirname(copy);
@@ -455,16 +506,22 @@ static int load_packer(packer *pk, PackageDefinition_R pd, const char *pkgdef, g
     cp_text fl = PackageDefinition_get_fileList(pd);
     bool have_list = false;
     if (fl.len) {
-        _cleanup_free_ char *path = fl.str[0] == '/' ? gr_strdup(fl.str)
-                                                     : gr_asprintf("%s/%s", dir, fl.str);
+        _cleanup_free_ char *path =
+            fl.str[0] == '/' ? gr_strdup(fl.str) : gr_asprintf("%s/%s", dir, fl.str);
         char *text = NULL;
         size_t len = 0;
         gr_error_t e = NULL;
         if (gr_read_file(path, 256u << 20, &text, &len, &e) == 0) {
             have_list = true;
             char *save = NULL;
-            for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-                _cleanup_free_ char *c = clean_path(line, strlen(gr_strstrip(line)));
+            for (char *line = strtok_r(text, "\n", &save); line;
+                 line = strtok_r(NULL, "\n", &save)) {
+                /* As Sandstorm reads it: '#' starts a comment, blanks are trimmed. */
+                char *hash = strchr(line, '#');
+                if (hash)
+                    *hash = '\0';
+                char *t = gr_strstrip(line);
+                _cleanup_free_ char *c = clean_path(t, strlen(t));
                 if (*c) {
                     strset_add(&pk->files, c);
                     add_prefixes(&pk->prefixes, c);
@@ -483,8 +540,27 @@ static int load_packer(packer *pk, PackageDefinition_R pd, const char *pkgdef, g
     strset_finish(&pk->always);
     for (size_t i = 0; i < pk->nmaps; i++)
         strset_finish(&pk->maps[i].hide);
+}
+
+/* Every path the file list or alwaysInclude names must be found, except the
+ * ones the packer provides itself and the HTTP bridge, which Granary mounts
+ * into every grain. */
+static int check_listed(const packer *pk, const strset *paths, gr_error_t *err)
+{
+    for (size_t i = 0; i < paths->n; i++) {
+        bool provided = path_under(paths->v[i], "sandstorm-http-bridge");
+        for (size_t r = 0; r < sizeof(reserved_root) / sizeof(*reserved_root); r++)
+            provided = provided || path_under(paths->v[i], reserved_root[r]);
+        if (provided)
+            continue;
+        char *src = NULL;
+        struct stat st;
+        int found = resolve(pk, paths->v[i], &src, &st);
+        free(src);
+        if (found < 0)
+            return gr_make_error(err, 0, "no file in the source map for %s", paths->v[i]);
+    }
     return 0;
-    (void)err;
 }
 
 static void packer_release(packer *pk)
@@ -647,8 +723,7 @@ static int sign_and_write(const cp_message *m, const spk_key *key, const char *o
     return rc;
 }
 
-int spk_pack(const spk_pack_options *opts, const char *out_path, spk_info *info,
-             gr_error_t *err)
+int spk_pack(const spk_pack_options *opts, const char *out_path, spk_info *info, gr_error_t *err)
 {
     if (sodium_init() < 0)
         return gr_make_error(err, 0, "libsodium failed to initialise");
@@ -675,10 +750,27 @@ int spk_pack(const spk_pack_options *opts, const char *out_path, spk_info *info,
         goto out;
     }
     if (spk_keyring_find(keyring, id.str, &key, err) < 0) {
-        rc = gr_error_prefix(err, "package definition %s", opts->pkgdef);
+        /* A re-keyed app keeps its id in the pkgdef and signs with the new key. */
+        const char *repl = spk_app_id_replacement_of(id.str);
+        gr_error_t again = NULL;
+        if (!repl || spk_keyring_find(keyring, repl, &key, &again) < 0) {
+            gr_error_release(&again);
+            rc = gr_error_prefix(err, "package definition %s", opts->pkgdef);
+            goto out;
+        }
+        gr_error_release(err);
+    }
+    load_packer(&pk, pd, opts->pkgdef);
+    if ((rc = check_listed(&pk, &pk.files, err)) < 0 ||
+        (rc = check_listed(&pk, &pk.always, err)) < 0) {
+        gr_error_prefix(err, "package definition %s", opts->pkgdef);
         goto out;
     }
-    load_packer(&pk, pd, opts->pkgdef, err);
+    struct stat out_st;
+    if (stat(out_path, &out_st) == 0) {
+        pk.out_dev = out_st.st_dev;
+        pk.out_ino = out_st.st_ino;
+    }
     if ((rc = build_dir(&pk, &root, "", 0, err)) < 0)
         goto out;
     const char *const empty_dirs[] = {"dev", "tmp", "var"};

@@ -22,7 +22,7 @@ typedef struct source {
     size_t mem_len;
     uint8_t in[64 * 1024];
     lzma_stream xz;
-    bool xz_started, xz_end, eof;
+    bool xz_started, xz_end, xz_failed, eof;
     crypto_hash_sha256_state file_hash;
 } source;
 
@@ -85,14 +85,10 @@ static int xz_read(source *s, uint8_t *out, size_t n, size_t *got, gr_error_t *e
         if (rc == LZMA_STREAM_END) {
             s->xz_end = true;
         } else if (rc != LZMA_OK) {
+            /* A stream cut short shows as LZMA_BUF_ERROR: liblzma returns it
+             * on the second call in a row that can make no progress. */
+            s->xz_failed = true;
             return gr_make_error(err, 0, "%s", xz_problem(rc));
-        } else if (s->eof && s->xz.avail_in == 0 && s->xz.avail_out > 0) {
-            /* LZMA_FINISH with no input left and no progress: cut short. */
-            lzma_ret again = lzma_code(&s->xz, LZMA_FINISH);
-            if (again == LZMA_STREAM_END)
-                s->xz_end = true;
-            else if (again != LZMA_OK || s->xz.avail_out > 0)
-                return gr_make_error(err, 0, "truncated xz stream");
         }
     }
     *got = n - s->xz.avail_out;
@@ -110,34 +106,71 @@ static int xz_read_exact(source *s, uint8_t *out, size_t n, const char *what, gr
     return 0;
 }
 
-/* Reads one framed message of at most max bytes: its segment table first,
- * then the rest straight into a buffer of the frame's size. */
-static int read_frame(source *s, size_t max, const char *what, uint8_t **out, size_t *out_len,
-                      gr_error_t *err)
+/* After a failure in what the stream decoded: xz's checks come only at the
+ * end of a block, so damaged xz data can first look like a bad message.
+ * Decodes the rest (bounded by the archive limit) and, when xz itself then
+ * fails, reports that instead, as the real problem. */
+static void blame_xz(source *s, gr_error_t *err)
 {
-    uint8_t head[8 + 4 * 1024];
-    size_t have = 0, need = 4;
-    cp_read_options opts = {.max_segments = 1024};
-    for (;;) {
-        if (need > sizeof(head))
-            return gr_make_error(err, 0, "%s has too many segments", what);
-        if (xz_read_exact(s, head + have, need - have, what, err) < 0)
-            return -1;
-        have = need;
-        int r = cp_frame_size(head, have, SIZE_MAX / 2, &opts, &need, err);
-        if (r < 0)
-            return gr_error_prefix(err, "%s", what);
-        if (r == 1)
+    if (!s->xz_started || s->xz_end || s->xz_failed)
+        return;
+    uint8_t *scratch = gr_malloc(64 * 1024);
+    uint64_t total = 0;
+    gr_error_t xz_err = NULL;
+    while (!s->xz_end && total <= SPK_MAX_ARCHIVE_BYTES) {
+        size_t got = 0;
+        if (xz_read(s, scratch, 64 * 1024, &got, &xz_err) < 0)
             break;
+        total += got;
     }
-    if (need > max)
+    free(scratch);
+    if (xz_err) {
+        gr_error_release(err);
+        *err = xz_err;
+    }
+}
+
+/* Reads one framed message of at most max bytes and max_segs segments: its
+ * segment table first, then the rest straight into a buffer of the frame's
+ * size. */
+static int read_frame(source *s, size_t max, uint32_t max_segs, const char *what, uint8_t **out,
+                      size_t *out_len, gr_error_t *err)
+{
+    uint8_t first[4];
+    if (xz_read_exact(s, first, sizeof(first), what, err) < 0)
+        return -1;
+    uint64_t nsegs =
+        (uint64_t)(first[0] | first[1] << 8 | first[2] << 16 | (uint32_t)first[3] << 24) + 1;
+    if (nsegs > max_segs)
+        return gr_make_error(err, 0, "%s has %llu segments, more than the limit of %u", what,
+                             (unsigned long long)nsegs, max_segs);
+    size_t table = (size_t)(4 + 4 * nsegs + 7) / 8 * 8;
+    uint8_t *head = gr_malloc(table);
+    memcpy(head, first, sizeof(first));
+    size_t need = 0;
+    cp_read_options opts = {.max_segments = max_segs};
+    if (xz_read_exact(s, head + 4, table - 4, what, err) < 0) {
+        free(head);
+        return -1;
+    }
+    if (cp_frame_size(head, table, SIZE_MAX / 2, &opts, &need, err) != 1) {
+        free(head);
+        return *err ? gr_error_prefix(err, "%s", what)
+                    : gr_make_error(err, 0, "%s: bad segment table", what);
+    }
+    if (need > max) {
+        free(head);
         return gr_make_error(err, 0, "%s is %zu bytes, more than the limit of %zu", what, need,
                              max);
+    }
     uint8_t *buf = malloc(need);
-    if (!buf)
+    if (!buf) {
+        free(head);
         return gr_make_error(err, ENOMEM, "%s of %zu bytes", what, need);
-    memcpy(buf, head, have);
-    if (xz_read_exact(s, buf + have, need - have, what, err) < 0) {
+    }
+    memcpy(buf, head, table);
+    free(head);
+    if (xz_read_exact(s, buf + table, need - table, what, err) < 0) {
         free(buf);
         return -1;
     }
@@ -166,8 +199,7 @@ static int entry_error(walk *w, gr_error_t *err)
     return gr_error_prefix(err, "archive entry %s", w->path.len ? w->path.data : "/");
 }
 
-static int walk_dir(walk *w, Archive_File_LR files, unsigned depth, cp_message *m,
-                    gr_error_t *err)
+static int walk_dir(walk *w, Archive_File_LR files, unsigned depth, cp_message *m, gr_error_t *err)
 {
     uint32_t n = Archive_File_list_len(files);
     if (n > SPK_MAX_ENTRIES || w->info->files + n > SPK_MAX_ENTRIES)
@@ -185,7 +217,7 @@ static int walk_dir(walk *w, Archive_File_LR files, unsigned depth, cp_message *
         w->path.len = base;
         if (base)
             gr_buf_append(&w->path, "/", 1);
-        gr_buf_printf(&w->path, "%.*s", (int)(name.len > 255 ? 255 : name.len), name.str);
+        spk__quote(&w->path, name.str, name.len, SPK_MAX_NAME_BYTES);
         if (spk_check_name(name.str, name.len, err) < 0) {
             rc = entry_error(w, err);
             break;
@@ -209,7 +241,7 @@ static int walk_dir(walk *w, Archive_File_LR files, unsigned depth, cp_message *
             break;
         }
         case Archive_File_WHICH_directory:
-            if (depth + 1 >= SPK_MAX_DEPTH) {
+            if (depth + 1 > SPK_MAX_DEPTH) {
                 gr_make_error(err, 0, "directories nested deeper than %d", SPK_MAX_DEPTH);
                 rc = entry_error(w, err);
                 break;
@@ -230,8 +262,11 @@ static int walk_dir(walk *w, Archive_File_LR files, unsigned depth, cp_message *
             qsort(names, n, sizeof(*names), cmp_text);
         for (uint32_t i = 1; i < n; i++) {
             if (cmp_text(&names[i - 1], &names[i]) == 0) {
-                rc = gr_make_error(err, 0, "archive directory %s has two entries named \"%.*s\"",
-                                   base ? w->path.data : "/", (int)names[i].len, names[i].str);
+                gr_buf q = GR_BUF_INIT;
+                spk__quote(&q, names[i].str, names[i].len, 80);
+                rc = gr_make_error(err, 0, "archive directory %s has two entries named \"%s\"",
+                                   base ? w->path.data : "/", q.data ? q.data : "");
+                gr_buf_release(&q);
                 break;
             }
         }
@@ -319,7 +354,8 @@ static int check_manifest(Archive_R ar, spk_info *info, gr_error_t *err)
     else if (Manifest_Action_list_len(actions) == 0)
         rc = gr_make_error(err, 0, "manifest has no actions");
     else if (!http_url(Metadata_get_website(meta)) || !http_url(Metadata_get_codeUrl(meta)))
-        rc = gr_make_error(err, 0, "manifest website and codeUrl must start with http:// or https://");
+        rc = gr_make_error(err, 0,
+                           "manifest website and codeUrl must start with http:// or https://");
     for (uint32_t i = 0; rc == 0 && i < Manifest_Action_list_len(actions); i++) {
         Manifest_Action_R a = Manifest_Action_list_get(actions, i);
         char what[32];
@@ -361,14 +397,13 @@ static cp_read_options archive_options(size_t len)
     cp_read_options o = {
         .traversal_limit_words = len / 8 + 1,
         .nesting_limit = 128,
-        .max_segments = 1024,
+        .max_segments = SPK_MAX_SEGMENTS,
     };
     return o;
 }
 
 /* Walks a framed archive already opened in m (len bytes). */
-static int check_opened(cp_message *m, const cp_read_options *o, spk_info *info,
-                        gr_error_t *err)
+static int check_opened(cp_message *m, const cp_read_options *o, spk_info *info, gr_error_t *err)
 {
     walk w = {.info = info};
     Archive_R ar = Archive_root(m);
@@ -436,43 +471,54 @@ static int open_source(source *s, spk_package **out, gr_error_t *err)
 
     uint8_t *sig_buf = NULL;
     size_t sig_len = 0;
-    if (read_frame(s, SIG_MAX_BYTES, "signature", &sig_buf, &sig_len, err) < 0)
+    if (read_frame(s, SIG_MAX_BYTES, 16, "signature", &sig_buf, &sig_len, err) < 0) {
+        blame_xz(s, err);
         return -1;
+    }
     cp_message sm;
     int rc = cp_message_read(&sm, sig_buf, sig_len, NULL, err);
     free(sig_buf);
-    if (rc < 0)
-        return gr_error_prefix(err, "signature");
+    if (rc < 0) {
+        gr_error_prefix(err, "signature");
+        blame_xz(s, err);
+        return -1;
+    }
     Signature_R sig = Signature_root(&sm);
     cp_data pub = Signature_get_publicKey(sig), sg = Signature_get_signature(sig);
     uint8_t public_key[32], signed_msg[128];
-    if (cp_message_check(&sm, err) < 0) {
+    if (cp_message_check(&sm, err) < 0 || pub.len != 32 || sg.len != 128) {
+        if (*err)
+            gr_error_prefix(err, "signature");
+        else
+            gr_make_error(err, 0,
+                          "signature: public key of %zu bytes and signature of %zu bytes, "
+                          "want 32 and 128",
+                          pub.len, sg.len);
         cp_message_release(&sm);
-        return gr_error_prefix(err, "signature");
-    }
-    if (pub.len != 32 || sg.len != 128) {
-        rc = gr_make_error(err, 0, "signature: public key of %zu bytes and signature of %zu bytes, want 32 and 128",
-                           pub.len, sg.len);
-        cp_message_release(&sm);
-        return rc;
+        blame_xz(s, err);
+        return -1;
     }
     memcpy(public_key, pub.ptr, 32);
     memcpy(signed_msg, sg.ptr, 128);
     cp_message_release(&sm);
 
     spk_package *pkg = gr_calloc(1, sizeof(*pkg));
-    if (read_frame(s, SPK_MAX_ARCHIVE_BYTES, "archive", &pkg->archive, &pkg->archive_len, err) < 0) {
+    if (read_frame(s, SPK_MAX_ARCHIVE_BYTES, SPK_MAX_SEGMENTS, "archive", &pkg->archive,
+                   &pkg->archive_len, err) < 0) {
         free(pkg);
+        blame_xz(s, err);
         return -1;
     }
     /* Nothing may follow the archive: not in the xz stream, not after it. */
     uint8_t extra;
     size_t got = 0;
     if (xz_read(s, &extra, 1, &got, err) < 0 || got != 0 || !s->xz_end) {
-        if (got)
+        if (got) {
             gr_make_error(err, 0, "data after the archive in the xz stream");
-        else if (!*err)
+            blame_xz(s, err);
+        } else if (!*err) {
             gr_make_error(err, 0, "truncated xz stream");
+        }
         spk_package_free(pkg);
         return -1;
     }
@@ -513,6 +559,10 @@ static int open_source(source *s, spk_package **out, gr_error_t *err)
     crypto_hash_sha256_final(&s->file_hash, file_hash);
     gr_hex(file_hash, 16, pkg->info.package_id);
     pkg->info.package_id[SPK_PACKAGE_ID_LEN] = '\0';
+    if (spk_app_id_replace(pkg->info.app_id, pkg->info.package_id, err) < 0) {
+        spk_package_free(pkg);
+        return -1;
+    }
     *out = pkg;
     return 0;
 }

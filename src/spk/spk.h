@@ -15,13 +15,15 @@
 #include "util.h"
 
 /* Limits from the format (spec 3.4) and Granary's own bounds. */
-#define SPK_MAX_ARCHIVE_BYTES (UINT64_C(1) << 30)      /* decompressed archive */
+#define SPK_MAX_ARCHIVE_BYTES (UINT64_C(1) << 30) /* decompressed archive */
 /* One file: under 512 MiB, which is also the most a Data field can hold. */
 #define SPK_MAX_FILE_BYTES ((UINT64_C(512) << 20) - 1)
-#define SPK_MAX_MANIFEST_WORDS (UINT64_C(1) << 20)     /* 8 MiB */
-#define SPK_MAX_DEPTH 64                               /* nested directories */
-#define SPK_MAX_ENTRIES 200000                         /* entries in the tree */
-#define SPK_MAX_NAME_BYTES 255                         /* one path component */
+#define SPK_MAX_MANIFEST_WORDS (UINT64_C(1) << 20) /* 8 MiB */
+#define SPK_MAX_DEPTH 64                           /* directories inside directories */
+#define SPK_MAX_ENTRIES 200000                     /* entries in the tree */
+#define SPK_MAX_NAME_BYTES 255                     /* one path component */
+/* Sandstorm's packer gives every file's contents a segment of its own. */
+#define SPK_MAX_SEGMENTS (SPK_MAX_ENTRIES + 1024)
 
 #define SPK_APP_ID_LEN 52     /* base32 characters of a 32-byte key */
 #define SPK_PACKAGE_ID_LEN 32 /* hex characters of 16 bytes */
@@ -48,6 +50,19 @@ int spk_check_name(const char *name, size_t len, gr_error_t *err);
  * stays inside the package: not absolute, not empty, no NUL, and ".." never
  * climbs above the root. Returns 0, or -1 with err. */
 int spk_check_symlink(const char *target, size_t len, unsigned depth, gr_error_t *err);
+
+/* Applies the table of re-keyed apps to the app id of a verified package in
+ * place: a package signed by a revoked key is refused unless its package id
+ * is one of the versions known to be genuine (-1 with err); a replacement
+ * key's id becomes the original app's id. Returns 0. */
+int spk_app_id_replace(char app_id[SPK_APP_ID_LEN + 1], const char *package_id, gr_error_t *err);
+
+/* The id of the key that now signs for app_id, or NULL when it has none. */
+const char *spk_app_id_replacement_of(const char *app_id);
+
+/* A copy of text from a package (a title, a version) safe to print on a
+ * terminal: control characters become '?'; UTF-8 is kept. Cannot fail. */
+char *spk_printable(const char *s);
 
 /* ---- keys ----------------------------------------------------------------- */
 
@@ -86,8 +101,8 @@ typedef struct spk_info {
     char *marketing_version; /* appMarketingVersion.defaultText, may be "" */
     uint32_t version;        /* appVersion */
     uint32_t min_upgradable_version;
-    uint64_t files;          /* entries in the tree */
-    uint64_t bytes;          /* bytes of file contents */
+    uint64_t files; /* entries in the tree */
+    uint64_t bytes; /* bytes of file contents */
 } spk_info;
 
 /* A verified package held in memory: the archive bytes and what was checked.
@@ -125,43 +140,46 @@ int spk_unpack(const spk_package *pkg, const char *dir, gr_error_t *err);
 /* ---- packing -------------------------------------------------------------- */
 
 typedef struct spk_pack_options {
-    const char *pkgdef;     /* path of sandstorm-pkgdef.capnp */
-    const char *keyring;    /* NULL = spk_default_keyring() */
-    const char *schema_dir; /* holding sandstorm/package.capnp; NULL = default */
-    const char *capnp;      /* the capnp compiler; NULL = "capnp" on PATH */
+    const char *pkgdef;             /* path of sandstorm-pkgdef.capnp */
+    const char *keyring;            /* NULL = spk_default_keyring() */
+    const char *schema_dir;         /* holding sandstorm/package.capnp; NULL = default */
+    const char *capnp;              /* the capnp compiler; NULL = "capnp" on PATH */
+    const char *constant;           /* the PackageDefinition constant; NULL = "pkgdef" */
+    const char *const *import_path; /* more -I directories, NULL-terminated; may be NULL */
 } spk_pack_options;
 
 /* The directory holding sandstorm/package.capnp that this build uses unless
- * told otherwise ($GRANARY_SCHEMA_DIR, else the compiled-in path). */
+ * told otherwise: $GRANARY_SCHEMA_DIR, else the source tree it was built
+ * from, else the installed copy (<datadir>/granary/schema). */
 const char *spk_schema_dir(void);
 
 /* Packs the project described by opts->pkgdef into out_path (written to a
  * temporary file and renamed). Fills *info when info is not NULL (release
  * with spk_info_release). Returns 0, or -1 with err. */
-int spk_pack(const spk_pack_options *opts, const char *out_path, spk_info *info,
-             gr_error_t *err);
+int spk_pack(const spk_pack_options *opts, const char *out_path, spk_info *info, gr_error_t *err);
 
 /* ---- installing ----------------------------------------------------------- */
 
 typedef enum spk_install_status {
-    SPK_INSTALLED_NEW_APP,    /* first package of its app */
-    SPK_INSTALLED_UPGRADE,    /* newer than every installed version: a candidate */
-    SPK_INSTALLED_OLDER,      /* another version of an installed app, not newer */
-    SPK_INSTALLED_ALREADY,    /* this package was installed already: nothing done */
+    SPK_INSTALLED_NEW_APP, /* first package of its app */
+    SPK_INSTALLED_UPGRADE, /* newer than every installed version: a candidate */
+    SPK_INSTALLED_OLDER,   /* another version of an installed app, not newer */
+    SPK_INSTALLED_ALREADY, /* this package was installed already: nothing done */
 } spk_install_status;
 
 typedef struct spk_install_result {
     spk_install_status status;
-    spk_info info;          /* release with spk_info_release */
-    long previous_version;  /* newest installed version before, or -1 */
-    char *dir;              /* <data>/apps/<packageId> */
+    spk_info info;         /* release with spk_info_release */
+    long previous_version; /* newest installed version before, or -1 */
+    char *dir;             /* <data>/apps/<packageId> */
 } spk_install_result;
 
 /* Verifies the .spk at path and installs it under data_dir: unpacked once to
  * data_dir/apps/<packageId>/ (atomically) and recorded in st. Installing
  * nothing new is status SPK_INSTALLED_ALREADY; a newer version of an app is
  * recorded but never applied to grains. On error nothing is left behind (no
- * directory, no temporary, no rows). Returns 0 and fills *out (release with
+ * directory, no temporary, no rows). Safe on a worker thread as long as no
+ * other thread uses st meanwhile. Returns 0 and fills *out (release with
  * spk_install_result_release), or -1 with err. */
 int spk_install(const char *path, const char *data_dir, st_store *st, spk_install_result *out,
                 gr_error_t *err);

@@ -17,6 +17,11 @@ struct spk_package {
     spk_info info;
 };
 
+/* Appends s[0..len) to out for a message: at most max bytes of it, with
+ * bytes outside printable ASCII (and backslash and quote) as \xNN, so a
+ * hostile name cannot drive the reader's terminal. Cannot fail. */
+void spk__quote(gr_buf *out, const char *s, size_t len, size_t max);
+
 /* Removes path and everything under it (no symlink is followed). Best effort:
  * returns 0, or -1 with err naming the first failure. */
 int spk__rm_rf(const char *path, gr_error_t *err);

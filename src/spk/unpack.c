@@ -24,8 +24,7 @@ static int set_time(int dfd, const char *name, int64_t ns, gr_error_t *err)
     }
     ts[0].tv_sec = ts[1].tv_sec = (time_t)sec;
     ts[0].tv_nsec = ts[1].tv_nsec = (long)rem;
-    if (utimensat(dfd, name, ts, AT_SYMLINK_NOFOLLOW) < 0 && errno != EINVAL &&
-        errno != EOVERFLOW)
+    if (utimensat(dfd, name, ts, AT_SYMLINK_NOFOLLOW) < 0 && errno != EINVAL && errno != EOVERFLOW)
         return gr_make_error(err, errno, "set time of %s", name);
     return 0;
 }
@@ -55,9 +54,9 @@ static int unpack_dir(int dfd, Archive_File_LR files, gr_error_t *err)
         case Archive_File_WHICH_executable: {
             bool exec = Archive_File_which(f) == Archive_File_WHICH_executable;
             cp_data d = Archive_File_get_regular(f);
-            _cleanup_close_ int fd = openat(dfd, name.str,
-                                            O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                                            exec ? 0777 : 0666);
+            _cleanup_close_ int fd =
+                openat(dfd, name.str, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                       exec ? 0777 : 0666);
             if (fd < 0)
                 return gr_make_error(err, errno, "create %s", name.str);
             if (write_all(fd, d.ptr, d.len, err) < 0 || fsync(fd) < 0) {

@@ -26,8 +26,8 @@ int st_package_exists(st_store *st, const char *package_id, bool *exists, gr_err
 int st_app_latest_version(st_store *st, const char *app_id, long *version, gr_error_t *err)
 {
     sqlite3_stmt *stmt = NULL;
-    if (sqlite3_prepare_v2(st->db, "SELECT max(version) FROM packages WHERE app_id = ?", -1,
-                           &stmt, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(st->db, "SELECT max(version) FROM packages WHERE app_id = ?", -1, &stmt,
+                           NULL) != SQLITE_OK)
         return pkg_db_error(err, st->db, "look up app");
     sqlite3_bind_text(stmt, 1, app_id, -1, SQLITE_STATIC);
     int rc = sqlite3_step(stmt);
@@ -35,7 +35,8 @@ int st_app_latest_version(st_store *st, const char *app_id, long *version, gr_er
         sqlite3_finalize(stmt);
         return pkg_db_error(err, st->db, "look up app");
     }
-    *version = sqlite3_column_type(stmt, 0) == SQLITE_NULL ? -1 : (long)sqlite3_column_int64(stmt, 0);
+    *version =
+        sqlite3_column_type(stmt, 0) == SQLITE_NULL ? -1 : (long)sqlite3_column_int64(stmt, 0);
     sqlite3_finalize(stmt);
     return 0;
 }
@@ -67,11 +68,13 @@ int st_package_add(st_store *st, const char *package_id, const char *app_id, lon
     const char *app_text[] = {app_id};
     const char *pkg_text[] = {package_id, app_id, marketing_version, title};
     int64_t pkg_ints[] = {version, now};
-    if (step_once(st->db, "INSERT INTO apps(app_id, created_at) VALUES(?, ?) "
-                          "ON CONFLICT(app_id) DO NOTHING",
+    if (step_once(st->db,
+                  "INSERT INTO apps(app_id, created_at) VALUES(?, ?) "
+                  "ON CONFLICT(app_id) DO NOTHING",
                   app_text, 1, &now, 1, err) < 0 ||
-        step_once(st->db, "INSERT INTO packages(package_id, app_id, marketing_version, title, "
-                          "version, installed_at) VALUES(?, ?, ?, ?, ?, ?)",
+        step_once(st->db,
+                  "INSERT INTO packages(package_id, app_id, marketing_version, title, "
+                  "version, installed_at) VALUES(?, ?, ?, ?, ?, ?)",
                   pkg_text, 4, pkg_ints, 2, err) < 0) {
         sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
         return -1;

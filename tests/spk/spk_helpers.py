@@ -142,8 +142,10 @@ def split_payload(payload):
 class ArchiveWriter:
     """Writes Archive messages of flat or big content in one segment."""
 
-    def __init__(self):
+    def __init__(self, far=False):
         self.buf = bytearray(8)  # root pointer
+        self.far = far
+        self.extra = []  # further segments
 
     def alloc(self, words):
         off = len(self.buf) // 8
@@ -165,6 +167,15 @@ class ArchiveWriter:
             self.buf[t * 8:t * 8 + size] = data
         self.list_ptr(at, t, 2, n)
 
+    def far_bytes(self, at, data):
+        """Puts data in a segment of its own, reached through a far pointer
+        to a landing pad, as Sandstorm's packer lays out file contents."""
+        seg = bytearray(8 + len(data) + (-len(data) % 8))
+        struct.pack_into("<Q", seg, 0, 1 | 2 << 32 | len(data) << 35)  # offset 0
+        seg[8:8 + len(data)] = data
+        self.extra.append(seg)
+        self.put_ptr(at, 2 | 0 << 3 | len(self.extra) << 32)
+
     def files(self, at, entries):
         """entries: list of (name bytes, which, content bytes)."""
         n = len(entries)
@@ -175,14 +186,20 @@ class ArchiveWriter:
             e = tag + 1 + 4 * i
             struct.pack_into("<H", self.buf, e * 8, which)
             self.bytes_at(e + 2, name, True)
-            if content:
+            if content and self.far and which != 2:
+                self.far_bytes(e + 3, content)
+            elif content:
                 self.bytes_at(e + 3, content, which == 2)
 
     def message(self, entries):
         root = self.alloc(1)
         self.put_ptr(0, (root - 0 - 1) << 2 | 0 << 32 | 1 << 48)
         self.files(root, entries)
-        return struct.pack("<II", 0, len(self.buf) // 8) + bytes(self.buf)
+        segs = [bytes(self.buf)] + [bytes(x) for x in self.extra]
+        table = struct.pack("<I", len(segs) - 1) + b"".join(
+            struct.pack("<I", len(x) // 8) for x in segs)
+        table += bytes(-len(table) % 8)
+        return table + b"".join(segs)
 
 
 def root_data_fields(frame):

@@ -77,9 +77,16 @@ def test_truncated_xz(granary, tmp_path):
 
 
 def test_corrupt_xz(granary, tmp_path):
-    spk = bytearray(spk_bytes(Key(), good_archive()))
-    spk[len(spk) // 2] ^= 0x55
-    refused(granary, tmp_path, bytes(spk), "corrupt xz data")
+    # Damage anywhere after the xz stream header (blocks, index, footer) is
+    # reported as such, not as whatever the damaged bytes decode to.
+    good = spk_bytes(Key(), good_archive())
+    spk = bytearray(good)
+    spk[8] ^= 0x55  # the xz magic
+    refused(granary, tmp_path, bytes(spk), "not an xz stream")
+    for pos in list(range(20, len(good), max(1, (len(good) - 20) // 12))) + [len(good) - 1]:
+        spk = bytearray(good)
+        spk[pos] ^= 0x55
+        refused(granary, tmp_path, bytes(spk), "corrupt xz data")
 
 
 def test_bytes_after_xz_stream(granary, tmp_path):
@@ -271,9 +278,12 @@ def test_oversized_archive(granary, tmp_path):
     archive = table + b"\0" * 64
     refused(granary, tmp_path, spk_bytes(key, archive, sig=signature_bytes(key, b"x")),
             "archive is 1073741840 bytes, more than the limit of 1073741824")
-    many = struct.pack("<I", 5000) + b"\0" * 4 * 5000
+    many = struct.pack("<I", 0x7fffffff) + b"\0" * 64
     refused(granary, tmp_path, spk_bytes(key, many, sig=signature_bytes(key, b"x")),
-            "archive: capnp frame has 5001 segments")
+            "archive has 2147483648 segments, more than the limit of 201024")
+    big_sig = struct.pack("<I", 100) + b"\0" * 404
+    refused(granary, tmp_path, MAGIC + lzma.compress(big_sig),
+            "signature has 101 segments, more than the limit of 16")
 
 
 def test_unknown_entry_kind(granary, tmp_path):
@@ -292,3 +302,32 @@ def test_failed_install_keeps_earlier_install(granary, tmp_path):
     p, _ = install(granary, tmp_path, spk_bytes(key, bad))
     assert p.returncode == 1 and b"is absolute" in p.stderr
     assert sorted(os.listdir(data / "apps")) == before
+
+
+def test_names_and_titles_cannot_drive_the_terminal(granary, tmp_path):
+    escape = "\x1b]0;owned\x07\x1b[2J"
+    archive = archive_bytes(OK_FILES + [file_entry("a/" + escape, "regular", b"")])
+    err = refused(granary, tmp_path, spk_bytes(Key(), archive), "contains")
+    assert "\x1b" not in err and "\\x1b]0;owned\\x07" in err
+    text = GOOD_MANIFEST.replace('"Hostile Test"', '"Evil\\x1b[2J Title"')
+    entry = file_entry("sandstorm-manifest", "regular", manifest_bytes(text))
+    p, _ = install(granary, tmp_path, spk_bytes(Key(), archive_bytes(OK_FILES + [entry],
+                                                                      manifest=False)))
+    assert p.returncode == 0, p.stderr
+    assert b"\x1b" not in p.stdout and b"Evil?[2J Title" in p.stdout
+
+
+def test_sandstorm_layout_one_segment_per_file(granary, tmp_path):
+    # Sandstorm's packer references each file's contents as a segment of its
+    # own; such packages have thousands of segments and must install.
+    w = ArchiveWriter(far=True)
+    files = [(b"f%04d" % i, i % 2, os.urandom(1 + i % 50)) for i in range(1500)]
+    archive = w.message([(b"sandstorm-manifest", 0, manifest_bytes())] + files)
+    assert struct.unpack_from("<I", archive)[0] + 1 > 1500
+    p, data = install(granary, tmp_path, spk_bytes(Key(), archive), "many.spk")
+    assert p.returncode == 0, p.stderr
+    root = data / "apps" / os.listdir(data / "apps")[0]
+    for name, which, content in files:
+        path = root / name.decode()
+        assert path.read_bytes() == content
+        assert bool(os.stat(path).st_mode & 0o100) == (which == 1)

@@ -100,6 +100,15 @@ def test_keygen_listkeys_getkey(granary, env, tmp_path):
     assert granary.run("spk", "listkeys", "--keyring", str(other)).stdout.decode().split() == [b]
     bad = granary.run("spk", "getkey", "0" * 52, check=False)
     assert bad.returncode == 1 and b"has no key for app id" in bad.stderr
+    # A damaged keyring is refused with where it went wrong.
+    other.write_bytes(key[:-9])
+    bad = granary.run("spk", "listkeys", "--keyring", str(other), check=False)
+    assert bad.returncode == 1 and b"truncated key at byte 0" in bad.stderr
+    other.write_bytes(data + b"\0" * 8)
+    bad = granary.run("spk", "listkeys", "--keyring", str(other), check=False)
+    assert bad.returncode == 1 and b"key at byte %d" % len(data) in bad.stderr
+    missing = granary.run("spk", "listkeys", "--keyring", str(tmp_path / "none"), check=False)
+    assert missing.returncode == 1 and b"No such file or directory" in missing.stderr
 
 
 def test_pack_verify_unpack_whole_tree(granary, tmp_path):
@@ -148,6 +157,9 @@ def test_pack_verify_unpack_whole_tree(granary, tmp_path):
                         check=False)
     assert again.returncode == 1 and b"File exists" in again.stderr
     assert sorted(os.listdir(tmp_path)) == ["a.spk", "home", "out", "proj"]
+    # Without DIR, FOO.spk unpacks into FOO, as with Sandstorm's spk.
+    granary.run("spk", "unpack", str(tmp_path / "a.spk"))
+    assert snapshot(tmp_path / "a", PACKER_ENTRIES) == snapshot(proj / "app")
 
 
 def test_source_map_hide_and_layering(granary, tmp_path):
@@ -174,7 +186,8 @@ def test_file_list_and_always_include(granary, tmp_path):
     app_id = keygen(granary)
     proj = tmp_path / "proj"
     make_tree(proj / "app")
-    (proj / "files.list").write_text("start.sh\n/sub/deeper/text\n")
+    (proj / "files.list").write_text("# made by hand\n  start.sh  \n\n/sub/deeper/text # a comment\n"
+                                     "sandstorm-manifest\nproc/cpuinfo\nsandstorm-http-bridge\n")
     write_pkgdef(proj, app_id, extra='fileList = "files.list", alwaysInclude = ["emptydir"],')
     granary.run("spk", "pack", "-p", str(proj / "sandstorm-pkgdef.capnp"),
                 str(tmp_path / "a.spk"), cwd=tmp_path)
@@ -199,7 +212,9 @@ def test_pack_refuses_escaping_symlink_and_unknown_key(granary, tmp_path):
     assert [n for n in os.listdir(tmp_path) if ".tmp-" in n] == []
 
 
-def test_init_then_pack(granary, tmp_path):
+def test_init_then_pack(granary, env, tmp_path):
+    # Without GRANARY_SCHEMA_DIR: the binary finds the schema it was built with.
+    del env["GRANARY_SCHEMA_DIR"]
     proj = tmp_path / "p"
     proj.mkdir()
     app_id = granary.run("spk", "init", "-p", "8000", "--", "node", "main.js",
@@ -274,3 +289,215 @@ def test_pack_refuses_oversized_file(granary, tmp_path):
     assert p.returncode == 1
     assert b"huge: 536870912 bytes, over the limit of 536870911 bytes" in p.stderr
     assert not (tmp_path / "a.spk").exists()
+
+
+FULL_PKGDEF = """@0xd2c3b4a5968778f9;
+using Spk = import "/sandstorm/package.capnp";
+using Util = import "/sandstorm/util.capnp";
+
+const pkgdef :Spk.PackageDefinition = (
+  id = "%(id)s",
+  manifest = (
+    appTitle = (defaultText = "Notebook", localizations = [(locale = "de", text = "Notizbuch")]),
+    appVersion = 5,
+    minUpgradableAppVersion = 2,
+    appMarketingVersion = (defaultText = "1.4.0"),
+    actions = [
+      ( input = (none = void),
+        title = (defaultText = "New Notebook"),
+        nounPhrase = (defaultText = "notebook"),
+        command = .mainCommand ),
+    ],
+    continueCommand = .mainCommand,
+    metadata = (
+      icons = (appGrid = (svg = embed "meta/icon.svg"), grain = (svg = embed "meta/icon.svg"),
+               market = (png = (dpi1x = embed "meta/shot.png"))),
+      website = "https://example.org",
+      codeUrl = "https://example.org/src",
+      license = (openSource = apache2, notices = (defaultText = "see NOTICE")),
+      categories = [productivity, office],
+      author = (contactEmail = "dev@example.org", upstreamAuthor = "Someone Else"),
+      description = (defaultText = embed "meta/description.md"),
+      shortDescription = (defaultText = "Notes"),
+      screenshots = [(width = 448, height = 336, png = embed "meta/shot.png")],
+      changeLog = (defaultText = embed "meta/CHANGELOG.md"),
+    ),
+  ),
+  sourceMap = (
+    searchPath = [
+      (sourcePath = "app", hidePaths = ["secret"]),
+      (packagePath = "opt/app", sourcePath = "app"),
+    ]
+  ),
+  fileList = "sandstorm-files.list",
+  alwaysInclude = ["opt/app"],
+  bridgeConfig = (
+    viewInfo = (
+      permissions = [(name = "edit", title = (defaultText = "edit"),
+                      description = (defaultText = "may edit")),
+                     (name = "view", title = (defaultText = "view"))],
+      roles = [(title = (defaultText = "editor"), permissions = [true, true],
+                verbPhrase = (defaultText = "can edit"), default = true),
+               (title = (defaultText = "viewer"), permissions = [false, true],
+                verbPhrase = (defaultText = "can view"))],
+      eventTypes = [(name = "edited", verbPhrase = (defaultText = "edited the notebook"),
+                     requiredPermission = (permissionIndex = 1), notifySubscribers = true)],
+    ),
+    apiPath = "/api",
+    saveIdentityCaps = true,
+    powerboxApis = [(name = "notes-api", displayInfo = (title = (defaultText = "Notes API")),
+                     path = "/api", tag = (canonicalUrl = "https://example.org/api",
+                                           oauthScopes = [(name = "read")]),
+                     permissions = [false, true])],
+  ),
+);
+
+const mainCommand :Spk.Manifest.Command = (
+  argv = ["/sandstorm-http-bridge", "8000", "--", "/opt/app/start.sh"],
+  environ = [(key = "PATH", value = "/usr/local/bin:/usr/bin:/bin"), (key = "HOME", value = "/var")]
+);
+"""
+
+
+def test_full_pkgdef_in_sandstorm_style(granary, tmp_path):
+    # A package definition written the way real apps write theirs: imports by
+    # absolute path, embeds, metadata, a file list, a bridge config with roles,
+    # event types and powerbox APIs. Evaluated against Granary's schema.
+    app_id = keygen(granary)
+    proj = tmp_path / "proj"
+    make_tree(proj / "app")
+    os.makedirs(proj / "meta")
+    (proj / "meta" / "icon.svg").write_text("<svg/>")
+    (proj / "meta" / "shot.png").write_bytes(b"\x89PNG fake")
+    (proj / "meta" / "description.md").write_text("A notebook.")
+    (proj / "meta" / "CHANGELOG.md").write_text("1.4.0: things")
+    (proj / "sandstorm-files.list").write_text("start.sh\nsub/data.bin\n")
+    (proj / "sandstorm-pkgdef.capnp").write_text(FULL_PKGDEF % {"id": app_id})
+    info = json.loads(granary.run("spk", "pack", "--json", str(tmp_path / "n.spk"),
+                                  cwd=proj).stdout)
+    assert (info["title"], info["version"], info["marketingVersion"],
+            info["minUpgradableAppVersion"]) == ("Notebook", 5, "1.4.0", 2)
+    granary.run("spk", "unpack", str(tmp_path / "n.spk"), str(tmp_path / "o"))
+    snap = snapshot(tmp_path / "o", PACKER_ENTRIES)
+    # The file list picks from the first mapping (which hides secret);
+    # alwaysInclude brings the whole second mapping in under opt/app.
+    assert {"start.sh", "sub", "sub/data.bin"} <= set(snap)
+    assert "secret" not in snap and "sub/link" not in snap
+    assert snap["opt/app/secret"][2] == b"not for the package"
+    assert snap["opt/app/sub/link"] == ("link", False, "../start.sh")
+    man = capnp_decode("Manifest", (tmp_path / "o" / "sandstorm-manifest").read_bytes())
+    for piece in ['localizations = [(locale = "de", text = "Notizbuch")]',
+                  "categories = [productivity, office]", "openSource = apache2",
+                  'svg = "<svg/>"', 'description = (defaultText = "A notebook.")',
+                  'upstreamAuthor = "Someone Else"', 'environ = [(key = "PATH"',
+                  "width = 448"]:
+        assert piece in man, piece
+    bridge = capnp_decode("BridgeConfig",
+                          (tmp_path / "o" / "sandstorm-http-bridge-config").read_bytes())
+    for piece in ['apiPath = "/api"', "saveIdentityCaps = true", "default = true",
+                  'canonicalUrl = "https://example.org/api"', "permissionIndex = 1",
+                  'oauthScopes = [(name = "read")]']:
+        assert piece in bridge, piece
+
+
+def test_pack_leaves_out_its_own_output(granary, tmp_path):
+    proj = tmp_path / "p"
+    proj.mkdir()
+    granary.run("spk", "init", cwd=proj)
+    (proj / "start.sh").write_text("true")
+    granary.run("spk", "pack", "app.spk", cwd=proj)
+    p = granary.run("spk", "pack", "app.spk", cwd=proj)
+    assert b"it is the package being written" in p.stderr
+    granary.run("spk", "unpack", str(proj / "app.spk"), str(tmp_path / "o"))
+    assert sorted(snapshot(tmp_path / "o", PACKER_ENTRIES)) == [
+        "sandstorm-pkgdef.capnp", "start.sh"]
+
+
+def test_install_repairs_interrupted_installs(granary, tmp_path):
+    import shutil
+    app_id = keygen(granary)
+    proj = tmp_path / "proj"
+    make_tree(proj / "app")
+    write_pkgdef(proj, app_id)
+    granary.run("spk", "pack", str(tmp_path / "a.spk"), cwd=proj)
+    pid = package_id((tmp_path / "a.spk").read_bytes())
+    data = tmp_path / "data"
+    granary.run("admin", "install", str(tmp_path / "a.spk"), "--data", str(data))
+    # The tree went missing but the row is there: the tree is restored.
+    shutil.rmtree(data / "apps" / pid)
+    out = granary.run("admin", "install", str(tmp_path / "a.spk"), "--data", str(data))
+    assert out.stdout.decode().startswith("already installed")
+    assert snapshot(data / "apps" / pid, PACKER_ENTRIES) == snapshot(proj / "app")
+    # A tree without a row (died before the commit), here with junk in it:
+    # removed and installed afresh.
+    db = sqlite3.connect(str(data / "granary.sqlite"))
+    db.execute("DELETE FROM packages")
+    db.execute("DELETE FROM apps")
+    db.commit()
+    db.close()
+    (data / "apps" / pid / "junk").write_text("x")
+    out = granary.run("admin", "install", str(tmp_path / "a.spk"), "--data", str(data))
+    assert out.stdout.decode().startswith("installed: %s" % pid)
+    assert b"left by an unfinished install" in out.stderr
+    assert not (data / "apps" / pid / "junk").exists()
+    assert rows(data)[1] == [(pid, app_id, 1, "1.0", "Round Trip")]
+
+
+def test_concurrent_installs_of_one_package(granary, tmp_path):
+    import subprocess
+    from spk_helpers import BINARY
+    app_id = keygen(granary)
+    proj = tmp_path / "proj"
+    make_tree(proj / "app")
+    write_pkgdef(proj, app_id)
+    granary.run("spk", "pack", str(tmp_path / "a.spk"), cwd=proj)
+    pid = package_id((tmp_path / "a.spk").read_bytes())
+    data = tmp_path / "data"
+    granary.run("admin", "install", str(tmp_path / "a.spk"), "--data", str(tmp_path / "warm"))
+    for attempt in range(3):
+        d = data / str(attempt)
+        procs = [subprocess.Popen([BINARY, "admin", "install", str(tmp_path / "a.spk"), "--data",
+                                   str(d)], env=granary.env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE) for _ in range(4)]
+        outs = [(p.wait(timeout=120), p.stdout.read().decode(), p.stderr.read().decode())
+                for p in procs]
+        assert all(rc == 0 for rc, _, _ in outs), outs
+        assert sum(o.startswith("installed: ") for _, o, _ in outs) == 1, outs
+        assert os.listdir(d / "apps") == [pid]
+        assert rows(d)[1] == [(pid, app_id, 1, "1.0", "Round Trip")]
+
+
+def test_listed_file_missing_is_an_error(granary, tmp_path):
+    app_id = keygen(granary)
+    proj = tmp_path / "proj"
+    make_tree(proj / "app")
+    (proj / "files.list").write_text("start.sh\nnot/there\n")
+    write_pkgdef(proj, app_id, extra='fileList = "files.list",')
+    p = granary.run("spk", "pack", str(tmp_path / "a.spk"), cwd=proj, check=False)
+    assert p.returncode == 1 and b"no file in the source map for not/there" in p.stderr
+    write_pkgdef(proj, app_id, extra='alwaysInclude = ["nope"],')
+    p = granary.run("spk", "pack", str(tmp_path / "a.spk"), cwd=proj, check=False)
+    assert p.returncode == 1 and b"no file in the source map for nope" in p.stderr
+    assert not (tmp_path / "a.spk").exists()
+
+
+def test_pkg_def_with_constant_name_and_import_path(granary, tmp_path):
+    # Sandstorm's `-p FILE:CONSTANT` (what vagrant-spk passes) and `-I DIR`.
+    app_id = keygen(granary)
+    proj = tmp_path / "proj"
+    make_tree(proj / "app")
+    (tmp_path / "inc").mkdir()
+    (tmp_path / "inc" / "shared.capnp").write_text(
+        '@0xa1b2c3d4e5f60718;\nconst title :Text = "Imported Title";\n')
+    text = PKGDEF % {"id": app_id, "maps": '(sourcePath = "app")', "extra": "", "version": 4}
+    text = text.replace("const pkgdef :", 'using Shared = import "/shared.capnp";\nconst other :')
+    text = text.replace('appTitle = (defaultText = "Round Trip")', "appTitle = (defaultText = Shared.title)")
+    (proj / "defs.capnp").write_text(text)
+    p = granary.run("spk", "pack", "-k", os.path.join(granary.env["HOME"], ".sandstorm-keyring"),
+                    "-q", "-I", str(tmp_path / "inc"), "-p", str(proj / "defs.capnp") + ":other",
+                    "--json", str(tmp_path / "c.spk"))
+    info = json.loads(p.stdout)
+    assert info["title"] == "Imported Title" and info["version"] == 4
+    bad = granary.run("spk", "pack", "-p", str(proj / "defs.capnp") + ":missing",
+                      str(tmp_path / "d.spk"), check=False)
+    assert bad.returncode == 1 and b"eval of" in bad.stderr
