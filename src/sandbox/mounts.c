@@ -94,7 +94,7 @@ int sbx__mounts_prepare(const sbx_spec *spec, sbx__mounts *m, gr_error_t *err)
     m->src_path[SBX__SRC_VAR] = spec->var_dir;
     m->src_path[SBX__SRC_BRIDGE] = spec->bridge_path;
 
-    add_op(m, SBX__OP_TMPFS, 0, "", "size=256k,nr_inodes=1024,mode=0755", MS_NOSUID | MS_NODEV);
+    add_op(m, SBX__OP_TMPFS, 0, "", "size=256k,nr_inodes=8192,mode=0755", MS_NOSUID | MS_NODEV);
     if (plan_package(spec, m, err) < 0) {
         sbx__mounts_release(m);
         return -1;

@@ -207,6 +207,7 @@ int sbx_start(const sbx_policy *p, const sbx_spec *spec, sbx_grain **out, gr_err
     int clone_errno = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     munmap(stack, CHILD_STACK);
+    stack = MAP_FAILED;
     if (pid < 0) {
         gr_make_error(err, clone_errno, "sandbox: clone");
         goto fail;

@@ -1,16 +1,19 @@
 /* The sandbox library as the daemon will use it: sbx_start, polling the
- * pidfd, non-blocking sbx_wait, sbx_kill, /dev/null stdio, start errors and
- * the memory accessor. Runs real grains; argv[1] is the static probe program
- * (tests/sandbox/probe.c), copied into a fresh package. */
+ * pidfd (also from a libuv loop), non-blocking sbx_wait, sbx_kill, /dev/null
+ * stdio, start errors, the memory accessor, and threads starting grains at once. Runs real grains;
+ * argv[1] is the static probe program (tests/sandbox/probe.c), copied into a fresh package. */
 #include "sandbox.h"
 #include "testutil.h"
 #include "util.h"
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+
+#include <uv.h>
 
 #include <setjmp.h>
 #include <cmocka.h>
@@ -207,6 +210,101 @@ static void test_start_errors(void **state)
     gr_error_release(&err);
 }
 
+/* ---- from a libuv loop, as the daemon will */
+
+typedef struct {
+    sbx_grain *grain;
+    uv_poll_t poll;
+    int status, polls;
+} watched;
+
+static void on_exit_readable(uv_poll_t *h, int status, int events)
+{
+    watched *w = h->data;
+    gr_error_t err = NULL;
+    w->polls++;
+    assert_int_equal(status, 0);
+    assert_true(events & UV_READABLE);
+    assert_int_equal(sbx_wait(w->grain, false, &w->status, &err), 1);
+    uv_close((uv_handle_t *)h, NULL);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    watched *w = t->data;
+    gr_error_t err = NULL;
+    assert_int_equal(w->polls, 0); /* still running: nothing reported */
+    assert_int_equal(sbx_kill(w->grain, &err), 0);
+    uv_close((uv_handle_t *)t, NULL);
+}
+
+static void test_uv_poll(void **state)
+{
+    fixture *f = *state;
+    char *const argv[] = {"/bin/probe", "tree", NULL};
+    sbx_spec s;
+    spec_for(f, &s, argv);
+    watched w = {0};
+    gr_error_t err = NULL;
+    assert_int_equal(sbx_start(f->policy, &s, &w.grain, &err), 0);
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(uv_poll_init(&loop, &w.poll, sbx_grain_pidfd(w.grain)), 0);
+    w.poll.data = &w;
+    assert_int_equal(uv_poll_start(&w.poll, UV_READABLE, on_exit_readable), 0);
+    uv_timer_t timer;
+    uv_timer_init(&loop, &timer);
+    timer.data = &w;
+    uv_timer_start(&timer, on_timer, 100, 0);
+    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(w.polls, 1);
+    assert_int_equal(w.status, 137);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    sbx_grain_free(w.grain);
+}
+
+/* ---- several threads starting grains at once share one policy */
+
+typedef struct {
+    const fixture *f;
+    int ok;
+} worker;
+
+static void *start_many(void *arg)
+{
+    worker *w = arg;
+    char *const argv[] = {"/bin/probe", "exit", "7", NULL};
+    for (int i = 0; i < 20; i++) {
+        sbx_spec s;
+        spec_for(w->f, &s, argv);
+        s.pids = 16; /* a cgroup per grain, created concurrently */
+        sbx_grain *g = NULL;
+        gr_error_t err = NULL;
+        int status = -1;
+        if (sbx_start(w->f->policy, &s, &g, &err) == 0 && sbx_wait(g, true, &status, &err) == 1 &&
+            status == 7)
+            w->ok++;
+        gr_error_release(&err);
+        sbx_grain_free(g);
+    }
+    return NULL;
+}
+
+static void test_threads(void **state)
+{
+    fixture *f = *state;
+    pthread_t t[3];
+    worker w[3];
+    for (int i = 0; i < 3; i++) {
+        w[i] = (worker){f, 0};
+        assert_int_equal(pthread_create(&t[i], NULL, start_many, &w[i]), 0);
+    }
+    for (int i = 0; i < 3; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(w[i].ok, 20);
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -219,6 +317,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_devnull_stdio_and_rpc, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exit_status_and_free_running, setup, teardown),
         cmocka_unit_test_setup_teardown(test_start_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_uv_poll, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
