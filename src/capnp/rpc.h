@@ -186,6 +186,12 @@ typedef void (*cp_rpc_disconnect_cb)(cp_rpc_conn *conn, const char *reason, void
 int cp_rpc_conn_open(uv_loop_t *loop, int fd, cp_cap *bootstrap, const cp_rpc_options *opts,
                      cp_rpc_conn **out, gr_error_t *err);
 
+/* The same over a connected libuv stream (e.g. a uv_pipe_t from uv_accept),
+ * which must have been allocated with gr_malloc/gr_calloc: the connection
+ * takes it, also on failure, and closes and frees it at the end. */
+int cp_rpc_conn_adopt(uv_stream_t *stream, cp_cap *bootstrap, const cp_rpc_options *opts,
+                      cp_rpc_conn **out, gr_error_t *err);
+
 /* The peer's bootstrap capability (new reference; a promise until answered). */
 cp_cap *cp_rpc_conn_bootstrap(cp_rpc_conn *conn);
 

@@ -18,7 +18,7 @@ typedef struct cp__export {
 
 struct cp_rpc_conn {
     uv_loop_t *loop;
-    uv_pipe_t *pipe; /* NULL for a raw connection */
+    uv_stream_t *stream; /* NULL for a raw connection; owned */
     cp__write_fn write_fn;
     void *write_ud;
     cp_stream_reader reader;
@@ -82,12 +82,12 @@ static void on_written(uv_write_t *req, int status)
 
 static void conn_flush(cp_rpc_conn *conn)
 {
-    if (!conn->out.len || !conn->pipe || conn->closing) {
+    if (!conn->out.len || !conn->stream || conn->closing) {
         gr_buf_release(&conn->out);
         return;
     }
     uv_buf_t buf = uv_buf_init(conn->out.data, (unsigned)conn->out.len);
-    int n = uv_try_write((uv_stream_t *)conn->pipe, &buf, 1);
+    int n = uv_try_write(conn->stream, &buf, 1);
     if (n == (int)conn->out.len) {
         conn->out.len = 0;
         return;
@@ -100,7 +100,7 @@ static void conn_flush(cp_rpc_conn *conn)
     cp__write *w = gr_calloc(1, sizeof(*w));
     w->data = gr_buf_steal(&conn->out);
     uv_buf_t rest = uv_buf_init(w->data + done, (unsigned)(buf.len - done));
-    if (uv_write(&w->req, (uv_stream_t *)conn->pipe, &rest, 1, on_written) < 0) {
+    if (uv_write(&w->req, conn->stream, &rest, 1, on_written) < 0) {
         free(w->data);
         free(w);
     }
@@ -939,19 +939,19 @@ static void on_closed(uv_handle_t *h)
     cp_rpc_conn *conn = h->data;
     if (--conn->handles > 0)
         return;
-    free(conn->pipe);
-    conn->pipe = NULL;
+    free(conn->stream);
+    conn->stream = NULL;
     conn->closed = true;
     conn_maybe_free(conn);
 }
 
 static void close_handles(cp_rpc_conn *conn)
 {
-    if (!conn->pipe || conn->closing)
+    if (!conn->stream || conn->closing)
         return;
     conn->closing = true;
-    uv_read_stop((uv_stream_t *)conn->pipe);
-    uv_close((uv_handle_t *)conn->pipe, on_closed);
+    uv_read_stop(conn->stream);
+    uv_close((uv_handle_t *)conn->stream, on_closed);
     uv_close((uv_handle_t *)&conn->linger, on_closed);
 }
 
@@ -979,7 +979,7 @@ static void conn_end(cp_rpc_conn *conn, const char *reason, bool linger)
     if (!conn->alive)
         return;
     conn->busy++;
-    if (conn->pipe)
+    if (conn->stream)
         conn_flush(conn);
     conn->alive = false;
     conn->reason = gr_strdup(reason);
@@ -996,9 +996,9 @@ static void conn_end(cp_rpc_conn *conn, const char *reason, bool linger)
     cp__idmap_each(&conn->embargoes, lift_embargo, conn);
     cp__idmap_each(&conn->exports, drop_export, conn);
     cp_cap_unref(gr_steal_pointer(&conn->bootstrap));
-    if (conn->pipe && !conn->closing) {
+    if (conn->stream && !conn->closing) {
         if (linger && !conn->free_requested &&
-            uv_shutdown(&conn->shutdown, (uv_stream_t *)conn->pipe, on_shutdown) == 0)
+            uv_shutdown(&conn->shutdown, conn->stream, on_shutdown) == 0)
             uv_timer_start(&conn->linger, on_linger, 1000, 0);
         else
             close_handles(conn);
@@ -1088,40 +1088,50 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
 }
 
-int cp_rpc_conn_open(uv_loop_t *loop, int fd, cp_cap *bootstrap, const cp_rpc_options *opts,
-                     cp_rpc_conn **out, gr_error_t *err)
+static void free_handle(uv_handle_t *h)
+{
+    free(h);
+}
+
+int cp_rpc_conn_adopt(uv_stream_t *stream, cp_cap *bootstrap, const cp_rpc_options *opts,
+                      cp_rpc_conn **out, gr_error_t *err)
 {
     cp_rpc_conn *conn = conn_alloc(bootstrap, opts);
-    conn->loop = loop;
-    conn->pipe = gr_calloc(1, sizeof(*conn->pipe));
-    conn->pipe->data = conn;
-    uv_timer_init(loop, &conn->linger);
+    conn->loop = stream->loop;
+    conn->stream = stream;
+    stream->data = conn;
+    uv_timer_init(conn->loop, &conn->linger);
     conn->linger.data = conn;
     conn->handles = 2;
-    int r = uv_pipe_init(loop, conn->pipe, 0);
+    int r = uv_read_start(stream, on_alloc, on_read);
     if (r < 0) {
-        conn->handles = 1;
-        conn->free_requested = true;
-        conn->alive = false;
-        close(fd);
-        cp_cap_unref(gr_steal_pointer(&conn->bootstrap));
-        free(conn->pipe);
-        conn->pipe = NULL;
-        uv_close((uv_handle_t *)&conn->linger, on_closed);
-        return gr_make_error(err, -r, "rpc connection: uv_pipe_init");
-    }
-    bool opened = false;
-    if ((r = uv_pipe_open(conn->pipe, fd)) < 0 || !(opened = true) ||
-        (r = uv_read_start((uv_stream_t *)conn->pipe, on_alloc, on_read)) < 0) {
-        if (!opened)
-            close(fd);
         cp_cap_unref(gr_steal_pointer(&conn->bootstrap));
         conn->alive = false;
         conn->free_requested = true;
         close_handles(conn);
-        return gr_make_error(err, -r, "rpc connection on fd %d", fd);
+        return gr_make_error(err, -r, "rpc connection: read");
     }
     *out = conn;
+    return 0;
+}
+
+int cp_rpc_conn_open(uv_loop_t *loop, int fd, cp_cap *bootstrap, const cp_rpc_options *opts,
+                     cp_rpc_conn **out, gr_error_t *err)
+{
+    uv_pipe_t *pipe = gr_calloc(1, sizeof(*pipe));
+    int r = uv_pipe_init(loop, pipe, 0);
+    if (r < 0) {
+        close(fd);
+        free(pipe);
+        return gr_make_error(err, -r, "rpc connection: uv_pipe_init");
+    }
+    if ((r = uv_pipe_open(pipe, fd)) < 0) {
+        close(fd);
+        uv_close((uv_handle_t *)pipe, free_handle);
+        return gr_make_error(err, -r, "rpc connection on fd %d", fd);
+    }
+    if (cp_rpc_conn_adopt((uv_stream_t *)pipe, bootstrap, opts, out, err) < 0)
+        return gr_error_prefix(err, "fd %d", fd);
     return 0;
 }
 

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
 #include <cmocka.h>
 
@@ -734,6 +735,70 @@ static void test_doc_example(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* ---- over a Unix socket path, the server adopting accepted streams ------------------- */
+
+typedef struct listener {
+    uv_pipe_t pipe;
+    interop_state st;
+    cp_cap *srv;
+    cp_rpc_conn *conn;
+} listener;
+
+static void on_connection(uv_stream_t *s, int status)
+{
+    listener *l = s->data;
+    assert_int_equal(status, 0);
+    uv_pipe_t *client = gr_calloc(1, sizeof(*client));
+    uv_pipe_init(s->loop, client, 0);
+    assert_int_equal(uv_accept(s, (uv_stream_t *)client), 0);
+    _cleanup_error_ gr_error_t err = NULL;
+    assert_int_equal(cp_rpc_conn_adopt((uv_stream_t *)client, l->srv, NULL, &l->conn, &err), 0);
+}
+
+static void test_unix_socket_path(void **state)
+{
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    char dir[] = "/tmp/granary-rpc-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char *path = gr_asprintf("%s/rpc.sock", dir);
+    listener l = {0};
+    l.srv = interop_server_new(&l.st);
+    uv_pipe_init(&loop, &l.pipe, 0);
+    l.pipe.data = &l;
+    assert_int_equal(uv_pipe_bind(&l.pipe, path), 0);
+    assert_int_equal(uv_listen((uv_stream_t *)&l.pipe, 4, on_connection), 0);
+
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    assert_int_equal(gr_strlcpy(sa.sun_path, path, sizeof(sa.sun_path)), 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    cp_rpc_conn *client = NULL;
+    _cleanup_error_ gr_error_t err = NULL;
+    assert_int_equal(cp_rpc_conn_open(&loop, fd, NULL, NULL, &client, &err), 0);
+    cp_cap *remote = cp_rpc_conn_bootstrap(client);
+    interop_outcome *o = send_call(ping_req(remote, 99), NULL);
+    interop_wait(&loop, o);
+    assert_false(o->failed);
+    assert_int_equal(cp_get_u64(o->results, 0, 0), 100);
+    interop_outcome_free(o);
+    cp_cap_unref(remote);
+    cp_rpc_conn_free(client);
+    /* The server side sees the close and ends too. */
+    while (cp_rpc_conn_alive(l.conn) && uv_run(&loop, UV_RUN_ONCE))
+        ;
+    assert_false(cp_rpc_conn_alive(l.conn));
+    cp_rpc_conn_free(l.conn);
+    cp_cap_unref(l.srv);
+    uv_close((uv_handle_t *)&l.pipe, NULL);
+    while (uv_run(&loop, UV_RUN_DEFAULT))
+        ;
+    assert_int_equal(uv_loop_close(&loop), 0);
+    unlink(path);
+    rmdir(dir);
+    free(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -744,6 +809,7 @@ int main(void)
         cmocka_unit_test(test_hostile_release_and_limits),
         cmocka_unit_test(test_promise_import_resolves),
         cmocka_unit_test(test_doc_example),
+        cmocka_unit_test(test_unix_socket_path),
     };
     gr_log_set_level(GR_LOG_ERROR);
     return cmocka_run_group_tests(tests, NULL, NULL);
