@@ -257,6 +257,41 @@ static void test_two_vats(void **state)
     assert_int_equal(sb.live, 0);
 }
 
+static void test_question_limit(void **state)
+{
+    interop_state sb = {0};
+    cp_cap *srv = interop_server_new(&sb);
+    wire w;
+    memset(&w, 0, sizeof(w));
+    cp_rpc_options few = {.max_questions = 2};
+    w.a = cp__rpc_conn_new_raw(NULL, &few, write_to_b, &w);
+    w.b = cp__rpc_conn_new_raw(srv, NULL, write_to_a, &w);
+    cp_cap_unref(srv);
+    cp_cap *remote = cp_rpc_conn_bootstrap(w.a);
+    pump(&w);
+    interop_outcome *h[2];
+    for (int i = 0; i < 2; i++)
+        h[i] = send_call(cp_request_new(remote, Interop_TYPE_ID, Interop_hang_METHOD_ID), NULL);
+    _cleanup_error_ gr_error_t err = NULL;
+    assert_true(cp_request_send(ping_req(remote, 1), NULL, NULL, NULL, &err) < 0);
+    assert_non_null(strstr(gr_error_msg(err), "(limit 2)"));
+    pump(&w);
+    assert_int_equal(sb.hanging, 2);
+    cp_rpc_conn_free(w.b); /* the peer goes: both calls fail once */
+    cp__rpc_conn_disconnect(w.a, "peer gone");
+    for (int i = 0; i < 2; i++) {
+        assert_true(h[i]->done && h[i]->failed);
+        assert_int_equal(h[i]->type, CP_EXC_DISCONNECTED);
+        interop_outcome_free(h[i]);
+    }
+    assert_int_equal(sb.canceled, 2);
+    cp_cap_unref(remote);
+    w.b = NULL;
+    cp_rpc_conn_free(w.a);
+    gr_buf_release(&w.to_a);
+    gr_buf_release(&w.to_b);
+}
+
 /* ---- hostile input --------------------------------------------------------------------- */
 
 typedef struct victim {
@@ -804,6 +839,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_local_calls),
         cmocka_unit_test(test_two_vats),
+        cmocka_unit_test(test_question_limit),
         cmocka_unit_test(test_hostile_duplicate_question),
         cmocka_unit_test(test_hostile_messages),
         cmocka_unit_test(test_hostile_release_and_limits),
