@@ -80,6 +80,22 @@ static void test_constants_and_nested(void **state)
     cp_message_release(&m);
 }
 
+static void test_enumerant_annotations(void **state)
+{
+    assert_true(Outcome_has_status(Outcome_ok) && Outcome_has_status(Outcome_missing));
+    assert_false(Outcome_has_status(Outcome_other));
+    assert_int_equal(StatusInfo_get_code(Outcome_status(Outcome_missing)), 404);
+    assert_string_equal(StatusInfo_get_title(Outcome_status(Outcome_missing)).str, "Not Found");
+    assert_int_equal(StatusInfo_get_code(Outcome_status(Outcome_other)), 0);
+    assert_int_equal(Outcome_weight(Outcome_ok), -5);
+    assert_int_equal(Outcome_weight(Outcome_missing), 0);
+    assert_string_equal(Outcome_label(Outcome_ok).str, "fine");
+    assert_int_equal(Outcome_label(Outcome_other).len, 0);
+    assert_true(Outcome_has_flagged(Outcome_missing));
+    assert_false(Outcome_has_flagged(Outcome_ok));
+    assert_false(Outcome_has_status((Outcome)77));
+}
+
 static void test_unions_and_groups(void **state)
 {
     cp_message m;
@@ -352,6 +368,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pointer_defaults),
         cmocka_unit_test(test_constants_and_nested),
+        cmocka_unit_test(test_enumerant_annotations),
         cmocka_unit_test(test_unions_and_groups),
         cmocka_unit_test(test_generics_and_interfaces),
         cmocka_unit_test(test_rpc_helpers_with_local_server),
