@@ -290,7 +290,7 @@ void cp__cap_resolve(cp_cap *cap, cp_cap *to)
         return;
     }
     cap->resolved = to;
-    cp_rpc_conn *conn = cap->question ? cap->question->conn
+    cp_rpc_conn *conn = cap->question                 ? cap->question->conn
                         : cap->kind == CP__CAP_IMPORT ? cap->conn
                                                       : NULL;
     cp_cap *t = cp__cap_target(to);
@@ -541,10 +541,12 @@ void cp__deliver(cp_cap *cap, cp_request *req, cp_pending *pending)
     case CP__CAP_LOCAL: {
         /* The params are read where the payload points now (a forwarded
          * call copied them over the struct cp_request_params made). */
-        cp_ptr_reader content = cp_ptr_builder_as_reader(cp_builder_ptr(cp__request_payload(req), 0));
+        cp_ptr_reader content =
+            cp_ptr_builder_as_reader(cp_builder_ptr(cp__request_payload(req), 0));
         cp_message *msg = gr_steal_pointer(&req->msg);
         cp_struct_reader params = cp_ptr_get_struct(content, cp_ptr_null());
-        cp_call *call = cp__call_new(CP__CALL_LOCAL, msg, params, req->interface_id, req->method_id);
+        cp_call *call =
+            cp__call_new(CP__CALL_LOCAL, msg, params, req->interface_id, req->method_id);
         call->params_ptr = content;
         call->pending = pending;
         pending->refs++;
@@ -891,7 +893,6 @@ void cp__call_dispatch(cp_call *call, cp_cap *target)
 }
 
 /* ---- streaming flow control ------------------------------------------------------ */
-
 
 cp_flow *cp_flow_new(size_t window, cp_flow_ready_cb ready, void *ud)
 {

@@ -131,7 +131,8 @@ void cp_request_free(cp_request *req);
  * it is NULL when cb already ran (a local object that answered at once).
  * Returns 0, or -1 with err when the call cannot leave (null or broken
  * target, connection gone, outstanding-call limit) and cb will not run. */
-int cp_request_send(cp_request *req, cp_response_cb cb, void *ud, cp_pending **out, gr_error_t *err);
+int cp_request_send(cp_request *req, cp_response_cb cb, void *ud, cp_pending **out,
+                    gr_error_t *err);
 
 /* A capability for the pointer reached from the call's results by following
  * pointer fields path[0..n) (n = 0: the results content itself). Calls on it
@@ -170,9 +171,9 @@ unsigned cp_flow_pending_calls(const cp_flow *flow);
 /* ---- connections ------------------------------------------------------------ */
 
 typedef struct cp_rpc_options {
-    size_t max_message_bytes;        /* largest frame accepted; 0 = 64 MiB */
-    uint32_t max_outstanding_calls;  /* unanswered calls from the peer; 0 = 10000 */
-    uint32_t max_questions;          /* unanswered calls to the peer; 0 = 10000 */
+    size_t max_message_bytes;       /* largest frame accepted; 0 = 64 MiB */
+    uint32_t max_outstanding_calls; /* unanswered calls from the peer; 0 = 10000 */
+    uint32_t max_questions;         /* unanswered calls to the peer; 0 = 10000 */
 } cp_rpc_options;
 
 /* Called once when the connection ends (peer closed, error, abort, or

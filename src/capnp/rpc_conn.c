@@ -33,8 +33,8 @@ struct cp_rpc_conn {
     cp_cap *caps;         /* imports, to break on disconnect */
 
     bool alive, in_read, closing, closed, free_requested;
-    int handles;        /* libuv handles not yet closed */
-    uv_timer_t linger;  /* bounds the wait for the peer after an Abort */
+    int handles;       /* libuv handles not yet closed */
+    uv_timer_t linger; /* bounds the wait for the peer after an Abort */
     uv_shutdown_t shutdown;
     int busy;
     char *reason;
@@ -45,7 +45,8 @@ struct cp_rpc_conn {
     cp_rpc_stats stats;
 };
 
-static void conn_abort(cp_rpc_conn *conn, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void conn_abort(cp_rpc_conn *conn, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void conn_maybe_free(cp_rpc_conn *conn);
 
 /* ---- ids ------------------------------------------------------------------- */
@@ -640,8 +641,10 @@ static void handle_return(cp_rpc_conn *conn, cp_message *m, cp_struct_reader r)
         cp_call *a = cp__idmap_get(&conn->answers, other);
         if (!a || !a->to_yourself || !a->returned) {
             cp__pending_fail(p, CP_EXC_FAILED, "bad takeFromOtherQuestion");
-            conn_abort(conn, "takeFromOtherQuestion names %u, which is not a returned "
-                             "sendResultsTo.yourself call", other);
+            conn_abort(conn,
+                       "takeFromOtherQuestion names %u, which is not a returned "
+                       "sendResultsTo.yourself call",
+                       other);
             break;
         }
         a->to_yourself = false; /* only once */

@@ -49,21 +49,21 @@ typedef struct cp__queued cp__queued;
 struct cp_cap {
     int refs;
     cp__cap_kind kind;
-    cp_cap *resolved; /* set once a promise or promise import resolves */
-    cp_rpc_conn *conn; /* IMPORT: the connection it came over */
+    cp_cap *resolved;                     /* set once a promise or promise import resolves */
+    cp_rpc_conn *conn;                    /* IMPORT: the connection it came over */
     struct cp_cap *conn_next, *conn_prev; /* the conn's list of its caps */
-    cp_server *server;          /* LOCAL */
-    uint32_t import_id;         /* IMPORT */
-    bool is_promise;            /* IMPORT of a senderPromise */
-    cp_pending *question;       /* PROMISE on an outgoing call */
-    cp_call *answer;            /* PROMISE on a call we are answering */
-    uint16_t *path;             /* PROMISE: pointer fields to follow */
+    cp_server *server;                    /* LOCAL */
+    uint32_t import_id;                   /* IMPORT */
+    bool is_promise;                      /* IMPORT of a senderPromise */
+    cp_pending *question;                 /* PROMISE on an outgoing call */
+    cp_call *answer;                      /* PROMISE on a call we are answering */
+    uint16_t *path;                       /* PROMISE: pointer fields to follow */
     uint16_t npath;
-    bool calls_sent;            /* PROMISE/IMPORT: calls went to the peer */
-    uint32_t embargo_id;        /* nonzero while calls wait for a Disembargo */
+    bool calls_sent;                 /* PROMISE/IMPORT: calls went to the peer */
+    uint32_t embargo_id;             /* nonzero while calls wait for a Disembargo */
     cp__queued *queue, **queue_tail; /* calls waiting for resolution or embargo */
-    cp_exception exc;           /* BROKEN: reason owned */
-    struct cp_cap *waiter_next; /* list of promises waiting on a question/answer */
+    cp_exception exc;                /* BROKEN: reason owned */
+    struct cp_cap *waiter_next;      /* list of promises waiting on a question/answer */
     /* One-entry cache of this cap's export id on a connection. */
     cp_rpc_conn *export_conn;
     uint32_t export_id;
@@ -91,7 +91,7 @@ struct cp_pending {
     cp_ptr_reader content;
     cp_exception exc; /* when returned with an exception; reason owned */
     bool failed;
-    cp_cap *waiters;  /* promises to resolve on return */
+    cp_cap *waiters; /* promises to resolve on return */
     /* Remote question state. */
     cp_rpc_conn *conn;
     uint32_t question_id;
@@ -99,7 +99,7 @@ struct cp_pending {
     uint32_t *param_exports; /* export ids in our params, for releaseParamCaps */
     uint32_t nparam_exports;
     cp_call *local_call; /* the call a local object is answering */
-    cp_flow *flow; /* streaming: bytes to give back on return */
+    cp_flow *flow;       /* streaming: bytes to give back on return */
     size_t flow_bytes;
 };
 
@@ -130,7 +130,7 @@ struct cp_call {
     void (*on_cancel)(cp_call *, void *);
     void *cancel_ud;
     cp_cap *waiters;
-    cp_pending *forward; /* the onward call when the target is not here */
+    cp_pending *forward;   /* the onward call when the target is not here */
     cp_ptr_reader content; /* results content once returned */
     uint32_t *result_exports;
     uint32_t nresult_exports;

@@ -33,7 +33,8 @@ static void ping_done(const cp_response *resp, void *ud)
     die_on(resp, b);
     if (b->failed)
         return;
-    if (Interop_ping_Results_get_n((Interop_ping_Results_R){resp->results}) != (uint64_t)b->done + 1) {
+    if (Interop_ping_Results_get_n((Interop_ping_Results_R){resp->results}) !=
+        (uint64_t)b->done + 1) {
         fprintf(stderr, "capnp-rpc-bench: wrong ping answer\n");
         b->failed = true;
     }
@@ -45,7 +46,8 @@ static void ping_done(const cp_response *resp, void *ud)
 static void ping_next(bench *b)
 {
     cp_request *req = cp_request_new(b->remote, Interop_TYPE_ID, Interop_ping_METHOD_ID);
-    Interop_ping_Params_set_n((Interop_ping_Params_B){cp_request_params(req, 1, 0)}, (uint64_t)b->done);
+    Interop_ping_Params_set_n((Interop_ping_Params_B){cp_request_params(req, 1, 0)},
+                              (uint64_t)b->done);
     _cleanup_error_ gr_error_t err = NULL;
     if (cp_request_send(req, ping_done, b, NULL, &err) < 0)
         gr_die("%s", gr_error_msg(err));
@@ -67,8 +69,8 @@ static void pipeline_window(bench *b)
     static const uint16_t path[] = {0};
     for (int j = 0; j < 64 && b->sent < b->n; j++, b->sent++) {
         cp_request *req = cp_request_new(b->remote, Interop_TYPE_ID, Interop_newCounter_METHOD_ID);
-        Interop_newCounter_Params_set_start((Interop_newCounter_Params_B){cp_request_params(req, 1, 0)},
-                                            b->sent);
+        Interop_newCounter_Params_set_start(
+            (Interop_newCounter_Params_B){cp_request_params(req, 1, 0)}, b->sent);
         _cleanup_error_ gr_error_t err = NULL;
         cp_pending *p = NULL;
         if (cp_request_send(req, NULL, NULL, &p, &err) < 0)

@@ -12,14 +12,14 @@
 
 typedef struct interop_state {
     uv_loop_t *loop;
-    bool delay_counters;  /* answer newCounter from a timer, to force pipelining */
-    uint32_t canceled;    /* hang() calls canceled */
-    uint32_t hanging;     /* hang() calls not yet ended */
-    uint64_t bytes;       /* write() totals */
+    bool delay_counters; /* answer newCounter from a timer, to force pipelining */
+    uint32_t canceled;   /* hang() calls canceled */
+    uint32_t hanging;    /* hang() calls not yet ended */
+    uint64_t bytes;      /* write() totals */
     uint32_t writes;
-    int live;             /* Counter and Callback objects alive */
+    int live; /* Counter and Callback objects alive */
     int callbacks_destroyed;
-    int out_of_order;     /* Callback calls that arrived before an earlier one */
+    int out_of_order;         /* Callback calls that arrived before an earlier one */
     uint32_t pipelined_early; /* calls that reached a counter made by a delayed newCounter */
 } interop_state;
 

@@ -263,7 +263,8 @@ static void test_c_client_pipeline(void **state)
     fixture *f = client_of_cxx(NULL);
     _cleanup_error_ gr_error_t err = NULL;
     cp_request *req = cp_request_new(f->remote, Interop_TYPE_ID, Interop_newCounter_METHOD_ID);
-    Interop_newCounter_Params_set_start((Interop_newCounter_Params_B){cp_request_params(req, 1, 0)}, 10);
+    Interop_newCounter_Params_set_start((Interop_newCounter_Params_B){cp_request_params(req, 1, 0)},
+                                        10);
     cp_pending *pending = NULL;
     interop_outcome *made = interop_send(req, &pending, &err);
     assert_non_null(made);
@@ -366,10 +367,10 @@ static void test_c_client_cancel(void **state)
     fixture *f = client_of_cxx(NULL);
     _cleanup_error_ gr_error_t err = NULL;
     cp_pending *h1 = NULL, *h2 = NULL;
-    interop_outcome *o1 = interop_send(
-        cp_request_new(f->remote, Interop_TYPE_ID, Interop_hang_METHOD_ID), &h1, &err);
-    interop_outcome *o2 = interop_send(
-        cp_request_new(f->remote, Interop_TYPE_ID, Interop_hang_METHOD_ID), &h2, &err);
+    interop_outcome *o1 =
+        interop_send(cp_request_new(f->remote, Interop_TYPE_ID, Interop_hang_METHOD_ID), &h1, &err);
+    interop_outcome *o2 =
+        interop_send(cp_request_new(f->remote, Interop_TYPE_ID, Interop_hang_METHOD_ID), &h2, &err);
     assert_int_equal(ping(f, 0), 1);
     cp_pending_cancel(h1);
     cp_pending_cancel(h2);

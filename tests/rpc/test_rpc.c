@@ -117,7 +117,8 @@ static void test_local_calls(void **state)
     /* Pipelining on a local call that answers from a timer: queued, then replayed. */
     st.delay_counters = true;
     cp_request *req = cp_request_new(srv, Interop_TYPE_ID, Interop_newCounter_METHOD_ID);
-    Interop_newCounter_Params_set_start((Interop_newCounter_Params_B){cp_request_params(req, 1, 0)}, 7);
+    Interop_newCounter_Params_set_start((Interop_newCounter_Params_B){cp_request_params(req, 1, 0)},
+                                        7);
     interop_outcome *made = send_call(req, &p);
     static const uint16_t path[] = {0};
     cp_cap *counter = cp_pending_pipeline(p, path, 1);
@@ -177,7 +178,8 @@ static void test_two_vats(void **state)
     /* Pipelined call, and the promise passed back as a parameter. */
     cp_pending *p = NULL;
     cp_request *req = cp_request_new(remote, Interop_TYPE_ID, Interop_newCounter_METHOD_ID);
-    Interop_newCounter_Params_set_start((Interop_newCounter_Params_B){cp_request_params(req, 1, 0)}, 10);
+    Interop_newCounter_Params_set_start((Interop_newCounter_Params_B){cp_request_params(req, 1, 0)},
+                                        10);
     interop_outcome *made = send_call(req, &p);
     static const uint16_t path[] = {0};
     cp_cap *counter = cp_pending_pipeline(p, path, 1);
@@ -430,12 +432,11 @@ static void test_hostile_messages(void **state)
         const char *abort; /* NULL: the connection must survive */
     } cases[] = {
         {CP__MSG_RETURN, 2, 1, fill_u32s, {77, 0}, "Return for an unknown question 77"},
-        {CP__MSG_DISEMBARGO, 1, 1, fill_receiver_loopback, {9},
-         "Disembargo receiverLoopback for unknown embargo 9"},
-        {CP__MSG_FINISH, 1, 0, fill_u32s, {1234, 0}, NULL},    /* unknown: ignored */
-        {CP__MSG_RELEASE, 1, 0, fill_u32s, {99, 1}, NULL},     /* unknown export */
-        {12 /* join */, 1, 2, fill_u32s, {1, 0}, NULL},         /* answered unimplemented */
-        {CP__MSG_CALL, 3, 3, fill_call, {3, 42, 0}, NULL},     /* unknown target: exception */
+        {CP__MSG_DISEMBARGO, 1, 1, fill_receiver_loopback, {9}, "for unknown embargo 9"},
+        {CP__MSG_FINISH, 1, 0, fill_u32s, {1234, 0}, NULL}, /* unknown: ignored */
+        {CP__MSG_RELEASE, 1, 0, fill_u32s, {99, 1}, NULL},  /* unknown export */
+        {12 /* join */, 1, 2, fill_u32s, {1, 0}, NULL},     /* answered unimplemented */
+        {CP__MSG_CALL, 3, 3, fill_call, {3, 42, 0}, NULL},  /* unknown target: exception */
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         victim *v = victim_new(NULL);
