@@ -936,6 +936,22 @@ static void emit_const(gen *g, node *n)
                  "static inline %s_R %s_get(void) { %s_R x = {cp_ptr_get_struct(cp_const_ptr(%s, "
                  "%u), cp_ptr_null())}; return x; }\n",
                  st, c, st, arr, nw);
+        } else if (tw == T_LIST) {
+            cp_struct_reader et = type_elem(t);
+            cp_elem_size es = elem_size_of(et);
+            if (es == CP_ELEM_COMPOSITE) {
+                const char *st = type_cname(g, type_id(et));
+                emit(g,
+                     "static inline %s_LR %s_get(void) { %s_LR x = "
+                     "{cp_ptr_get_list(cp_const_ptr(%s, %u), CP_ELEM_COMPOSITE, cp_ptr_null())}; "
+                     "return x; }\n",
+                     st, c, st, arr, nw);
+            } else {
+                emit(g,
+                     "static inline cp_list_reader %s_get(void) { return "
+                     "cp_ptr_get_list(cp_const_ptr(%s, %u), %s, cp_ptr_null()); }\n",
+                     c, arr, nw, elem_names[es]);
+            }
         } else {
             emit(g, "static inline cp_ptr_reader %s_get(void) { return cp_const_ptr(%s, %u); }\n",
                  c, arr, nw);

@@ -136,3 +136,6 @@ enum Outcome {
   missing @1 $status(code = 404, title = "Not Found") $flagged;
   other @2;
 }
+
+const constTextList :List(Text) = ["x-sandstorm-app-*", "x-oc-*"];
+const constStructList :List(Inner) = [(id = 1, name = "a"), (id = 2, name = "b")];

@@ -63,9 +63,15 @@ static void test_constants_and_nested(void **state)
     Inner_R c = constStruct_get();
     assert_int_equal(Inner_get_id(c), 99);
     assert_string_equal(Inner_get_name(c).str, "const");
-    cp_list_reader l = cp_ptr_get_list(constList_get(), CP_ELEM_TWO_BYTES, cp_ptr_null());
+    cp_list_reader l = constList_get();
     assert_int_equal(l.len, 3);
     assert_int_equal(cp_list_get_u16(l, 2), 30);
+    l = constTextList_get();
+    assert_int_equal(l.len, 2);
+    assert_string_equal(cp_list_get_text(l, 1).str, "x-oc-*");
+    Inner_LR il = constStructList_get();
+    assert_int_equal(Inner_list_len(il), 2);
+    assert_string_equal(Inner_get_name(Inner_list_get(il, 1)).str, "b");
 
     cp_message m;
     cp_message_init(&m, 0);
