@@ -289,6 +289,14 @@ void cp__cap_resolve(cp_cap *cap, cp_cap *to)
         cp_cap_unref(to);
         return;
     }
+    /* A promise resolved (through others) to itself would never settle. */
+    for (cp_cap *t = to; t; t = t->resolved) {
+        if (t == cap) {
+            cp_cap_unref(to);
+            to = cp_cap_broken(CP_EXC_FAILED, "promise resolved to itself");
+            break;
+        }
+    }
     cap->resolved = to;
     cp_rpc_conn *conn = cap->question                 ? cap->question->conn
                         : cap->kind == CP__CAP_IMPORT ? cap->conn

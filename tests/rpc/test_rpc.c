@@ -159,6 +159,56 @@ static void test_local_calls(void **state)
         ;
 }
 
+/* A server that holds its first call and answers it with the capability
+ * passed to its second: a promise can be made to resolve to itself. */
+typedef struct keeper {
+    cp_server base;
+    cp_call *held;
+} keeper;
+
+static void keeper_dispatch(cp_server *self, cp_call *call, uint64_t iface, uint16_t method)
+{
+    keeper *k = (keeper *)self;
+    if (method == 0) {
+        k->held = call;
+        return;
+    }
+    cp_set_capability(cp_call_results(k->held, 0, 1), 0,
+                      cp_get_capability(cp_call_params(call), 0));
+    cp_call_return(gr_steal_pointer(&k->held));
+    cp_call_return(call);
+}
+
+static void keeper_destroy(cp_server *self)
+{
+    (void)self;
+}
+
+static const cp_server_vtable keeper_vt = {"keeper", keeper_dispatch, keeper_destroy};
+
+static void test_promise_cycle(void **state)
+{
+    keeper k = {.base.vt = &keeper_vt};
+    cp_cap *cap = cp_server_cap(&k.base);
+    cp_pending *p = NULL;
+    interop_outcome *held = send_call(cp_request_new(cap, 1, 0), &p);
+    static const uint16_t path[] = {0};
+    cp_cap *self_promise = cp_pending_pipeline(p, path, 1);
+    interop_outcome *queued = send_call(cb_req(self_promise, 0), NULL);
+    cp_request *give = cp_request_new(cap, 1, 1);
+    cp_set_capability(cp_request_params(give, 0, 1), 0, cp_cap_ref(self_promise));
+    interop_outcome *gave = send_call(give, NULL);
+    assert_true(held->done && gave->done);
+    assert_true(cp_cap_is_broken(self_promise));
+    assert_true(queued->done && queued->failed);
+    assert_non_null(strstr(queued->reason, "resolved to itself"));
+    interop_outcome_free(held);
+    interop_outcome_free(gave);
+    interop_outcome_free(queued);
+    cp_cap_unref(self_promise);
+    cp_cap_unref(cap);
+}
+
 /* ---- two Granary vats ------------------------------------------------------------------ */
 
 static void test_two_vats(void **state)
@@ -839,6 +889,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_local_calls),
+        cmocka_unit_test(test_promise_cycle),
         cmocka_unit_test(test_two_vats),
         cmocka_unit_test(test_question_limit),
         cmocka_unit_test(test_hostile_duplicate_question),
