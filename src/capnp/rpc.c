@@ -259,12 +259,11 @@ void cp__cap_break(cp_cap *cap, cp_exc_type type, const char *reason)
     cp__cap_flush_queue(cap);
 }
 
-void cp__cap_flush_queue(cp_cap *cap)
+static void flush_one(cp_cap *cap)
 {
     cp__queued *q = cap->queue;
     cap->queue = NULL;
     cap->queue_tail = &cap->queue;
-    cp_cap_ref(cap);
     while (q) {
         cp__queued *next = q->next;
         cp_cap *to = cap->resolved ? cap->resolved : cap;
@@ -280,7 +279,44 @@ void cp__cap_flush_queue(cp_cap *cap)
         }
         q = next;
     }
+}
+
+/* Delivering a queued call can end a call, which resolves promises whose
+ * queues then flush, and so on: a chain the peer controls. Flushes started
+ * while one runs wait in a list the outermost one works through, so the
+ * stack stays flat however long the chain. */
+static _Thread_local int flush_depth;
+static _Thread_local cp_cap *flush_next, *flush_last;
+
+void cp__cap_flush_queue(cp_cap *cap)
+{
+    if (flush_depth) {
+        if (!cap->flush_waiting) {
+            cap->flush_waiting = true;
+            cp_cap_ref(cap);
+            cap->flush_link = NULL;
+            if (flush_last)
+                flush_last->flush_link = cap;
+            else
+                flush_next = cap;
+            flush_last = cap;
+        }
+        return;
+    }
+    flush_depth++;
+    cp_cap_ref(cap);
+    flush_one(cap);
     cp_cap_unref(cap);
+    while (flush_next) {
+        cp_cap *c = flush_next;
+        flush_next = c->flush_link;
+        if (!flush_next)
+            flush_last = NULL;
+        c->flush_waiting = false;
+        flush_one(c);
+        cp_cap_unref(c);
+    }
+    flush_depth--;
 }
 
 void cp__cap_resolve(cp_cap *cap, cp_cap *to)

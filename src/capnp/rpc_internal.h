@@ -62,8 +62,10 @@ struct cp_cap {
     bool calls_sent;                 /* PROMISE/IMPORT: calls went to the peer */
     uint32_t embargo_id;             /* nonzero while calls wait for a Disembargo */
     cp__queued *queue, **queue_tail; /* calls waiting for resolution or embargo */
-    cp_exception exc;                /* BROKEN: reason owned */
-    struct cp_cap *waiter_next;      /* list of promises waiting on a question/answer */
+    bool flush_waiting;              /* in the list of queues to flush */
+    struct cp_cap *flush_link;
+    cp_exception exc;           /* BROKEN: reason owned */
+    struct cp_cap *waiter_next; /* list of promises waiting on a question/answer */
     /* One-entry cache of this cap's export id on a connection. */
     cp_rpc_conn *export_conn;
     uint32_t export_id;

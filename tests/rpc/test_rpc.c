@@ -664,6 +664,49 @@ static void parse_sent(victim *v, seen *out)
     cp_stream_reader_release(&sr);
 }
 
+static void fill_pipelined_call(cp_struct_builder c, const uint32_t *a)
+{
+    /* args: question id, answer to pipeline on, method */
+    cp_set_u32(c, 0, a[0], 0);
+    cp_set_u64(c, 8, Interop_TYPE_ID, 0);
+    cp_set_u16(c, 4, (uint16_t)a[2], 0);
+    cp_struct_builder mt = cp_init_struct(c, 0, 1, 1);
+    cp_set_u16(mt, 4, 1, 0);
+    cp_struct_builder pa = cp_init_struct(mt, 0, 1, 1);
+    cp_set_u32(pa, 0, a[1], 0);
+    cp_list_builder ops = cp_init_struct_list(pa, 0, 1, 1, 0);
+    cp_struct_builder op = cp_list_struct_at(ops, 0);
+    cp_set_u16(op, 0, 1, 0);
+    cp_set_u16(op, 2, 0, 0);
+    cp_struct_builder payload = cp_init_struct(c, 1, 0, 2);
+    cp_init_struct(payload, 0, 1, 1);
+}
+
+static void test_hostile_pipeline_chain(void **state)
+{
+    /* A long chain of calls, each pipelined on the answer of the one before,
+     * the first held open: when it finally fails, the whole chain unwinds
+     * without exhausting the stack, and every call is answered. */
+    victim *v = victim_new(NULL);
+    const uint32_t boot[] = {0, 0};
+    inject(v, CP__MSG_BOOTSTRAP, 1, 1, fill_u32s, boot);
+    const uint32_t hang[] = {1, 0, Interop_hang_METHOD_ID};
+    assert_int_equal(inject(v, CP__MSG_CALL, 3, 3, fill_call, hang), 0);
+    const uint32_t n = 9990; /* just under the outstanding-call limit */
+    for (uint32_t q = 2; q < 2 + n; q++) {
+        const uint32_t call[] = {q, q - 1, Interop_newCounter_METHOD_ID};
+        assert_int_equal(inject(v, CP__MSG_CALL, 3, 3, fill_pipelined_call, call), 0);
+    }
+    gr_buf_release(&v->out);
+    const uint32_t fin[] = {1, 0};
+    assert_int_equal(inject(v, CP__MSG_FINISH, 1, 0, fill_u32s, fin), 0); /* cancels the hang */
+    seen s;
+    parse_sent(v, &s);
+    assert_int_equal(s.returns, n + 1);
+    assert_true(cp_rpc_conn_alive(v->conn));
+    victim_free(v);
+}
+
 static void test_promise_import_resolves(void **state)
 {
     /* The peer passes a promise (senderPromise 9) and later resolves it to
@@ -896,6 +939,7 @@ int main(void)
         cmocka_unit_test(test_hostile_messages),
         cmocka_unit_test(test_hostile_release_and_limits),
         cmocka_unit_test(test_promise_import_resolves),
+        cmocka_unit_test(test_hostile_pipeline_chain),
         cmocka_unit_test(test_doc_example),
         cmocka_unit_test(test_unix_socket_path),
     };
