@@ -179,6 +179,8 @@ static cp_cap *pipeline_known(bool returned, bool failed, const cp_exception *ex
     return cp_cap_ref(waiter_find(waiters, path, n));
 }
 
+static void cap_destroy(cp_cap *cap);
+
 char *cp__vformat(const char *fmt, va_list ap)
 {
     char *s = NULL;
@@ -189,8 +191,18 @@ char *cp__vformat(const char *fmt, va_list ap)
 
 void cp_cap_unref(cp_cap *cap)
 {
-    if (!cap || --cap->refs > 0)
-        return;
+    /* A loop rather than recursion down a chain of resolutions, which the
+     * peer can make long. */
+    while (cap && --cap->refs == 0) {
+        cp_cap *next = cap->resolved;
+        cap->resolved = NULL;
+        cap_destroy(cap);
+        cap = next;
+    }
+}
+
+static void cap_destroy(cp_cap *cap)
+{
     switch (cap->kind) {
     case CP__CAP_LOCAL:
         if (cap->server) {
@@ -215,7 +227,6 @@ void cp_cap_unref(cp_cap *cap)
     case CP__CAP_BROKEN:
         break;
     }
-    cp_cap_unref(cap->resolved);
     free((char *)cap->exc.reason);
     free(cap->path);
     free(cap);
@@ -234,9 +245,17 @@ cp_cap *cp_cap_broken(cp_exc_type type, const char *fmt, ...)
 
 cp_cap *cp__cap_target(cp_cap *cap)
 {
-    while (cap->resolved && !cap->embargo_id && !cap->queue)
-        cap = cap->resolved;
-    return cap;
+    cp_cap *t = cap;
+    while (t->resolved && !t->embargo_id && !t->queue)
+        t = t->resolved;
+    /* Point cap straight at the end of the chain, so that walking it stays
+     * cheap however many Resolves built it. */
+    if (t != cap && cap->resolved != t && !cap->embargo_id && !cap->queue) {
+        cp_cap *old = cap->resolved;
+        cap->resolved = cp_cap_ref(t);
+        cp_cap_unref(old);
+    }
+    return t;
 }
 
 bool cp_cap_is_broken(const cp_cap *cap)

@@ -682,6 +682,58 @@ static void fill_pipelined_call(cp_struct_builder c, const uint32_t *a)
     cp_init_struct(payload, 0, 1, 1);
 }
 
+static int inject_resolve(victim *v, uint32_t promise, uint16_t kind, uint32_t to_id)
+{
+    cp_message m;
+    cp_struct_builder res = msg_body(&m, CP__MSG_RESOLVE, 1, 1);
+    cp_set_u32(res, 0, promise, 0);
+    cp_struct_builder to = cp_init_struct(res, 0, 1, 1);
+    cp_set_u16(to, 0, kind, 0);
+    cp_set_u32(to, 4, to_id, 0);
+    return inject_msg(v, &m);
+}
+
+static void test_hostile_resolve_chain(void **state)
+{
+    /* A promise resolved to a promise resolved to a promise... 20000 deep:
+     * calls still find the end quickly, and everything is released. */
+    victim *v = victim_new(NULL);
+    const uint32_t boot[] = {0, 0};
+    inject(v, CP__MSG_BOOTSTRAP, 1, 1, fill_u32s, boot);
+    cp_message m;
+    cp_struct_builder c = msg_body(&m, CP__MSG_CALL, 3, 3);
+    cp_set_u32(c, 0, 1, 0);
+    cp_set_u64(c, 8, Interop_TYPE_ID, 0);
+    cp_set_u16(c, 4, Interop_callBack_METHOD_ID, 0);
+    cp_init_struct(c, 0, 1, 1);
+    cp_struct_builder payload = cp_init_struct(c, 1, 0, 2);
+    cp_struct_builder params = cp_init_struct(payload, 0, 1, 1);
+    Interop_callBack_Params_set_n((Interop_callBack_Params_B){params}, 2);
+    cp_set_cap(params, 0, 0);
+    cp_struct_builder d = cp_list_struct_at(cp_init_struct_list(payload, 1, 1, 1, 1), 0);
+    cp_set_u16(d, 0, 2, 0); /* senderPromise 1 */
+    cp_set_u32(d, 4, 1, 0);
+    assert_int_equal(inject_msg(v, &m), 0);
+    const uint32_t depth = 20000;
+    for (uint32_t i = 1; i < depth; i++)
+        assert_int_equal(inject_resolve(v, i, 2, i + 1), 0);
+    assert_int_equal(inject_resolve(v, depth, 1, depth + 1), 0); /* a real object at last */
+    seen s;
+    parse_sent(v, &s);
+    assert_int_equal(s.calls, 1);
+    assert_int_equal(inject_return(v, s.call_qid[0], 1), 0);
+    parse_sent(v, &s);
+    assert_int_equal(s.calls, 2);
+    assert_int_equal(s.call_target[1], depth + 1);
+    assert_int_equal(inject_return(v, s.call_qid[1], 2), 0);
+    parse_sent(v, &s);
+    assert_int_equal(s.last_return_value, 3);
+    cp_rpc_stats st;
+    cp_rpc_conn_stats(v->conn, &st);
+    assert_int_equal(st.imports, 0); /* every promise of the chain released */
+    victim_free(v);
+}
+
 static void test_hostile_pipeline_chain(void **state)
 {
     /* A long chain of calls, each pipelined on the answer of the one before,
@@ -940,6 +992,7 @@ int main(void)
         cmocka_unit_test(test_hostile_release_and_limits),
         cmocka_unit_test(test_promise_import_resolves),
         cmocka_unit_test(test_hostile_pipeline_chain),
+        cmocka_unit_test(test_hostile_resolve_chain),
         cmocka_unit_test(test_doc_example),
         cmocka_unit_test(test_unix_socket_path),
     };
