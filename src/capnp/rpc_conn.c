@@ -571,6 +571,14 @@ static void handle_call(cp_rpc_conn *conn, cp_message *m, cp_struct_reader c)
         conn_abort(conn, "too many outstanding calls (limit %u)", conn->opts.max_outstanding_calls);
         return;
     }
+    /* Answers stay until the peer's Finish; one that never finishes them
+     * must not grow the table without end either. */
+    if (conn->answers.count >= 4 * (uint64_t)conn->opts.max_outstanding_calls) {
+        cp__msg_free(m);
+        conn_abort(conn, "too many unfinished calls (limit %llu)",
+                   4 * (unsigned long long)conn->opts.max_outstanding_calls);
+        return;
+    }
     cp_struct_reader payload = cp_get_struct(c, 1, cp_ptr_null());
     if (read_cap_table(conn, m, payload) < 0) {
         cp__msg_free(m);

@@ -578,6 +578,26 @@ static void test_hostile_release_and_limits(void **state)
     free(reason);
     assert_int_equal(v->st.canceled, 2);
     victim_free(v);
+
+    /* Calls answered but never finished by the peer are bounded too. */
+    v = victim_new(&few);
+    inject(v, CP__MSG_BOOTSTRAP, 1, 1, fill_u32s, boot);
+    int r = 0;
+    uint32_t q = 1;
+    for (; q < 100 && r == 0; q++) {
+        const uint32_t call[] = {q, 0, Interop_ping_METHOD_ID};
+        r = inject(v, CP__MSG_CALL, 3, 3, fill_call, call);
+    }
+    assert_int_equal(r, -1);
+    assert_int_equal(q - 1, 8); /* the bootstrap and 7 pings fill 4 x 2 */
+    reason = NULL;
+    uint16_t many_kinds[16];
+    uint32_t many_ids[16];
+    assert_int_equal(sent_kinds(v, many_kinds, many_ids, 16, &reason), 9); /* 8 Returns, Abort */
+    assert_non_null(reason);
+    assert_string_equal(reason, "too many unfinished calls (limit 8)");
+    free(reason);
+    victim_free(v);
 }
 
 /* Starts a message of the given kind; returns its body. */
