@@ -276,6 +276,8 @@ void cp__cap_break(cp_cap *cap, cp_exc_type type, const char *reason)
     cap->exc.reason = gr_strdup(reason);
     cap->embargo_id = 0;
     cp__cap_flush_queue(cap);
+    if (cap->promise_exports)
+        cp__conn_promise_resolved(cap);
 }
 
 static void flush_one(cp_cap *cap)
@@ -376,6 +378,8 @@ void cp__cap_resolve(cp_cap *cap, cp_cap *to)
     }
     if (!cap->embargo_id)
         cp__cap_flush_queue(cap);
+    if (cap->promise_exports)
+        cp__conn_promise_resolved(cap);
 }
 
 static void enqueue(cp_cap *cap, cp_request *req, cp_pending *pending)

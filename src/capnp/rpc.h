@@ -218,6 +218,7 @@ typedef struct cp_rpc_stats {
     uint64_t messages_in, messages_out;
     uint32_t embargoes;   /* Disembargos we sent (senderLoopback) */
     uint32_t reflections; /* the peer's Disembargos we echoed back */
+    uint32_t resolves;    /* Resolves we sent for promises we had exported */
 } cp_rpc_stats;
 void cp_rpc_conn_stats(const cp_rpc_conn *conn, cp_rpc_stats *out);
 

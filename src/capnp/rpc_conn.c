@@ -14,6 +14,11 @@
 typedef struct cp__export {
     cp_cap *cap;
     uint32_t refs;
+    /* Exported as a senderPromise: on the cap's list of connections to tell
+     * (with a Resolve) once it resolves. */
+    cp_rpc_conn *conn;
+    uint32_t id;
+    struct cp__export *pnext, **pprev;
 } cp__export;
 
 struct cp_rpc_conn {
@@ -178,6 +183,26 @@ uint32_t cp__conn_max_questions(const cp_rpc_conn *conn)
     return conn->opts.max_questions;
 }
 
+static void promise_unlink(cp__export *e)
+{
+    if (!e->pprev)
+        return;
+    *e->pprev = e->pnext;
+    if (e->pnext)
+        e->pnext->pprev = e->pprev;
+    e->pnext = NULL;
+    e->pprev = NULL;
+}
+
+static void export_free(cp_rpc_conn *conn, cp__export *e)
+{
+    promise_unlink(e);
+    if (e->cap->export_conn == conn && e->cap->export_id == e->id)
+        e->cap->export_conn = NULL;
+    cp_cap_unref(e->cap);
+    free(e);
+}
+
 static void export_release(cp_rpc_conn *conn, uint32_t id, uint32_t count)
 {
     cp__export *e = cp__idmap_get(&conn->exports, id);
@@ -188,13 +213,10 @@ static void export_release(cp_rpc_conn *conn, uint32_t id, uint32_t count)
         return;
     cp__idmap_del(&conn->exports, id);
     id_give(id, &conn->free_exports, &conn->nfree_exports, &conn->free_exports_cap);
-    if (e->cap->export_conn == conn && e->cap->export_id == id)
-        e->cap->export_conn = NULL;
-    cp_cap_unref(e->cap);
-    free(e);
+    export_free(conn, e);
 }
 
-static uint32_t export_cap(cp_rpc_conn *conn, cp_cap *cap)
+static uint32_t export_cap(cp_rpc_conn *conn, cp_cap *cap, bool promise)
 {
     if (cap->export_conn == conn) {
         cp__export *e = cp__idmap_get(&conn->exports, cap->export_id);
@@ -207,9 +229,18 @@ static uint32_t export_cap(cp_rpc_conn *conn, cp_cap *cap)
     e->cap = cp_cap_ref(cap);
     e->refs = 1;
     uint32_t id = id_take(&conn->next_export, &conn->free_exports, &conn->nfree_exports);
+    e->conn = conn;
+    e->id = id;
     cp__idmap_put(&conn->exports, id, e);
     cap->export_conn = conn;
     cap->export_id = id;
+    if (promise && !e->pprev) {
+        e->pnext = cap->promise_exports;
+        if (e->pnext)
+            e->pnext->pprev = &e->pnext;
+        e->pprev = &cap->promise_exports;
+        cap->promise_exports = e;
+    }
     return id;
 }
 
@@ -359,37 +390,80 @@ static int read_cap_table(cp_rpc_conn *conn, cp_message *m, cp_struct_reader pay
     return 0;
 }
 
-/* Writes the capTable of a Payload from m's capability table; the export ids
- * it made go to *exports. */
+/* True for a capability that is not settled yet and not the peer's own
+ * promise: it goes out as a senderPromise and a Resolve follows. */
+static bool is_local_promise(cp_rpc_conn *conn, const cp_cap *c)
+{
+    if (c->kind == CP__CAP_PROMISE)
+        return !(c->question && c->question->conn == conn);
+    return c->kind == CP__CAP_IMPORT && c->is_promise && c->conn != conn;
+}
+
+/* Describes capability c (NULL: none) to the peer of conn. The export ids
+ * it made go to *exports (may be NULL). */
+static void write_desc(cp_rpc_conn *conn, cp_struct_builder d, cp_cap *c, uint32_t **exports,
+                       uint32_t *nexports)
+{
+    if (!c)
+        return; /* none */
+    while (c->resolved)
+        c = c->resolved;
+    uint32_t id;
+    if (c->kind == CP__CAP_IMPORT && c->conn == conn) {
+        cp_set_u16(d, 0, 3, 0);
+        cp_set_u32(d, 4, c->import_id, 0);
+        return;
+    }
+    if (c->kind == CP__CAP_PROMISE && c->question && c->question->conn == conn &&
+        !c->question->returned) {
+        cp_set_u16(d, 0, 4, 0);
+        cp_struct_builder pa = cp_init_struct(d, 0, 1, 1);
+        cp_set_u32(pa, 0, c->question->question_id, 0);
+        write_transform(pa, c->path, c->npath);
+        return;
+    }
+    bool promise = is_local_promise(conn, c);
+    id = export_cap(conn, c, promise);
+    cp_set_u16(d, 0, promise ? 2 : 1, 0);
+    cp_set_u32(d, 4, id, 0);
+    if (exports) {
+        *exports = gr_realloc(*exports, (*nexports + 1) * sizeof(**exports));
+        (*exports)[(*nexports)++] = id;
+    }
+}
+
+/* Writes the capTable of a Payload from m's capability table. */
 static void write_cap_table(cp_rpc_conn *conn, cp_struct_builder payload, cp_message *m,
                             uint32_t **exports, uint32_t *nexports)
 {
     cp_list_builder table = cp_init_struct_list(payload, 1, m->ncaps, 1, 1);
-    for (uint32_t i = 0; i < m->ncaps; i++) {
-        cp_struct_builder d = cp_list_struct_at(table, i);
-        cp_cap *c = m->caps[i];
-        if (!c)
-            continue; /* none */
-        while (c->resolved)
-            c = c->resolved;
-        if (c->kind == CP__CAP_IMPORT && c->conn == conn) {
-            cp_set_u16(d, 0, 3, 0);
-            cp_set_u32(d, 4, c->import_id, 0);
-        } else if (c->kind == CP__CAP_PROMISE && c->question && c->question->conn == conn &&
-                   !c->question->returned) {
-            cp_set_u16(d, 0, 4, 0);
-            cp_struct_builder pa = cp_init_struct(d, 0, 1, 1);
-            cp_set_u32(pa, 0, c->question->question_id, 0);
-            write_transform(pa, c->path, c->npath);
+    for (uint32_t i = 0; i < m->ncaps; i++)
+        write_desc(conn, cp_list_struct_at(table, i), m->caps[i], exports, nexports);
+}
+
+void cp__conn_promise_resolved(cp_cap *cap)
+{
+    cp_cap *to = cap->resolved ? cap->resolved : cap; /* itself when broken */
+    while (to->resolved)
+        to = to->resolved;
+    while (cap->promise_exports) {
+        cp__export *e = cap->promise_exports;
+        promise_unlink(e);
+        cp_rpc_conn *conn = e->conn;
+        if (!conn->alive)
+            continue;
+        cp_message m;
+        cp_struct_builder r = msg_start(&m, CP__MSG_RESOLVE, 1, 1);
+        cp_set_u32(r, 0, e->id, 0);
+        if (to->kind == CP__CAP_BROKEN) {
+            cp_set_u16(r, 4, 1, 0);
+            set_exception(cp_init_struct(r, 0, 1, 2), to->exc.type, to->exc.reason);
         } else {
-            uint32_t id = export_cap(conn, c);
-            cp_set_u16(d, 0, 1, 0);
-            cp_set_u32(d, 4, id, 0);
-            if (exports) {
-                *exports = gr_realloc(*exports, (*nexports + 1) * sizeof(**exports));
-                (*exports)[(*nexports)++] = id;
-            }
+            write_desc(conn, cp_init_struct(r, 0, 1, 1), to, NULL, NULL);
         }
+        conn->stats.resolves++;
+        conn_send(conn, &m);
+        cp_message_release(&m);
     }
 }
 
@@ -939,10 +1013,7 @@ static void drop_export(uint32_t id, void *val, void *ud)
     cp_rpc_conn *conn = ud;
     cp__export *e = val;
     cp__idmap_del(&conn->exports, id);
-    if (e->cap->export_conn == conn)
-        e->cap->export_conn = NULL;
-    cp_cap_unref(e->cap);
-    free(e);
+    export_free(conn, e);
 }
 
 static void on_closed(uv_handle_t *h)

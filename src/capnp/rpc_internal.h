@@ -69,7 +69,8 @@ struct cp_cap {
     /* One-entry cache of this cap's export id on a connection. */
     cp_rpc_conn *export_conn;
     uint32_t export_id;
-    uint32_t remote_refs; /* IMPORT: how many times the peer sent it */
+    uint32_t remote_refs;               /* IMPORT: how many times the peer sent it */
+    struct cp__export *promise_exports; /* connections owed a Resolve */
 };
 
 struct cp_request {
@@ -202,6 +203,8 @@ void cp__conn_release_import(cp_cap *cap);
 void cp__conn_question_done(cp_pending *p);
 void cp__conn_unlink_cap(cp_cap *cap);
 void cp__conn_embargo(cp_rpc_conn *conn, cp_cap *promise);
+/* Sends a Resolve to each connection that has cap as a senderPromise. */
+void cp__conn_promise_resolved(cp_cap *cap);
 size_t cp__conn_questions(const cp_rpc_conn *conn);
 uint32_t cp__conn_max_questions(const cp_rpc_conn *conn);
 

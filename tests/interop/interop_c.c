@@ -280,6 +280,28 @@ static void interop_dispatch(cp_server *self, cp_call *call, uint64_t iface, uin
             cp_call_fail(call, CP_EXC_FAILED, "%s", gr_error_msg(err));
         return;
     }
+    case Interop_promiseCounter_METHOD_ID: {
+        /* Call ourselves with the counter made from a timer, and return the
+         * pipelined (still unsettled) capability. */
+        bool delay = st->delay_counters;
+        st->delay_counters = true;
+        cp_cap *me = cp_server_cap(self);
+        cp_request *req = cp_request_new(me, Interop_TYPE_ID, Interop_newCounter_METHOD_ID);
+        cp_cap_unref(me);
+        cp_set_i64(cp_request_params(req, 1, 0), 0, cp_get_i64(params, 0, 0), 0);
+        cp_pending *p = NULL;
+        _cleanup_error_ gr_error_t err = NULL;
+        int r = cp_request_send(req, NULL, NULL, &p, &err);
+        st->delay_counters = delay;
+        if (r < 0 || !p) {
+            cp_call_fail(call, CP_EXC_FAILED, "%s", r < 0 ? gr_error_msg(err) : "answered at once");
+            return;
+        }
+        static const uint16_t field[] = {0};
+        cp_set_capability(cp_call_results(call, 0, 1), 0, cp_pending_pipeline(p, field, 1));
+        cp_call_return(call);
+        return;
+    }
     case Interop_reflect_METHOD_ID: {
         cp_struct_builder r = cp_call_results(call, 0, 1);
         cp_set_capability(r, 0, cp_get_capability(params, 0));

@@ -174,6 +174,16 @@ static void test_cxx_client_embargo(void **state)
     finish(f);
 }
 
+static void test_cxx_client_promise(void **state)
+{
+    /* We export an unsettled promise (senderPromise), then Resolve it. */
+    fixture *f = serve_cxx_client("promise", NULL, false);
+    cp_rpc_stats stats;
+    cp_rpc_conn_stats(f->conn, &stats);
+    assert_int_equal(stats.resolves, 1);
+    finish(f);
+}
+
 static void test_cxx_client_flood(void **state)
 {
     cp_rpc_options opts = {.max_outstanding_calls = 4};
@@ -479,6 +489,29 @@ static void test_c_client_embargo(void **state)
     end_client(f);
 }
 
+static void test_c_client_promise(void **state)
+{
+    /* The C++ side sends a senderPromise and later a Resolve. */
+    fixture *f = client_of_cxx(NULL);
+    cp_request *req = cp_request_new(f->remote, Interop_TYPE_ID, Interop_promiseCounter_METHOD_ID);
+    cp_set_i64(cp_request_params(req, 1, 0), 0, 100, 0);
+    interop_outcome *o = interop_call(&f->loop, req);
+    assert_false(o->failed);
+    cp_cap *counter = cp_get_capability(o->results, 0);
+    interop_outcome_free(o);
+    assert_non_null(counter);
+    bool was_promise = counter->kind == CP__CAP_IMPORT && counter->is_promise;
+    for (int i = 1; i <= 5; i++) {
+        interop_outcome *inc = interop_call(&f->loop, inc_req(counter, 1));
+        assert_int_equal(value_of(inc), 100 + i);
+        interop_outcome_free(inc);
+    }
+    assert_true(was_promise);
+    assert_non_null(counter->resolved); /* the Resolve came */
+    cp_cap_unref(counter);
+    end_client(f);
+}
+
 static void test_c_client_server_disconnects(void **state)
 {
     fixture *f = client_of_cxx(NULL);
@@ -548,6 +581,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_cxx_client_stream),
         cmocka_unit_test(test_cxx_client_disconnect),
         cmocka_unit_test(test_cxx_client_embargo),
+        cmocka_unit_test(test_cxx_client_promise),
         cmocka_unit_test(test_cxx_client_flood),
         cmocka_unit_test(test_c_client_ping),
         cmocka_unit_test(test_c_client_pipeline),
@@ -556,6 +590,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_c_client_cancel),
         cmocka_unit_test(test_c_client_stream),
         cmocka_unit_test(test_c_client_embargo),
+        cmocka_unit_test(test_c_client_promise),
         cmocka_unit_test(test_c_client_server_disconnects),
         cmocka_unit_test(test_c_client_message_limit),
     };
