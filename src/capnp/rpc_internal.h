@@ -150,7 +150,7 @@ struct cp__queued {
 /* ---- shared between rpc.c and rpc_conn.c ---------------------------------- */
 
 /* vasprintf that aborts on allocation failure. */
-char *cp__vformat(const char *fmt, va_list ap);
+char *cp__vformat(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 
 /* A fresh message; frees one (dropping its capability references). */
 cp_message *cp__msg_new(void);
