@@ -636,6 +636,10 @@ typedef struct seen {
     uint32_t call_qid[4], call_target[4];
     uint32_t release_id[4], release_count[4];
     int64_t last_return_value;
+    int disembargoes;
+    uint32_t embargo_id, embargo_target;
+    bool last_return_failed;
+    char last_reason[160];
 } seen;
 
 static void parse_sent(victim *v, seen *out)
@@ -675,9 +679,18 @@ static void parse_sent(victim *v, seen *out)
         case CP__MSG_RETURN: {
             cp_struct_reader payload = cp_get_struct(body, 0, cp_ptr_null());
             out->last_return_value = cp_get_i64(cp_get_struct(payload, 0, cp_ptr_null()), 0, 0);
+            out->last_return_failed = cp_get_u16(body, 6, 0) == 1;
+            if (out->last_return_failed)
+                gr_strlcpy(out->last_reason, cp_get_text(payload, 0, "").str,
+                           sizeof(out->last_reason));
             out->returns++;
             break;
         }
+        case CP__MSG_DISEMBARGO:
+            out->disembargoes++;
+            out->embargo_id = cp_get_u32(body, 0, 0);
+            out->embargo_target = cp_get_u32(cp_get_struct(body, 0, cp_ptr_null()), 0, 0);
+            break;
         }
         cp_message_release(&m);
     }
@@ -711,6 +724,54 @@ static int inject_resolve(victim *v, uint32_t promise, uint16_t kind, uint32_t t
     cp_set_u16(to, 0, kind, 0);
     cp_set_u32(to, 4, to_id, 0);
     return inject_msg(v, &m);
+}
+
+static void test_promise_import_resolves_home(void **state)
+{
+    /* The peer's promise resolves to one of our own objects after we sent a
+     * call through it: we embargo (Disembargo senderLoopback to the promise)
+     * and hold the next call until the peer echoes it back. */
+    victim *v = victim_new(NULL);
+    const uint32_t boot[] = {0, 0};
+    inject(v, CP__MSG_BOOTSTRAP, 1, 1, fill_u32s, boot);
+    cp_message m;
+    cp_struct_builder c = msg_body(&m, CP__MSG_CALL, 3, 3);
+    cp_set_u32(c, 0, 1, 0);
+    cp_set_u64(c, 8, Interop_TYPE_ID, 0);
+    cp_set_u16(c, 4, Interop_callBack_METHOD_ID, 0);
+    cp_init_struct(c, 0, 1, 1);
+    cp_struct_builder payload = cp_init_struct(c, 1, 0, 2);
+    cp_struct_builder params = cp_init_struct(payload, 0, 1, 1);
+    Interop_callBack_Params_set_n((Interop_callBack_Params_B){params}, 2);
+    cp_set_cap(params, 0, 0);
+    cp_struct_builder d = cp_list_struct_at(cp_init_struct_list(payload, 1, 1, 1, 1), 0);
+    cp_set_u16(d, 0, 2, 0); /* senderPromise 4 */
+    cp_set_u32(d, 4, 4, 0);
+    assert_int_equal(inject_msg(v, &m), 0);
+    seen s;
+    parse_sent(v, &s);
+    assert_int_equal(s.calls, 1);
+    assert_int_equal(s.call_target[0], 4);
+    /* Resolved to receiverHosted 0: the victim's own bootstrap. */
+    assert_int_equal(inject_resolve(v, 4, 3, 0), 0);
+    parse_sent(v, &s);
+    assert_int_equal(s.disembargoes, 1);
+    assert_int_equal(s.embargo_target, 4);
+    assert_int_equal(inject_return(v, s.call_qid[0], 1), 0);
+    parse_sent(v, &s);
+    assert_int_equal(s.calls, 1);   /* the second call waits behind the embargo */
+    assert_int_equal(s.returns, 1); /* only the bootstrap so far */
+    cp_struct_builder back = msg_body(&m, CP__MSG_DISEMBARGO, 1, 1);
+    cp_init_struct(back, 0, 1, 1);
+    cp_set_u16(back, 4, 1, 0); /* receiverLoopback */
+    cp_set_u32(back, 0, s.embargo_id, 0);
+    assert_int_equal(inject_msg(v, &m), 0);
+    /* Now it goes to our own Interop object, which has no Callback.call. */
+    parse_sent(v, &s);
+    assert_int_equal(s.returns, 2);
+    assert_true(s.last_return_failed);
+    assert_non_null(strstr(s.last_reason, "not implemented"));
+    victim_free(v);
 }
 
 static void test_hostile_resolve_chain(void **state)
@@ -1013,6 +1074,7 @@ int main(void)
         cmocka_unit_test(test_promise_import_resolves),
         cmocka_unit_test(test_hostile_pipeline_chain),
         cmocka_unit_test(test_hostile_resolve_chain),
+        cmocka_unit_test(test_promise_import_resolves_home),
         cmocka_unit_test(test_doc_example),
         cmocka_unit_test(test_unix_socket_path),
     };
