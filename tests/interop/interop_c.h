@@ -30,6 +30,7 @@ cp_cap *interop_callback_new(interop_state *st);
 
 /* The outcome of a call, kept past its callback. */
 typedef struct interop_outcome {
+    int callbacks; /* how many times the callback ran: must end up 1 */
     bool done;
     bool failed;
     cp_exc_type type;

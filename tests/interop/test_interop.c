@@ -528,6 +528,8 @@ static void test_c_client_server_disconnects(void **state)
     assert_true(hang->done && made->done);
     assert_int_equal(hang->type, CP_EXC_DISCONNECTED);
     assert_int_equal(made->type, CP_EXC_DISCONNECTED);
+    assert_int_equal(hang->callbacks, 1);
+    assert_int_equal(made->callbacks, 1);
     assert_int_equal(f->disconnects, 1);
     assert_true(cp_cap_is_broken(f->remote));
     assert_true(cp_cap_is_broken(never));
@@ -554,6 +556,7 @@ static void test_c_client_message_limit(void **state)
     interop_outcome *o = interop_call(&f->loop, req);
     assert_true(o->failed);
     assert_int_equal(o->type, CP_EXC_DISCONNECTED);
+    assert_int_equal(o->callbacks, 1);
     assert_non_null(strstr(f->reason, "message rejected"));
     interop_outcome_free(o);
     run_to_end(f);

@@ -299,6 +299,7 @@ static void test_two_vats(void **state)
     cp__rpc_conn_disconnect(w.b, "test cut the wire");
     cp__rpc_conn_disconnect(w.a, "test cut the wire");
     assert_true(o->done);
+    assert_int_equal(o->callbacks, 1);
     assert_int_equal(o->type, CP_EXC_DISCONNECTED);
     assert_int_equal(sb.canceled, 1);
     assert_true(cp_cap_is_broken(remote));
@@ -333,6 +334,7 @@ static void test_question_limit(void **state)
     cp__rpc_conn_disconnect(w.a, "peer gone");
     for (int i = 0; i < 2; i++) {
         assert_true(h[i]->done && h[i]->failed);
+        assert_int_equal(h[i]->callbacks, 1);
         assert_int_equal(h[i]->type, CP_EXC_DISCONNECTED);
         interop_outcome_free(h[i]);
     }
