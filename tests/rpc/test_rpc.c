@@ -728,11 +728,10 @@ static int inject_resolve(victim *v, uint32_t promise, uint16_t kind, uint32_t t
     return inject_msg(v, &m);
 }
 
-static void test_promise_import_resolves_home(void **state)
+/* A victim (bootstrapped) answering callBack(cb, 2) where cb is the peer's
+ * senderPromise promise_id: it has just sent its first cb.call(). */
+static victim *victim_calling_back(uint32_t promise_id)
 {
-    /* The peer's promise resolves to one of our own objects after we sent a
-     * call through it: we embargo (Disembargo senderLoopback to the promise)
-     * and hold the next call until the peer echoes it back. */
     victim *v = victim_new(NULL);
     const uint32_t boot[] = {0, 0};
     inject(v, CP__MSG_BOOTSTRAP, 1, 1, fill_u32s, boot);
@@ -741,15 +740,25 @@ static void test_promise_import_resolves_home(void **state)
     cp_set_u32(c, 0, 1, 0);
     cp_set_u64(c, 8, Interop_TYPE_ID, 0);
     cp_set_u16(c, 4, Interop_callBack_METHOD_ID, 0);
-    cp_init_struct(c, 0, 1, 1);
+    cp_init_struct(c, 0, 1, 1); /* importedCap 0: the bootstrap */
     cp_struct_builder payload = cp_init_struct(c, 1, 0, 2);
     cp_struct_builder params = cp_init_struct(payload, 0, 1, 1);
     Interop_callBack_Params_set_n((Interop_callBack_Params_B){params}, 2);
     cp_set_cap(params, 0, 0);
     cp_struct_builder d = cp_list_struct_at(cp_init_struct_list(payload, 1, 1, 1, 1), 0);
-    cp_set_u16(d, 0, 2, 0); /* senderPromise 4 */
-    cp_set_u32(d, 4, 4, 0);
+    cp_set_u16(d, 0, 2, 0); /* senderPromise */
+    cp_set_u32(d, 4, promise_id, 0);
     assert_int_equal(inject_msg(v, &m), 0);
+    return v;
+}
+
+static void test_promise_import_resolves_home(void **state)
+{
+    /* The peer's promise resolves to one of our own objects after we sent a
+     * call through it: we embargo (Disembargo senderLoopback to the promise)
+     * and hold the next call until the peer echoes it back. */
+    victim *v = victim_calling_back(4);
+    cp_message m;
     seen s;
     parse_sent(v, &s);
     assert_int_equal(s.calls, 1);
@@ -780,23 +789,7 @@ static void test_hostile_resolve_chain(void **state)
 {
     /* A promise resolved to a promise resolved to a promise... 20000 deep:
      * calls still find the end quickly, and everything is released. */
-    victim *v = victim_new(NULL);
-    const uint32_t boot[] = {0, 0};
-    inject(v, CP__MSG_BOOTSTRAP, 1, 1, fill_u32s, boot);
-    cp_message m;
-    cp_struct_builder c = msg_body(&m, CP__MSG_CALL, 3, 3);
-    cp_set_u32(c, 0, 1, 0);
-    cp_set_u64(c, 8, Interop_TYPE_ID, 0);
-    cp_set_u16(c, 4, Interop_callBack_METHOD_ID, 0);
-    cp_init_struct(c, 0, 1, 1);
-    cp_struct_builder payload = cp_init_struct(c, 1, 0, 2);
-    cp_struct_builder params = cp_init_struct(payload, 0, 1, 1);
-    Interop_callBack_Params_set_n((Interop_callBack_Params_B){params}, 2);
-    cp_set_cap(params, 0, 0);
-    cp_struct_builder d = cp_list_struct_at(cp_init_struct_list(payload, 1, 1, 1, 1), 0);
-    cp_set_u16(d, 0, 2, 0); /* senderPromise 1 */
-    cp_set_u32(d, 4, 1, 0);
-    assert_int_equal(inject_msg(v, &m), 0);
+    victim *v = victim_calling_back(1);
     const uint32_t depth = 20000;
     for (uint32_t i = 1; i < depth; i++)
         assert_int_equal(inject_resolve(v, i, 2, i + 1), 0);
@@ -847,24 +840,8 @@ static void test_promise_import_resolves(void **state)
     /* The peer passes a promise (senderPromise 9) and later resolves it to
      * another of its objects (senderHosted 10): calls made after the
      * Resolve go to 10 directly, and both imports are released at the end. */
-    victim *v = victim_new(NULL);
-    const uint32_t boot[] = {0, 0};
-    inject(v, CP__MSG_BOOTSTRAP, 1, 1, fill_u32s, boot);
+    victim *v = victim_calling_back(9);
     cp_message m;
-    cp_struct_builder c = msg_body(&m, CP__MSG_CALL, 3, 3);
-    cp_set_u32(c, 0, 1, 0);
-    cp_set_u64(c, 8, Interop_TYPE_ID, 0);
-    cp_set_u16(c, 4, Interop_callBack_METHOD_ID, 0);
-    cp_init_struct(c, 0, 1, 1); /* importedCap 0: the bootstrap */
-    cp_struct_builder payload = cp_init_struct(c, 1, 0, 2);
-    cp_struct_builder params = cp_init_struct(payload, 0, 1, 1);
-    Interop_callBack_Params_set_n((Interop_callBack_Params_B){params}, 2);
-    cp_set_cap(params, 0, 0);
-    cp_list_builder table = cp_init_struct_list(payload, 1, 1, 1, 1);
-    cp_struct_builder d = cp_list_struct_at(table, 0);
-    cp_set_u16(d, 0, 2, 0); /* senderPromise */
-    cp_set_u32(d, 4, 9, 0);
-    assert_int_equal(inject_msg(v, &m), 0);
 
     seen s;
     parse_sent(v, &s);
