@@ -39,6 +39,7 @@ struct cp_rpc_conn {
 
     bool alive, in_read, closing, closed, free_requested;
     int handles;       /* libuv handles not yet closed */
+    int write_status;  /* the first write error */
     uv_timer_t linger; /* bounds the wait for the peer after an Abort */
     uv_shutdown_t shutdown;
     int busy;
@@ -76,12 +77,33 @@ static void id_give(uint32_t id, uint32_t **free_ids, uint32_t *nfree, uint32_t 
 
 typedef struct cp__write {
     uv_write_t req;
+    cp_rpc_conn *conn;
     char *data;
 } cp__write;
+
+static void on_write_failed(uv_timer_t *t)
+{
+    cp_rpc_conn *conn = t->data;
+    char *why = gr_asprintf("write: %s", uv_strerror(conn->write_status));
+    cp__rpc_conn_disconnect(conn, why);
+    free(why);
+}
+
+/* A write that failed ends the connection, from the loop rather than from
+ * inside whatever was sending. */
+static void write_failed(cp_rpc_conn *conn, int status)
+{
+    if (!conn->alive || conn->closing || conn->write_status)
+        return;
+    conn->write_status = status;
+    uv_timer_start(&conn->linger, on_write_failed, 0, 0);
+}
 
 static void on_written(uv_write_t *req, int status)
 {
     cp__write *w = (cp__write *)req;
+    if (status < 0 && status != UV_ECANCELED)
+        write_failed(w->conn, status);
     free(w->data);
     free(w);
 }
@@ -100,15 +122,19 @@ static void conn_flush(cp_rpc_conn *conn)
     }
     if (n < 0 && n != UV_EAGAIN) {
         gr_buf_release(&conn->out);
-        return; /* the read side will see the error */
+        write_failed(conn, n);
+        return;
     }
     size_t done = n > 0 ? (size_t)n : 0;
     cp__write *w = gr_calloc(1, sizeof(*w));
+    w->conn = conn;
     w->data = gr_buf_steal(&conn->out);
     uv_buf_t rest = uv_buf_init(w->data + done, (unsigned)(buf.len - done));
-    if (uv_write(&w->req, conn->stream, &rest, 1, on_written) < 0) {
+    int r = uv_write(&w->req, conn->stream, &rest, 1, on_written);
+    if (r < 0) {
         free(w->data);
         free(w);
+        write_failed(conn, r);
     }
 }
 

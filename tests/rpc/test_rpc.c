@@ -3,6 +3,7 @@
  * framing and the protocol), and hand-made hostile messages fed to a
  * connection, checking what it answers. */
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <sys/socket.h>
@@ -1040,6 +1041,44 @@ static void test_unix_socket_path(void **state)
     free(path);
 }
 
+static void note_reason(cp_rpc_conn *conn, const char *reason, void *ud)
+{
+    *(char **)ud = gr_strdup(reason);
+}
+
+static void test_write_failure(void **state)
+{
+    /* The peer stops reading: our writes fail, and the connection ends with
+     * the reason, failing the call in flight. */
+    signal(SIGPIPE, SIG_IGN);
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    assert_int_equal(shutdown(sv[1], SHUT_RD), 0);
+    cp_rpc_conn *conn = NULL;
+    _cleanup_error_ gr_error_t err = NULL;
+    assert_int_equal(cp_rpc_conn_open(&loop, sv[0], NULL, NULL, &conn, &err), 0);
+    char *reason = NULL;
+    cp_rpc_conn_on_disconnect(conn, note_reason, &reason);
+    cp_cap *remote = cp_rpc_conn_bootstrap(conn);
+    interop_outcome *o = send_call(ping_req(remote, 1), NULL);
+    while (!o->done && uv_run(&loop, UV_RUN_ONCE))
+        ;
+    assert_true(o->done && o->failed);
+    assert_int_equal(o->type, CP_EXC_DISCONNECTED);
+    assert_non_null(reason);
+    assert_non_null(strstr(reason, "write: "));
+    interop_outcome_free(o);
+    cp_cap_unref(remote);
+    cp_rpc_conn_free(conn);
+    while (uv_run(&loop, UV_RUN_DEFAULT))
+        ;
+    assert_int_equal(uv_loop_close(&loop), 0);
+    close(sv[1]);
+    free(reason);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1056,6 +1095,7 @@ int main(void)
         cmocka_unit_test(test_promise_import_resolves_home),
         cmocka_unit_test(test_doc_example),
         cmocka_unit_test(test_unix_socket_path),
+        cmocka_unit_test(test_write_failure),
     };
     gr_log_set_level(GR_LOG_ERROR);
     return cmocka_run_group_tests(tests, NULL, NULL);
