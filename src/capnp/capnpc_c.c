@@ -453,8 +453,8 @@ static void emit_enum_annotations(gen *g, node *n)
                 emit(g, "    case %s_%s:\n", c, member_name(e).str);
         }
         emit(g, "        return true;\n    default:\n        return false;\n    }\n}\n");
-        const char *ctype, *suffix;
-        unsigned bytes;
+        const char *ctype = NULL, *suffix = NULL;
+        unsigned bytes = 0;
         bool prim = primitive(tw, &ctype, &suffix, &bytes) && tw != T_FLOAT32 && tw != T_FLOAT64;
         if (tw == T_STRUCT) {
             for (uint32_t i = 0; i < es.len; i++) {
@@ -567,8 +567,8 @@ static void emit_field(gen *g, node *n, cp_struct_reader f)
     cp_struct_reader dv = field_default(f);
     uint16_t tw = type_which(t);
     uint32_t off = field_offset(f);
-    const char *ctype, *suffix;
-    unsigned bytes;
+    const char *ctype = NULL, *suffix = NULL;
+    unsigned bytes = 0;
 
     if (tw == T_VOID) {
         if (disc[0])
@@ -895,8 +895,8 @@ static void emit_const(gen *g, node *n)
     cp_struct_reader t = const_type(n->r);
     cp_struct_reader v = const_value(n->r);
     uint16_t tw = type_which(t);
-    const char *ctype, *suffix;
-    unsigned bytes;
+    const char *ctype = NULL, *suffix = NULL;
+    unsigned bytes = 0;
     emit(g, "/* %s */\n", node_display_name(n->r).str);
     if (tw == T_BOOL) {
         emit(g, "#define %s %s\n", c, value_bits(v, T_BOOL) ? "true" : "false");
