@@ -216,9 +216,10 @@ typedef struct cp_rpc_stats {
     uint32_t exports;   /* capabilities the peer holds from us */
     uint32_t imports;   /* capabilities we hold from the peer */
     uint64_t messages_in, messages_out;
-    uint32_t embargoes;   /* Disembargos we sent (senderLoopback) */
-    uint32_t reflections; /* the peer's Disembargos we echoed back */
-    uint32_t resolves;    /* Resolves we sent for promises we had exported */
+    uint32_t embargoes;       /* Disembargos we sent (senderLoopback) */
+    uint32_t reflections;     /* the peer's Disembargos we echoed back */
+    uint32_t resolves;        /* Resolves we sent for promises we had exported */
+    uint32_t early_pipelined; /* calls that came for an answer we had not given yet */
 } cp_rpc_stats;
 void cp_rpc_conn_stats(const cp_rpc_conn *conn, cp_rpc_stats *out);
 

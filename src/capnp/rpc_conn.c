@@ -652,6 +652,8 @@ static cp_cap *message_target(cp_rpc_conn *conn, cp_struct_reader mt, const char
             *why = !a ? "promisedAnswer names no answer" : "bad transform";
             return NULL;
         }
+        if (!a->returned)
+            conn->stats.early_pipelined++;
         return cp__call_pipeline(a, path, (size_t)n);
     }
     *why = "unknown message target";

@@ -19,8 +19,7 @@ typedef struct interop_state {
     uint32_t writes;
     int live; /* Counter and Callback objects alive */
     int callbacks_destroyed;
-    int out_of_order;         /* Callback calls that arrived before an earlier one */
-    uint32_t pipelined_early; /* calls that reached a counter made by a delayed newCounter */
+    int out_of_order; /* Callback calls that arrived before an earlier one */
 } interop_state;
 
 /* The Interop server object (new reference). */
