@@ -245,6 +245,25 @@ static void name_node(gen *g, uint64_t id, const char *cname, uint64_t file_id)
     name_children(g, n, file_id);
 }
 
+/* Nodes of file fid in a stable order (table order is by id; we want
+ * declaration order, so walk the tree). */
+typedef struct nodelist {
+    node **v;
+    uint32_t n, cap;
+} nodelist;
+
+static void push(nodelist *l, node *n)
+{
+    for (uint32_t i = 0; i < l->n; i++)
+        if (l->v[i] == n)
+            return;
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 32;
+        l->v = gr_realloc(l->v, l->cap * sizeof(*l->v));
+    }
+    l->v[l->n++] = n;
+}
+
 /* ---- helpers for emitting ------------------------------------------------ */
 
 static void emit_c_string(gen *g, const char *s, size_t len)
@@ -390,6 +409,110 @@ static void emit_enum(gen *g, node *n)
          (unsigned long long)n->id);
 }
 
+/* The annotation `id` on enumerant e, or false. */
+static bool enumerant_annotation(cp_struct_reader e, uint64_t id, cp_struct_reader *value)
+{
+    cp_list_reader as = cp_get_list(e, 1, CP_ELEM_COMPOSITE, cp_ptr_null());
+    for (uint32_t i = 0; i < as.len; i++) {
+        cp_struct_reader a = cp_list_get_struct(as, i);
+        if (cp_get_u64(a, 0, 0) == id) {
+            *value = cp_get_struct(a, 0, cp_ptr_null());
+            return true;
+        }
+    }
+    return false;
+}
+
+/* For each annotation placed on the enum's enumerants (as Sandstorm's
+ * httpStatus is), `Enum_has_anno(v)` and, for primitive, text and struct
+ * values, `Enum_anno(v)` giving the value (its type's zero when absent). */
+static void emit_enum_annotations(gen *g, node *n)
+{
+    const char *c = n->cname;
+    cp_list_reader es = node_members(n->r);
+    nodelist seen = {0};
+    for (uint32_t i = 0; i < es.len; i++) {
+        cp_list_reader as =
+            cp_get_list(cp_list_get_struct(es, i), 1, CP_ELEM_COMPOSITE, cp_ptr_null());
+        for (uint32_t j = 0; j < as.len; j++) {
+            node *an = find(g, cp_get_u64(cp_list_get_struct(as, j), 0, 0));
+            if (an && an->cname && node_which(an->r) == NODE_ANNOTATION)
+                push(&seen, an);
+        }
+    }
+    for (uint32_t k = 0; k < seen.n; k++) {
+        node *an = seen.v[k];
+        const char *a = an->cname;
+        cp_struct_reader at = cp_get_struct(an->r, 3, cp_ptr_null());
+        uint16_t tw = type_which(at);
+        cp_struct_reader v;
+        emit(g, "static inline bool %s_has_%s(%s v)\n{\n    switch (v) {\n", c, a, c);
+        for (uint32_t i = 0; i < es.len; i++) {
+            cp_struct_reader e = cp_list_get_struct(es, i);
+            if (enumerant_annotation(e, an->id, &v))
+                emit(g, "    case %s_%s:\n", c, member_name(e).str);
+        }
+        emit(g, "        return true;\n    default:\n        return false;\n    }\n}\n");
+        const char *ctype = NULL, *suffix = NULL;
+        unsigned bytes = 0;
+        bool prim = primitive(tw, &ctype, &suffix, &bytes) && tw != T_FLOAT32 && tw != T_FLOAT64;
+        if (tw == T_STRUCT) {
+            for (uint32_t i = 0; i < es.len; i++) {
+                cp_struct_reader e = cp_list_get_struct(es, i);
+                if (!enumerant_annotation(e, an->id, &v))
+                    continue;
+                _cleanup_free_ char *arr = gr_asprintf("%s__%s_%s", c, a, member_name(e).str);
+                emit_words(g, arr, cp_get_ptr(v, 0));
+            }
+        }
+        if (!prim && tw != T_BOOL && tw != T_ENUM && tw != T_TEXT && tw != T_STRUCT)
+            continue;
+        const char *rtype = tw == T_BOOL   ? "bool"
+                            : tw == T_ENUM ? type_cname(g, type_id(at))
+                            : tw == T_TEXT ? "cp_text"
+                                           : ctype;
+        _cleanup_free_ char *st =
+            tw == T_STRUCT ? gr_asprintf("%s_R", type_cname(g, type_id(at))) : NULL;
+        emit(g, "static inline %s %s_%s(%s v)\n{\n    switch (v) {\n", st ? st : rtype, c, a, c);
+        for (uint32_t i = 0; i < es.len; i++) {
+            cp_struct_reader e = cp_list_get_struct(es, i);
+            if (!enumerant_annotation(e, an->id, &v))
+                continue;
+            const char *en = member_name(e).str;
+            emit(g, "    case %s_%s: {\n", c, en);
+            if (tw == T_STRUCT) {
+                _cleanup_free_ char *arr = gr_asprintf("%s__%s_%s", c, a, en);
+                emit(g,
+                     "        %s x = {cp_ptr_get_struct(cp_const_ptr(%s, sizeof(%s) / 8), "
+                     "cp_ptr_null())};\n        return x;\n",
+                     st, arr, arr);
+            } else if (tw == T_TEXT) {
+                cp_text t = cp_get_text(v, 0, NULL);
+                emit(g, "        cp_text x = {");
+                emit_c_string(g, t.str, t.len);
+                emit(g, ", %zu};\n        return x;\n", t.len);
+            } else if (tw == T_BOOL) {
+                emit(g, "        return %s;\n", value_bits(v, T_BOOL) ? "true" : "false");
+            } else {
+                emit(g, "        return (%s)UINT64_C(0x%llx);\n", rtype,
+                     (unsigned long long)value_bits(v, tw));
+            }
+            emit(g, "    }\n");
+        }
+        emit(g, "    default: {\n");
+        if (tw == T_STRUCT)
+            emit(g, "        %s x = {cp_struct_reader_empty()};\n        return x;\n", st);
+        else if (tw == T_TEXT)
+            emit(g, "        cp_text x = {\"\", 0};\n        return x;\n");
+        else
+            emit(g, "        return (%s)0;\n", rtype);
+        emit(g, "    }\n    }\n}\n");
+    }
+    free(seen.v);
+    if (seen.n)
+        emit(g, "\n");
+}
+
 static void emit_struct_types(gen *g, node *n)
 {
     const char *c = n->cname;
@@ -444,8 +567,8 @@ static void emit_field(gen *g, node *n, cp_struct_reader f)
     cp_struct_reader dv = field_default(f);
     uint16_t tw = type_which(t);
     uint32_t off = field_offset(f);
-    const char *ctype, *suffix;
-    unsigned bytes;
+    const char *ctype = NULL, *suffix = NULL;
+    unsigned bytes = 0;
 
     if (tw == T_VOID) {
         if (disc[0])
@@ -772,8 +895,8 @@ static void emit_const(gen *g, node *n)
     cp_struct_reader t = const_type(n->r);
     cp_struct_reader v = const_value(n->r);
     uint16_t tw = type_which(t);
-    const char *ctype, *suffix;
-    unsigned bytes;
+    const char *ctype = NULL, *suffix = NULL;
+    unsigned bytes = 0;
     emit(g, "/* %s */\n", node_display_name(n->r).str);
     if (tw == T_BOOL) {
         emit(g, "#define %s %s\n", c, value_bits(v, T_BOOL) ? "true" : "false");
@@ -813,6 +936,22 @@ static void emit_const(gen *g, node *n)
                  "static inline %s_R %s_get(void) { %s_R x = {cp_ptr_get_struct(cp_const_ptr(%s, "
                  "%u), cp_ptr_null())}; return x; }\n",
                  st, c, st, arr, nw);
+        } else if (tw == T_LIST) {
+            cp_struct_reader et = type_elem(t);
+            cp_elem_size es = elem_size_of(et);
+            if (es == CP_ELEM_COMPOSITE) {
+                const char *st = type_cname(g, type_id(et));
+                emit(g,
+                     "static inline %s_LR %s_get(void) { %s_LR x = "
+                     "{cp_ptr_get_list(cp_const_ptr(%s, %u), CP_ELEM_COMPOSITE, cp_ptr_null())}; "
+                     "return x; }\n",
+                     st, c, st, arr, nw);
+            } else {
+                emit(g,
+                     "static inline cp_list_reader %s_get(void) { return "
+                     "cp_ptr_get_list(cp_const_ptr(%s, %u), %s, cp_ptr_null()); }\n",
+                     c, arr, nw, elem_names[es]);
+            }
         } else {
             emit(g, "static inline cp_ptr_reader %s_get(void) { return cp_const_ptr(%s, %u); }\n",
                  c, arr, nw);
@@ -822,25 +961,6 @@ static void emit_const(gen *g, node *n)
 }
 
 /* ---- per-file driver ----------------------------------------------------- */
-
-/* Nodes of file fid in a stable order (table order is by id; we want
- * declaration order, so walk the tree). */
-typedef struct nodelist {
-    node **v;
-    uint32_t n, cap;
-} nodelist;
-
-static void push(nodelist *l, node *n)
-{
-    for (uint32_t i = 0; i < l->n; i++)
-        if (l->v[i] == n)
-            return;
-    if (l->n == l->cap) {
-        l->cap = l->cap ? l->cap * 2 : 32;
-        l->v = gr_realloc(l->v, l->cap * sizeof(*l->v));
-    }
-    l->v[l->n++] = n;
-}
 
 static void collect(gen *g, node *n, nodelist *out)
 {
@@ -983,6 +1103,9 @@ static int generate_file(gen *g, uint64_t fid, const char *filename)
             break;
         case NODE_CONST:
             emit_const(g, n);
+            break;
+        case NODE_ENUM:
+            emit_enum_annotations(g, n);
             break;
         case NODE_ANNOTATION:
             emit(g, "#define %s_ANNOTATION_ID UINT64_C(0x%016llx)\n\n", n->cname,

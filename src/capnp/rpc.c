@@ -179,6 +179,8 @@ static cp_cap *pipeline_known(bool returned, bool failed, const cp_exception *ex
     return cp_cap_ref(waiter_find(waiters, path, n));
 }
 
+static void cap_destroy(cp_cap *cap);
+
 char *cp__vformat(const char *fmt, va_list ap)
 {
     char *s = NULL;
@@ -189,8 +191,18 @@ char *cp__vformat(const char *fmt, va_list ap)
 
 void cp_cap_unref(cp_cap *cap)
 {
-    if (!cap || --cap->refs > 0)
-        return;
+    /* A loop rather than recursion down a chain of resolutions, which the
+     * peer can make long. */
+    while (cap && --cap->refs == 0) {
+        cp_cap *next = cap->resolved;
+        cap->resolved = NULL;
+        cap_destroy(cap);
+        cap = next;
+    }
+}
+
+static void cap_destroy(cp_cap *cap)
+{
     switch (cap->kind) {
     case CP__CAP_LOCAL:
         if (cap->server) {
@@ -215,7 +227,6 @@ void cp_cap_unref(cp_cap *cap)
     case CP__CAP_BROKEN:
         break;
     }
-    cp_cap_unref(cap->resolved);
     free((char *)cap->exc.reason);
     free(cap->path);
     free(cap);
@@ -234,9 +245,17 @@ cp_cap *cp_cap_broken(cp_exc_type type, const char *fmt, ...)
 
 cp_cap *cp__cap_target(cp_cap *cap)
 {
-    while (cap->resolved && !cap->embargo_id && !cap->queue)
-        cap = cap->resolved;
-    return cap;
+    cp_cap *t = cap;
+    while (t->resolved && !t->embargo_id && !t->queue)
+        t = t->resolved;
+    /* Point cap straight at the end of the chain, so that walking it stays
+     * cheap however many Resolves built it. */
+    if (t != cap && cap->resolved != t && !cap->embargo_id && !cap->queue) {
+        cp_cap *old = cap->resolved;
+        cap->resolved = cp_cap_ref(t);
+        cp_cap_unref(old);
+    }
+    return t;
 }
 
 bool cp_cap_is_broken(const cp_cap *cap)
@@ -257,14 +276,15 @@ void cp__cap_break(cp_cap *cap, cp_exc_type type, const char *reason)
     cap->exc.reason = gr_strdup(reason);
     cap->embargo_id = 0;
     cp__cap_flush_queue(cap);
+    if (cap->promise_exports)
+        cp__conn_promise_resolved(cap);
 }
 
-void cp__cap_flush_queue(cp_cap *cap)
+static void flush_one(cp_cap *cap)
 {
     cp__queued *q = cap->queue;
     cap->queue = NULL;
     cap->queue_tail = &cap->queue;
-    cp_cap_ref(cap);
     while (q) {
         cp__queued *next = q->next;
         cp_cap *to = cap->resolved ? cap->resolved : cap;
@@ -280,7 +300,44 @@ void cp__cap_flush_queue(cp_cap *cap)
         }
         q = next;
     }
+}
+
+/* Delivering a queued call can end a call, which resolves promises whose
+ * queues then flush, and so on: a chain the peer controls. Flushes started
+ * while one runs wait in a list the outermost one works through, so the
+ * stack stays flat however long the chain. */
+static _Thread_local int flush_depth;
+static _Thread_local cp_cap *flush_next, *flush_last;
+
+void cp__cap_flush_queue(cp_cap *cap)
+{
+    if (flush_depth) {
+        if (!cap->flush_waiting) {
+            cap->flush_waiting = true;
+            cp_cap_ref(cap);
+            cap->flush_link = NULL;
+            if (flush_last)
+                flush_last->flush_link = cap;
+            else
+                flush_next = cap;
+            flush_last = cap;
+        }
+        return;
+    }
+    flush_depth++;
+    cp_cap_ref(cap);
+    flush_one(cap);
     cp_cap_unref(cap);
+    while (flush_next) {
+        cp_cap *c = flush_next;
+        flush_next = c->flush_link;
+        if (!flush_next)
+            flush_last = NULL;
+        c->flush_waiting = false;
+        flush_one(c);
+        cp_cap_unref(c);
+    }
+    flush_depth--;
 }
 
 void cp__cap_resolve(cp_cap *cap, cp_cap *to)
@@ -289,8 +346,16 @@ void cp__cap_resolve(cp_cap *cap, cp_cap *to)
         cp_cap_unref(to);
         return;
     }
+    /* A promise resolved (through others) to itself would never settle. */
+    for (cp_cap *t = to; t; t = t->resolved) {
+        if (t == cap) {
+            cp_cap_unref(to);
+            to = cp_cap_broken(CP_EXC_FAILED, "promise resolved to itself");
+            break;
+        }
+    }
     cap->resolved = to;
-    cp_rpc_conn *conn = cap->question ? cap->question->conn
+    cp_rpc_conn *conn = cap->question                 ? cap->question->conn
                         : cap->kind == CP__CAP_IMPORT ? cap->conn
                                                       : NULL;
     cp_cap *t = cp__cap_target(to);
@@ -313,6 +378,8 @@ void cp__cap_resolve(cp_cap *cap, cp_cap *to)
     }
     if (!cap->embargo_id)
         cp__cap_flush_queue(cap);
+    if (cap->promise_exports)
+        cp__conn_promise_resolved(cap);
 }
 
 static void enqueue(cp_cap *cap, cp_request *req, cp_pending *pending)
@@ -541,10 +608,12 @@ void cp__deliver(cp_cap *cap, cp_request *req, cp_pending *pending)
     case CP__CAP_LOCAL: {
         /* The params are read where the payload points now (a forwarded
          * call copied them over the struct cp_request_params made). */
-        cp_ptr_reader content = cp_ptr_builder_as_reader(cp_builder_ptr(cp__request_payload(req), 0));
+        cp_ptr_reader content =
+            cp_ptr_builder_as_reader(cp_builder_ptr(cp__request_payload(req), 0));
         cp_message *msg = gr_steal_pointer(&req->msg);
         cp_struct_reader params = cp_ptr_get_struct(content, cp_ptr_null());
-        cp_call *call = cp__call_new(CP__CALL_LOCAL, msg, params, req->interface_id, req->method_id);
+        cp_call *call =
+            cp__call_new(CP__CALL_LOCAL, msg, params, req->interface_id, req->method_id);
         call->params_ptr = content;
         call->pending = pending;
         pending->refs++;
@@ -891,7 +960,6 @@ void cp__call_dispatch(cp_call *call, cp_cap *target)
 }
 
 /* ---- streaming flow control ------------------------------------------------------ */
-
 
 cp_flow *cp_flow_new(size_t window, cp_flow_ready_cb ready, void *ud)
 {

@@ -131,7 +131,8 @@ void cp_request_free(cp_request *req);
  * it is NULL when cb already ran (a local object that answered at once).
  * Returns 0, or -1 with err when the call cannot leave (null or broken
  * target, connection gone, outstanding-call limit) and cb will not run. */
-int cp_request_send(cp_request *req, cp_response_cb cb, void *ud, cp_pending **out, gr_error_t *err);
+int cp_request_send(cp_request *req, cp_response_cb cb, void *ud, cp_pending **out,
+                    gr_error_t *err);
 
 /* A capability for the pointer reached from the call's results by following
  * pointer fields path[0..n) (n = 0: the results content itself). Calls on it
@@ -170,9 +171,9 @@ unsigned cp_flow_pending_calls(const cp_flow *flow);
 /* ---- connections ------------------------------------------------------------ */
 
 typedef struct cp_rpc_options {
-    size_t max_message_bytes;        /* largest frame accepted; 0 = 64 MiB */
-    uint32_t max_outstanding_calls;  /* unanswered calls from the peer; 0 = 10000 */
-    uint32_t max_questions;          /* unanswered calls to the peer; 0 = 10000 */
+    size_t max_message_bytes;       /* largest frame accepted; 0 = 64 MiB */
+    uint32_t max_outstanding_calls; /* unanswered calls from the peer; 0 = 10000 */
+    uint32_t max_questions;         /* unanswered calls to the peer; 0 = 10000 */
 } cp_rpc_options;
 
 /* Called once when the connection ends (peer closed, error, abort, or
@@ -185,6 +186,12 @@ typedef void (*cp_rpc_disconnect_cb)(cp_rpc_conn *conn, const char *reason, void
  * opts may be NULL. Returns 0, or -1 with err. */
 int cp_rpc_conn_open(uv_loop_t *loop, int fd, cp_cap *bootstrap, const cp_rpc_options *opts,
                      cp_rpc_conn **out, gr_error_t *err);
+
+/* The same over a connected libuv stream (e.g. a uv_pipe_t from uv_accept),
+ * which must have been allocated with gr_malloc/gr_calloc: the connection
+ * takes it, also on failure, and closes and frees it at the end. */
+int cp_rpc_conn_adopt(uv_stream_t *stream, cp_cap *bootstrap, const cp_rpc_options *opts,
+                      cp_rpc_conn **out, gr_error_t *err);
 
 /* The peer's bootstrap capability (new reference; a promise until answered). */
 cp_cap *cp_rpc_conn_bootstrap(cp_rpc_conn *conn);
@@ -209,8 +216,10 @@ typedef struct cp_rpc_stats {
     uint32_t exports;   /* capabilities the peer holds from us */
     uint32_t imports;   /* capabilities we hold from the peer */
     uint64_t messages_in, messages_out;
-    uint32_t embargoes;   /* Disembargos we sent (senderLoopback) */
-    uint32_t reflections; /* the peer's Disembargos we echoed back */
+    uint32_t embargoes;       /* Disembargos we sent (senderLoopback) */
+    uint32_t reflections;     /* the peer's Disembargos we echoed back */
+    uint32_t resolves;        /* Resolves we sent for promises we had exported */
+    uint32_t early_pipelined; /* calls that came for an answer we had not given yet */
 } cp_rpc_stats;
 void cp_rpc_conn_stats(const cp_rpc_conn *conn, cp_rpc_stats *out);
 

@@ -14,11 +14,16 @@
 typedef struct cp__export {
     cp_cap *cap;
     uint32_t refs;
+    /* Exported as a senderPromise: on the cap's list of connections to tell
+     * (with a Resolve) once it resolves. */
+    cp_rpc_conn *conn;
+    uint32_t id;
+    struct cp__export *pnext, **pprev;
 } cp__export;
 
 struct cp_rpc_conn {
     uv_loop_t *loop;
-    uv_pipe_t *pipe; /* NULL for a raw connection */
+    uv_stream_t *stream; /* NULL for a raw connection; owned */
     cp__write_fn write_fn;
     void *write_ud;
     cp_stream_reader reader;
@@ -33,8 +38,9 @@ struct cp_rpc_conn {
     cp_cap *caps;         /* imports, to break on disconnect */
 
     bool alive, in_read, closing, closed, free_requested;
-    int handles;        /* libuv handles not yet closed */
-    uv_timer_t linger;  /* bounds the wait for the peer after an Abort */
+    int handles;       /* libuv handles not yet closed */
+    int write_status;  /* the first write error */
+    uv_timer_t linger; /* bounds the wait for the peer after an Abort */
     uv_shutdown_t shutdown;
     int busy;
     char *reason;
@@ -45,7 +51,8 @@ struct cp_rpc_conn {
     cp_rpc_stats stats;
 };
 
-static void conn_abort(cp_rpc_conn *conn, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void conn_abort(cp_rpc_conn *conn, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void conn_maybe_free(cp_rpc_conn *conn);
 
 /* ---- ids ------------------------------------------------------------------- */
@@ -70,39 +77,64 @@ static void id_give(uint32_t id, uint32_t **free_ids, uint32_t *nfree, uint32_t 
 
 typedef struct cp__write {
     uv_write_t req;
+    cp_rpc_conn *conn;
     char *data;
 } cp__write;
+
+static void on_write_failed(uv_timer_t *t)
+{
+    cp_rpc_conn *conn = t->data;
+    char *why = gr_asprintf("write: %s", uv_strerror(conn->write_status));
+    cp__rpc_conn_disconnect(conn, why);
+    free(why);
+}
+
+/* A write that failed ends the connection, from the loop rather than from
+ * inside whatever was sending. */
+static void write_failed(cp_rpc_conn *conn, int status)
+{
+    if (!conn->alive || conn->closing || conn->write_status)
+        return;
+    conn->write_status = status;
+    uv_timer_start(&conn->linger, on_write_failed, 0, 0);
+}
 
 static void on_written(uv_write_t *req, int status)
 {
     cp__write *w = (cp__write *)req;
+    if (status < 0 && status != UV_ECANCELED)
+        write_failed(w->conn, status);
     free(w->data);
     free(w);
 }
 
 static void conn_flush(cp_rpc_conn *conn)
 {
-    if (!conn->out.len || !conn->pipe || conn->closing) {
+    if (!conn->out.len || !conn->stream || conn->closing) {
         gr_buf_release(&conn->out);
         return;
     }
     uv_buf_t buf = uv_buf_init(conn->out.data, (unsigned)conn->out.len);
-    int n = uv_try_write((uv_stream_t *)conn->pipe, &buf, 1);
+    int n = uv_try_write(conn->stream, &buf, 1);
     if (n == (int)conn->out.len) {
         conn->out.len = 0;
         return;
     }
     if (n < 0 && n != UV_EAGAIN) {
         gr_buf_release(&conn->out);
-        return; /* the read side will see the error */
+        write_failed(conn, n);
+        return;
     }
     size_t done = n > 0 ? (size_t)n : 0;
     cp__write *w = gr_calloc(1, sizeof(*w));
+    w->conn = conn;
     w->data = gr_buf_steal(&conn->out);
     uv_buf_t rest = uv_buf_init(w->data + done, (unsigned)(buf.len - done));
-    if (uv_write(&w->req, (uv_stream_t *)conn->pipe, &rest, 1, on_written) < 0) {
+    int r = uv_write(&w->req, conn->stream, &rest, 1, on_written);
+    if (r < 0) {
         free(w->data);
         free(w);
+        write_failed(conn, r);
     }
 }
 
@@ -177,6 +209,26 @@ uint32_t cp__conn_max_questions(const cp_rpc_conn *conn)
     return conn->opts.max_questions;
 }
 
+static void promise_unlink(cp__export *e)
+{
+    if (!e->pprev)
+        return;
+    *e->pprev = e->pnext;
+    if (e->pnext)
+        e->pnext->pprev = e->pprev;
+    e->pnext = NULL;
+    e->pprev = NULL;
+}
+
+static void export_free(cp_rpc_conn *conn, cp__export *e)
+{
+    promise_unlink(e);
+    if (e->cap->export_conn == conn && e->cap->export_id == e->id)
+        e->cap->export_conn = NULL;
+    cp_cap_unref(e->cap);
+    free(e);
+}
+
 static void export_release(cp_rpc_conn *conn, uint32_t id, uint32_t count)
 {
     cp__export *e = cp__idmap_get(&conn->exports, id);
@@ -187,13 +239,10 @@ static void export_release(cp_rpc_conn *conn, uint32_t id, uint32_t count)
         return;
     cp__idmap_del(&conn->exports, id);
     id_give(id, &conn->free_exports, &conn->nfree_exports, &conn->free_exports_cap);
-    if (e->cap->export_conn == conn && e->cap->export_id == id)
-        e->cap->export_conn = NULL;
-    cp_cap_unref(e->cap);
-    free(e);
+    export_free(conn, e);
 }
 
-static uint32_t export_cap(cp_rpc_conn *conn, cp_cap *cap)
+static uint32_t export_cap(cp_rpc_conn *conn, cp_cap *cap, bool promise)
 {
     if (cap->export_conn == conn) {
         cp__export *e = cp__idmap_get(&conn->exports, cap->export_id);
@@ -206,9 +255,18 @@ static uint32_t export_cap(cp_rpc_conn *conn, cp_cap *cap)
     e->cap = cp_cap_ref(cap);
     e->refs = 1;
     uint32_t id = id_take(&conn->next_export, &conn->free_exports, &conn->nfree_exports);
+    e->conn = conn;
+    e->id = id;
     cp__idmap_put(&conn->exports, id, e);
     cap->export_conn = conn;
     cap->export_id = id;
+    if (promise && !e->pprev) {
+        e->pnext = cap->promise_exports;
+        if (e->pnext)
+            e->pnext->pprev = &e->pnext;
+        e->pprev = &cap->promise_exports;
+        cap->promise_exports = e;
+    }
     return id;
 }
 
@@ -358,37 +416,80 @@ static int read_cap_table(cp_rpc_conn *conn, cp_message *m, cp_struct_reader pay
     return 0;
 }
 
-/* Writes the capTable of a Payload from m's capability table; the export ids
- * it made go to *exports. */
+/* True for a capability that is not settled yet and not the peer's own
+ * promise: it goes out as a senderPromise and a Resolve follows. */
+static bool is_local_promise(cp_rpc_conn *conn, const cp_cap *c)
+{
+    if (c->kind == CP__CAP_PROMISE)
+        return !(c->question && c->question->conn == conn);
+    return c->kind == CP__CAP_IMPORT && c->is_promise && c->conn != conn;
+}
+
+/* Describes capability c (NULL: none) to the peer of conn. The export ids
+ * it made go to *exports (may be NULL). */
+static void write_desc(cp_rpc_conn *conn, cp_struct_builder d, cp_cap *c, uint32_t **exports,
+                       uint32_t *nexports)
+{
+    if (!c)
+        return; /* none */
+    while (c->resolved)
+        c = c->resolved;
+    uint32_t id;
+    if (c->kind == CP__CAP_IMPORT && c->conn == conn) {
+        cp_set_u16(d, 0, 3, 0);
+        cp_set_u32(d, 4, c->import_id, 0);
+        return;
+    }
+    if (c->kind == CP__CAP_PROMISE && c->question && c->question->conn == conn &&
+        !c->question->returned) {
+        cp_set_u16(d, 0, 4, 0);
+        cp_struct_builder pa = cp_init_struct(d, 0, 1, 1);
+        cp_set_u32(pa, 0, c->question->question_id, 0);
+        write_transform(pa, c->path, c->npath);
+        return;
+    }
+    bool promise = is_local_promise(conn, c);
+    id = export_cap(conn, c, promise);
+    cp_set_u16(d, 0, promise ? 2 : 1, 0);
+    cp_set_u32(d, 4, id, 0);
+    if (exports) {
+        *exports = gr_realloc(*exports, (*nexports + 1) * sizeof(**exports));
+        (*exports)[(*nexports)++] = id;
+    }
+}
+
+/* Writes the capTable of a Payload from m's capability table. */
 static void write_cap_table(cp_rpc_conn *conn, cp_struct_builder payload, cp_message *m,
                             uint32_t **exports, uint32_t *nexports)
 {
     cp_list_builder table = cp_init_struct_list(payload, 1, m->ncaps, 1, 1);
-    for (uint32_t i = 0; i < m->ncaps; i++) {
-        cp_struct_builder d = cp_list_struct_at(table, i);
-        cp_cap *c = m->caps[i];
-        if (!c)
-            continue; /* none */
-        while (c->resolved)
-            c = c->resolved;
-        if (c->kind == CP__CAP_IMPORT && c->conn == conn) {
-            cp_set_u16(d, 0, 3, 0);
-            cp_set_u32(d, 4, c->import_id, 0);
-        } else if (c->kind == CP__CAP_PROMISE && c->question && c->question->conn == conn &&
-                   !c->question->returned) {
-            cp_set_u16(d, 0, 4, 0);
-            cp_struct_builder pa = cp_init_struct(d, 0, 1, 1);
-            cp_set_u32(pa, 0, c->question->question_id, 0);
-            write_transform(pa, c->path, c->npath);
+    for (uint32_t i = 0; i < m->ncaps; i++)
+        write_desc(conn, cp_list_struct_at(table, i), m->caps[i], exports, nexports);
+}
+
+void cp__conn_promise_resolved(cp_cap *cap)
+{
+    cp_cap *to = cap->resolved ? cap->resolved : cap; /* itself when broken */
+    while (to->resolved)
+        to = to->resolved;
+    while (cap->promise_exports) {
+        cp__export *e = cap->promise_exports;
+        promise_unlink(e);
+        cp_rpc_conn *conn = e->conn;
+        if (!conn->alive)
+            continue;
+        cp_message m;
+        cp_struct_builder r = msg_start(&m, CP__MSG_RESOLVE, 1, 1);
+        cp_set_u32(r, 0, e->id, 0);
+        if (to->kind == CP__CAP_BROKEN) {
+            cp_set_u16(r, 4, 1, 0);
+            set_exception(cp_init_struct(r, 0, 1, 2), to->exc.type, to->exc.reason);
         } else {
-            uint32_t id = export_cap(conn, c);
-            cp_set_u16(d, 0, 1, 0);
-            cp_set_u32(d, 4, id, 0);
-            if (exports) {
-                *exports = gr_realloc(*exports, (*nexports + 1) * sizeof(**exports));
-                (*exports)[(*nexports)++] = id;
-            }
+            write_desc(conn, cp_init_struct(r, 0, 1, 1), to, NULL, NULL);
         }
+        conn->stats.resolves++;
+        conn_send(conn, &m);
+        cp_message_release(&m);
     }
 }
 
@@ -551,6 +652,8 @@ static cp_cap *message_target(cp_rpc_conn *conn, cp_struct_reader mt, const char
             *why = !a ? "promisedAnswer names no answer" : "bad transform";
             return NULL;
         }
+        if (!a->returned)
+            conn->stats.early_pipelined++;
         return cp__call_pipeline(a, path, (size_t)n);
     }
     *why = "unknown message target";
@@ -568,6 +671,14 @@ static void handle_call(cp_rpc_conn *conn, cp_message *m, cp_struct_reader c)
     if (conn->outstanding >= conn->opts.max_outstanding_calls) {
         cp__msg_free(m);
         conn_abort(conn, "too many outstanding calls (limit %u)", conn->opts.max_outstanding_calls);
+        return;
+    }
+    /* Answers stay until the peer's Finish; one that never finishes them
+     * must not grow the table without end either. */
+    if (conn->answers.count >= 4 * (uint64_t)conn->opts.max_outstanding_calls) {
+        cp__msg_free(m);
+        conn_abort(conn, "too many unfinished calls (limit %llu)",
+                   4 * (unsigned long long)conn->opts.max_outstanding_calls);
         return;
     }
     cp_struct_reader payload = cp_get_struct(c, 1, cp_ptr_null());
@@ -640,8 +751,10 @@ static void handle_return(cp_rpc_conn *conn, cp_message *m, cp_struct_reader r)
         cp_call *a = cp__idmap_get(&conn->answers, other);
         if (!a || !a->to_yourself || !a->returned) {
             cp__pending_fail(p, CP_EXC_FAILED, "bad takeFromOtherQuestion");
-            conn_abort(conn, "takeFromOtherQuestion names %u, which is not a returned "
-                             "sendResultsTo.yourself call", other);
+            conn_abort(conn,
+                       "takeFromOtherQuestion names %u, which is not a returned "
+                       "sendResultsTo.yourself call",
+                       other);
             break;
         }
         a->to_yourself = false; /* only once */
@@ -928,10 +1041,7 @@ static void drop_export(uint32_t id, void *val, void *ud)
     cp_rpc_conn *conn = ud;
     cp__export *e = val;
     cp__idmap_del(&conn->exports, id);
-    if (e->cap->export_conn == conn)
-        e->cap->export_conn = NULL;
-    cp_cap_unref(e->cap);
-    free(e);
+    export_free(conn, e);
 }
 
 static void on_closed(uv_handle_t *h)
@@ -939,19 +1049,19 @@ static void on_closed(uv_handle_t *h)
     cp_rpc_conn *conn = h->data;
     if (--conn->handles > 0)
         return;
-    free(conn->pipe);
-    conn->pipe = NULL;
+    free(conn->stream);
+    conn->stream = NULL;
     conn->closed = true;
     conn_maybe_free(conn);
 }
 
 static void close_handles(cp_rpc_conn *conn)
 {
-    if (!conn->pipe || conn->closing)
+    if (!conn->stream || conn->closing)
         return;
     conn->closing = true;
-    uv_read_stop((uv_stream_t *)conn->pipe);
-    uv_close((uv_handle_t *)conn->pipe, on_closed);
+    uv_read_stop(conn->stream);
+    uv_close((uv_handle_t *)conn->stream, on_closed);
     uv_close((uv_handle_t *)&conn->linger, on_closed);
 }
 
@@ -979,7 +1089,7 @@ static void conn_end(cp_rpc_conn *conn, const char *reason, bool linger)
     if (!conn->alive)
         return;
     conn->busy++;
-    if (conn->pipe)
+    if (conn->stream)
         conn_flush(conn);
     conn->alive = false;
     conn->reason = gr_strdup(reason);
@@ -996,9 +1106,9 @@ static void conn_end(cp_rpc_conn *conn, const char *reason, bool linger)
     cp__idmap_each(&conn->embargoes, lift_embargo, conn);
     cp__idmap_each(&conn->exports, drop_export, conn);
     cp_cap_unref(gr_steal_pointer(&conn->bootstrap));
-    if (conn->pipe && !conn->closing) {
+    if (conn->stream && !conn->closing) {
         if (linger && !conn->free_requested &&
-            uv_shutdown(&conn->shutdown, (uv_stream_t *)conn->pipe, on_shutdown) == 0)
+            uv_shutdown(&conn->shutdown, conn->stream, on_shutdown) == 0)
             uv_timer_start(&conn->linger, on_linger, 1000, 0);
         else
             close_handles(conn);
@@ -1088,40 +1198,50 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
 }
 
-int cp_rpc_conn_open(uv_loop_t *loop, int fd, cp_cap *bootstrap, const cp_rpc_options *opts,
-                     cp_rpc_conn **out, gr_error_t *err)
+static void free_handle(uv_handle_t *h)
+{
+    free(h);
+}
+
+int cp_rpc_conn_adopt(uv_stream_t *stream, cp_cap *bootstrap, const cp_rpc_options *opts,
+                      cp_rpc_conn **out, gr_error_t *err)
 {
     cp_rpc_conn *conn = conn_alloc(bootstrap, opts);
-    conn->loop = loop;
-    conn->pipe = gr_calloc(1, sizeof(*conn->pipe));
-    conn->pipe->data = conn;
-    uv_timer_init(loop, &conn->linger);
+    conn->loop = stream->loop;
+    conn->stream = stream;
+    stream->data = conn;
+    uv_timer_init(conn->loop, &conn->linger);
     conn->linger.data = conn;
     conn->handles = 2;
-    int r = uv_pipe_init(loop, conn->pipe, 0);
+    int r = uv_read_start(stream, on_alloc, on_read);
     if (r < 0) {
-        conn->handles = 1;
-        conn->free_requested = true;
-        conn->alive = false;
-        close(fd);
-        cp_cap_unref(gr_steal_pointer(&conn->bootstrap));
-        free(conn->pipe);
-        conn->pipe = NULL;
-        uv_close((uv_handle_t *)&conn->linger, on_closed);
-        return gr_make_error(err, -r, "rpc connection: uv_pipe_init");
-    }
-    bool opened = false;
-    if ((r = uv_pipe_open(conn->pipe, fd)) < 0 || !(opened = true) ||
-        (r = uv_read_start((uv_stream_t *)conn->pipe, on_alloc, on_read)) < 0) {
-        if (!opened)
-            close(fd);
         cp_cap_unref(gr_steal_pointer(&conn->bootstrap));
         conn->alive = false;
         conn->free_requested = true;
         close_handles(conn);
-        return gr_make_error(err, -r, "rpc connection on fd %d", fd);
+        return gr_make_error(err, -r, "rpc connection: read");
     }
     *out = conn;
+    return 0;
+}
+
+int cp_rpc_conn_open(uv_loop_t *loop, int fd, cp_cap *bootstrap, const cp_rpc_options *opts,
+                     cp_rpc_conn **out, gr_error_t *err)
+{
+    uv_pipe_t *pipe = gr_calloc(1, sizeof(*pipe));
+    int r = uv_pipe_init(loop, pipe, 0);
+    if (r < 0) {
+        close(fd);
+        free(pipe);
+        return gr_make_error(err, -r, "rpc connection: uv_pipe_init");
+    }
+    if ((r = uv_pipe_open(pipe, fd)) < 0) {
+        close(fd);
+        uv_close((uv_handle_t *)pipe, free_handle);
+        return gr_make_error(err, -r, "rpc connection on fd %d", fd);
+    }
+    if (cp_rpc_conn_adopt((uv_stream_t *)pipe, bootstrap, opts, out, err) < 0)
+        return gr_error_prefix(err, "fd %d", fd);
     return 0;
 }
 

@@ -49,25 +49,28 @@ typedef struct cp__queued cp__queued;
 struct cp_cap {
     int refs;
     cp__cap_kind kind;
-    cp_cap *resolved; /* set once a promise or promise import resolves */
-    cp_rpc_conn *conn; /* IMPORT: the connection it came over */
+    cp_cap *resolved;                     /* set once a promise or promise import resolves */
+    cp_rpc_conn *conn;                    /* IMPORT: the connection it came over */
     struct cp_cap *conn_next, *conn_prev; /* the conn's list of its caps */
-    cp_server *server;          /* LOCAL */
-    uint32_t import_id;         /* IMPORT */
-    bool is_promise;            /* IMPORT of a senderPromise */
-    cp_pending *question;       /* PROMISE on an outgoing call */
-    cp_call *answer;            /* PROMISE on a call we are answering */
-    uint16_t *path;             /* PROMISE: pointer fields to follow */
+    cp_server *server;                    /* LOCAL */
+    uint32_t import_id;                   /* IMPORT */
+    bool is_promise;                      /* IMPORT of a senderPromise */
+    cp_pending *question;                 /* PROMISE on an outgoing call */
+    cp_call *answer;                      /* PROMISE on a call we are answering */
+    uint16_t *path;                       /* PROMISE: pointer fields to follow */
     uint16_t npath;
-    bool calls_sent;            /* PROMISE/IMPORT: calls went to the peer */
-    uint32_t embargo_id;        /* nonzero while calls wait for a Disembargo */
+    bool calls_sent;                 /* PROMISE/IMPORT: calls went to the peer */
+    uint32_t embargo_id;             /* nonzero while calls wait for a Disembargo */
     cp__queued *queue, **queue_tail; /* calls waiting for resolution or embargo */
+    bool flush_waiting;              /* in the list of queues to flush */
+    struct cp_cap *flush_link;
     cp_exception exc;           /* BROKEN: reason owned */
     struct cp_cap *waiter_next; /* list of promises waiting on a question/answer */
     /* One-entry cache of this cap's export id on a connection. */
     cp_rpc_conn *export_conn;
     uint32_t export_id;
-    uint32_t remote_refs; /* IMPORT: how many times the peer sent it */
+    uint32_t remote_refs;               /* IMPORT: how many times the peer sent it */
+    struct cp__export *promise_exports; /* connections owed a Resolve */
 };
 
 struct cp_request {
@@ -91,7 +94,7 @@ struct cp_pending {
     cp_ptr_reader content;
     cp_exception exc; /* when returned with an exception; reason owned */
     bool failed;
-    cp_cap *waiters;  /* promises to resolve on return */
+    cp_cap *waiters; /* promises to resolve on return */
     /* Remote question state. */
     cp_rpc_conn *conn;
     uint32_t question_id;
@@ -99,7 +102,7 @@ struct cp_pending {
     uint32_t *param_exports; /* export ids in our params, for releaseParamCaps */
     uint32_t nparam_exports;
     cp_call *local_call; /* the call a local object is answering */
-    cp_flow *flow; /* streaming: bytes to give back on return */
+    cp_flow *flow;       /* streaming: bytes to give back on return */
     size_t flow_bytes;
 };
 
@@ -130,7 +133,7 @@ struct cp_call {
     void (*on_cancel)(cp_call *, void *);
     void *cancel_ud;
     cp_cap *waiters;
-    cp_pending *forward; /* the onward call when the target is not here */
+    cp_pending *forward;   /* the onward call when the target is not here */
     cp_ptr_reader content; /* results content once returned */
     uint32_t *result_exports;
     uint32_t nresult_exports;
@@ -147,7 +150,7 @@ struct cp__queued {
 /* ---- shared between rpc.c and rpc_conn.c ---------------------------------- */
 
 /* vasprintf that aborts on allocation failure. */
-char *cp__vformat(const char *fmt, va_list ap);
+char *cp__vformat(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 
 /* A fresh message; frees one (dropping its capability references). */
 cp_message *cp__msg_new(void);
@@ -200,6 +203,8 @@ void cp__conn_release_import(cp_cap *cap);
 void cp__conn_question_done(cp_pending *p);
 void cp__conn_unlink_cap(cp_cap *cap);
 void cp__conn_embargo(cp_rpc_conn *conn, cp_cap *promise);
+/* Sends a Resolve to each connection that has cap as a senderPromise. */
+void cp__conn_promise_resolved(cp_cap *cap);
 size_t cp__conn_questions(const cp_rpc_conn *conn);
 uint32_t cp__conn_max_questions(const cp_rpc_conn *conn);
 

@@ -2,7 +2,9 @@
  *   capnp_sample write [--packed] [--segment-words N]   build and print
  *   capnp_sample check [--packed]                       read stdin, verify
  *   capnp_sample copy [--segment-words N]               deep-copy stdin's root
- *   capnp_sample doublefar                              a hand-made double-far message */
+ *   capnp_sample doublefar                              a hand-made double-far message
+ *   capnp_sample defaults                               Defaults, some fields changed
+ *   capnp_sample check-defaults                         read stdin's Defaults, print it */
 #include "sample.h"
 
 static int read_all(gr_buf *in)
@@ -88,6 +90,43 @@ int main(int argc, char **argv)
         cp_message_init_segments(&m, segs, 3, NULL);
         cp_message_write(&m, &out);
         put(&out);
+        cp_message_release(&m);
+    } else if (strcmp(argv[1], "defaults") == 0) {
+        cp_message_init(&m, 0);
+        Defaults_B d = Defaults_init_root(&m);
+        Defaults_set_boolDefault(d, false);
+        Defaults_set_int8Default(d, 0);
+        Defaults_set_int32Default(d, -12345678); /* its default: stored as zero */
+        Defaults_set_uint64Default(d, 1);
+        Defaults_set_float64Default(d, 0.5);
+        Defaults_set_enumDefault(d, Color_red);
+        Defaults_set_textDefault(d, "set", 3);
+        Inner_set_id(Defaults_init_structDefault(d), 5);
+        cp_message_write(&m, &out);
+        put(&out);
+        cp_message_release(&m);
+    } else if (strcmp(argv[1], "check-defaults") == 0) {
+        if (read_all(&in) < 0)
+            gr_die("reading stdin failed");
+        if (cp_message_read(&m, in.data, in.len, NULL, &err) < 0)
+            gr_die("%s", gr_error_msg(err));
+        Defaults_R d = Defaults_root(&m);
+        printf(
+            "bool=%d int8=%d int16=%d int32=%d int64=%lld uint8=%u uint16=%u uint32=%u "
+            "uint64=%llu float32=%g float64=%g enum=%d text=%s data=%zu struct=%u/%s "
+            "ints=%u textList=%u structList=%u bools=%u\n",
+            Defaults_get_boolDefault(d), Defaults_get_int8Default(d), Defaults_get_int16Default(d),
+            Defaults_get_int32Default(d), (long long)Defaults_get_int64Default(d),
+            Defaults_get_uint8Default(d), Defaults_get_uint16Default(d),
+            Defaults_get_uint32Default(d), (unsigned long long)Defaults_get_uint64Default(d),
+            (double)Defaults_get_float32Default(d), Defaults_get_float64Default(d),
+            (int)Defaults_get_enumDefault(d), Defaults_get_textDefault(d).str,
+            Defaults_get_dataDefault(d).len, Inner_get_id(Defaults_get_structDefault(d)),
+            Inner_get_name(Defaults_get_structDefault(d)).str, Defaults_get_int32ListDefault(d).len,
+            Defaults_get_textListDefault(d).len, Inner_list_len(Defaults_get_structListDefault(d)),
+            Defaults_get_boolListDefault(d).len);
+        if (cp_message_check(&m, &err) < 0)
+            gr_die("%s", gr_error_msg(err));
         cp_message_release(&m);
     } else {
         gr_die("unknown command %s", argv[1]);

@@ -119,3 +119,23 @@ const constData :Data = 0x"0102";
 const constStruct :Inner = (id = 99, name = "const");
 const constList :List(UInt16) = [10, 20, 30];
 const constEnum :Color = green;
+
+# Values attached to enumerants, read back at run time (as Sandstorm's HTTP
+# bridge reads httpStatus on its status-code enums).
+struct StatusInfo {
+  code @0 :UInt16;
+  title @1 :Text;
+}
+annotation status @0xf0e1d2c3b4a59687 (enumerant) :StatusInfo;
+annotation weight @0xe0d1c2b3a4958677 (enumerant) :Int32;
+annotation label @0xd0c1b2a394857667 (enumerant) :Text;
+annotation flagged @0xc0b1a29384756657 (enumerant) :Void;
+
+enum Outcome {
+  ok @0 $status(code = 200, title = "OK") $weight(-5) $label("fine");
+  missing @1 $status(code = 404, title = "Not Found") $flagged;
+  other @2;
+}
+
+const constTextList :List(Text) = ["x-sandstorm-app-*", "x-oc-*"];
+const constStructList :List(Inner) = [(id = 1, name = "a"), (id = 2, name = "b")];

@@ -537,6 +537,32 @@ static void test_nesting_limit(void **state)
     }
 }
 
+static void test_pointer_cycle(void **state)
+{
+    /* A struct whose only pointer points back at the struct itself. */
+    uint64_t w[] = {sp(0, 0, 1), sp(-1, 0, 1)};
+    cp_message m;
+    open_words(&m, w, 2);
+    cp_struct_reader r = cp_message_root(&m);
+    int hops = 0;
+    while (cp_has_ptr(r, 0) && hops < 1000) {
+        r = cp_get_struct(r, 0, cp_ptr_null());
+        if (!cp_message_ok(&m))
+            break;
+        hops++;
+    }
+    assert_true(hops < CP_DEFAULT_NESTING_LIMIT);
+    expect_problem(&m, "nesting limit");
+    /* Copying it stops too, with the problem recorded in the source. */
+    cp_message c;
+    cp_message_init(&c, 0);
+    cp_message_reset_limits(&m, NULL);
+    cp_ptr_set_copy(cp_message_root_builder(&c), cp_message_root_ptr(&m));
+    expect_problem(&m, "nesting limit");
+    cp_message_release(&c);
+    cp_message_release(&m);
+}
+
 static void test_traversal_amplification(void **state)
 {
     /* 200 pointers to one list of 65536 words: 13 Mi words of reading
@@ -670,6 +696,7 @@ int main(void)
         cmocka_unit_test(test_out_of_bounds_pointers),
         cmocka_unit_test(test_text_and_kind_checks),
         cmocka_unit_test(test_nesting_limit),
+        cmocka_unit_test(test_pointer_cycle),
         cmocka_unit_test(test_traversal_amplification),
         cmocka_unit_test(test_builder_reentry_and_null),
         cmocka_unit_test(test_builder_limits),

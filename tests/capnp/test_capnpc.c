@@ -63,9 +63,15 @@ static void test_constants_and_nested(void **state)
     Inner_R c = constStruct_get();
     assert_int_equal(Inner_get_id(c), 99);
     assert_string_equal(Inner_get_name(c).str, "const");
-    cp_list_reader l = cp_ptr_get_list(constList_get(), CP_ELEM_TWO_BYTES, cp_ptr_null());
+    cp_list_reader l = constList_get();
     assert_int_equal(l.len, 3);
     assert_int_equal(cp_list_get_u16(l, 2), 30);
+    l = constTextList_get();
+    assert_int_equal(l.len, 2);
+    assert_string_equal(cp_list_get_text(l, 1).str, "x-oc-*");
+    Inner_LR il = constStructList_get();
+    assert_int_equal(Inner_list_len(il), 2);
+    assert_string_equal(Inner_get_name(Inner_list_get(il, 1)).str, "b");
 
     cp_message m;
     cp_message_init(&m, 0);
@@ -78,6 +84,22 @@ static void test_constants_and_nested(void **state)
     Outer_Nested_set_mood(n, Outer_Nested_Mood_happy);
     assert_int_equal(Outer_Nested_get_mood(Outer_get_nested(r)), Outer_Nested_Mood_happy);
     cp_message_release(&m);
+}
+
+static void test_enumerant_annotations(void **state)
+{
+    assert_true(Outcome_has_status(Outcome_ok) && Outcome_has_status(Outcome_missing));
+    assert_false(Outcome_has_status(Outcome_other));
+    assert_int_equal(StatusInfo_get_code(Outcome_status(Outcome_missing)), 404);
+    assert_string_equal(StatusInfo_get_title(Outcome_status(Outcome_missing)).str, "Not Found");
+    assert_int_equal(StatusInfo_get_code(Outcome_status(Outcome_other)), 0);
+    assert_int_equal(Outcome_weight(Outcome_ok), -5);
+    assert_int_equal(Outcome_weight(Outcome_missing), 0);
+    assert_string_equal(Outcome_label(Outcome_ok).str, "fine");
+    assert_int_equal(Outcome_label(Outcome_other).len, 0);
+    assert_true(Outcome_has_flagged(Outcome_missing));
+    assert_false(Outcome_has_flagged(Outcome_ok));
+    assert_false(Outcome_has_status((Outcome)77));
 }
 
 static void test_unions_and_groups(void **state)
@@ -352,6 +374,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pointer_defaults),
         cmocka_unit_test(test_constants_and_nested),
+        cmocka_unit_test(test_enumerant_annotations),
         cmocka_unit_test(test_unions_and_groups),
         cmocka_unit_test(test_generics_and_interfaces),
         cmocka_unit_test(test_rpc_helpers_with_local_server),

@@ -119,3 +119,21 @@ def test_capnpc_c_as_a_plugin_and_on_bad_requests(tmp_path):
         assert b"Sanitizer" not in r.stderr and b"runtime error" not in r.stderr
         if r.returncode == 1:
             assert b"capnpc-c:" in r.stderr
+
+
+def test_xor_defaults_agree_with_the_reference():
+    # Our setters' XOR encoding, decoded by the reference.
+    text = capnp("decode", SCHEMA, "Defaults", data=sample("defaults").stdout).decode()
+    for expected in ("boolDefault = false", "int8Default = 0", "int16Default = -12345",
+                     "int32Default = -12345678", "uint64Default = 1", "float64Default = 0.5",
+                     "enumDefault = red", 'textDefault = "set"', "structDefault = (id = 5"):
+        assert expected in text, text
+    # The reference's encoding, read by our getters: absent fields give the
+    # schema's defaults (pointer defaults included), set ones their values.
+    encoded = capnp("encode", SCHEMA, "Defaults",
+                    data=b'(int8Default = 5, float32Default = 0, textListDefault = [])')
+    out = sample("check-defaults", data=encoded).stdout.decode().strip()
+    assert out == ("bool=1 int8=5 int16=-12345 int32=-12345678 int64=-123456789012345 "
+                   "uint8=234 uint16=45678 uint32=3456789012 uint64=12345678901234567890 "
+                   "float32=0 float64=-1.23e+47 enum=2 text=foo\"bar\n data=6 struct=7/seven "
+                   "ints=3 textList=0 structList=2 bools=4"), out

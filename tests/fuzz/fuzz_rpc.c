@@ -1,7 +1,8 @@
 /* libFuzzer target for the RPC message handler: arbitrary bytes from "the
  * peer" go to a connection that offers a server object, has questions of its
  * own outstanding, and holds some calls unanswered until the input ends.
- * Nothing may crash, leak or trip a sanitizer. Seeds are frames recorded
+ * Nothing may crash, leak or trip a sanitizer. Method 4 returns a promise
+ * (exported as senderPromise, resolved when the held calls end). Seeds are frames recorded
  * from the C++ reference client (tests/fuzz/record-rpc-seeds). */
 #include <stdint.h>
 #include <stdlib.h>
@@ -65,6 +66,22 @@ static void fuzz_dispatch(cp_server *self, cp_call *call, uint64_t iface, uint16
             cp_call_fail(call, CP_EXC_FAILED, "%s", gr_error_msg(err));
             gr_error_release(&err);
         }
+        return;
+    }
+    case 4: { /* return a promise: a pipelined call on ourselves that is held */
+        cp_cap *me = cp_server_cap(self);
+        cp_request *req = cp_request_new(me, iface, 1);
+        cp_cap_unref(me);
+        cp_pending *p = NULL;
+        gr_error_t err = NULL;
+        if (cp_request_send(req, NULL, NULL, &p, &err) < 0 || !p) {
+            gr_error_release(&err);
+            cp_call_fail(call, CP_EXC_FAILED, "no promise");
+            return;
+        }
+        static const uint16_t field[] = {0};
+        cp_set_capability(cp_call_results(call, 0, 1), 0, cp_pending_pipeline(p, field, 1));
+        cp_call_return(call);
         return;
     }
     default:

@@ -4,7 +4,6 @@
  *   capnp-rpc-bench bench PATH pingpong N  N sequential pings; prints calls/s
  *   capnp-rpc-bench bench PATH pipeline N  N newCounter().inc() pairs, 64 in
  *                                          flight, inc pipelined; prints pairs/s */
-#include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -34,7 +33,8 @@ static void ping_done(const cp_response *resp, void *ud)
     die_on(resp, b);
     if (b->failed)
         return;
-    if (Interop_ping_Results_get_n((Interop_ping_Results_R){resp->results}) != (uint64_t)b->done + 1) {
+    if (Interop_ping_Results_get_n((Interop_ping_Results_R){resp->results}) !=
+        (uint64_t)b->done + 1) {
         fprintf(stderr, "capnp-rpc-bench: wrong ping answer\n");
         b->failed = true;
     }
@@ -46,7 +46,8 @@ static void ping_done(const cp_response *resp, void *ud)
 static void ping_next(bench *b)
 {
     cp_request *req = cp_request_new(b->remote, Interop_TYPE_ID, Interop_ping_METHOD_ID);
-    Interop_ping_Params_set_n((Interop_ping_Params_B){cp_request_params(req, 1, 0)}, (uint64_t)b->done);
+    Interop_ping_Params_set_n((Interop_ping_Params_B){cp_request_params(req, 1, 0)},
+                              (uint64_t)b->done);
     _cleanup_error_ gr_error_t err = NULL;
     if (cp_request_send(req, ping_done, b, NULL, &err) < 0)
         gr_die("%s", gr_error_msg(err));
@@ -68,8 +69,8 @@ static void pipeline_window(bench *b)
     static const uint16_t path[] = {0};
     for (int j = 0; j < 64 && b->sent < b->n; j++, b->sent++) {
         cp_request *req = cp_request_new(b->remote, Interop_TYPE_ID, Interop_newCounter_METHOD_ID);
-        Interop_newCounter_Params_set_start((Interop_newCounter_Params_B){cp_request_params(req, 1, 0)},
-                                            b->sent);
+        Interop_newCounter_Params_set_start(
+            (Interop_newCounter_Params_B){cp_request_params(req, 1, 0)}, b->sent);
         _cleanup_error_ gr_error_t err = NULL;
         cp_pending *p = NULL;
         if (cp_request_send(req, NULL, NULL, &p, &err) < 0)
@@ -96,8 +97,7 @@ static int unix_socket(const char *path, struct sockaddr_un *sa)
 }
 
 typedef struct server {
-    uv_poll_t poll;
-    int fd;
+    uv_pipe_t listener;
     interop_state st;
     cp_cap *cap;
 } server;
@@ -107,15 +107,25 @@ static void on_conn_end(cp_rpc_conn *conn, const char *reason, void *ud)
     cp_rpc_conn_free(conn);
 }
 
-static void on_listen(uv_poll_t *p, int status, int events)
+static void free_handle(uv_handle_t *h)
 {
-    server *s = p->data;
-    int cfd = accept4(s->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-    if (cfd < 0)
+    free(h);
+}
+
+static void on_connection(uv_stream_t *listener, int status)
+{
+    server *s = listener->data;
+    if (status < 0)
         return;
+    uv_pipe_t *client = gr_calloc(1, sizeof(*client));
+    uv_pipe_init(s->st.loop, client, 0);
+    if (uv_accept(listener, (uv_stream_t *)client) < 0) {
+        uv_close((uv_handle_t *)client, free_handle);
+        return;
+    }
     cp_rpc_conn *conn = NULL;
     _cleanup_error_ gr_error_t err = NULL;
-    if (cp_rpc_conn_open(s->st.loop, cfd, s->cap, NULL, &conn, &err) < 0) {
+    if (cp_rpc_conn_adopt((uv_stream_t *)client, s->cap, NULL, &conn, &err) < 0) {
         gr_warn("%s", gr_error_msg(err));
         return;
     }
@@ -126,16 +136,14 @@ static int serve(const char *path)
 {
     uv_loop_t *loop = uv_default_loop();
     server s = {0};
-    struct sockaddr_un sa;
-    s.fd = unix_socket(path, &sa);
-    unlink(path);
-    if (bind(s.fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(s.fd, 16) < 0)
-        gr_die("listen on %s: %s", path, strerror(errno));
     s.st.loop = loop;
     s.cap = interop_server_new(&s.st);
-    uv_poll_init(loop, &s.poll, s.fd);
-    s.poll.data = &s;
-    uv_poll_start(&s.poll, UV_READABLE, on_listen);
+    unlink(path);
+    uv_pipe_init(loop, &s.listener, 0);
+    s.listener.data = &s;
+    int r = uv_pipe_bind(&s.listener, path);
+    if (r < 0 || (r = uv_listen((uv_stream_t *)&s.listener, 16, on_connection)) < 0)
+        gr_die("listen on %s: %s", path, uv_strerror(r));
     printf("ready\n");
     fflush(stdout);
     uv_run(loop, UV_RUN_DEFAULT);

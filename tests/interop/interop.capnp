@@ -50,6 +50,11 @@ interface Interop @0xb142475a3f0e501d {
   # result go to the callee and come back; once the caller learns the result
   # is its own object, new calls must wait behind a Disembargo so that they
   # do not overtake those (a Callback checks that its calls come in order).
+
+  promiseCounter @14 (start :Int64) -> (counter :Counter);
+  # Like newCounter, but the counter returned is still a promise (the result
+  # of a call the callee made to itself and pipelined): it travels as a
+  # senderPromise, and a Resolve follows once it settles.
 }
 
 interface Counter @0xfb8261102c30f9f2 {

@@ -19,8 +19,8 @@ static void counter_dispatch(cp_server *self, cp_call *call, uint64_t iface, uin
     }
     Counter_inc_Params_R p = {cp_call_params(call)};
     c->value += Counter_inc_Params_get_by(p);
-    Counter_inc_Results_B r = {cp_call_results(call, Counter_inc_Results_DATA_WORDS,
-                                               Counter_inc_Results_PTR_WORDS)};
+    Counter_inc_Results_B r = {
+        cp_call_results(call, Counter_inc_Results_DATA_WORDS, Counter_inc_Results_PTR_WORDS)};
     Counter_inc_Results_set_value(r, c->value);
     cp_call_return(call);
 }
@@ -63,8 +63,8 @@ static void callback_dispatch(cp_server *self, cp_call *call, uint64_t iface, ui
     if (Callback_call_Params_get_i(p) != cb->next)
         cb->st->out_of_order++;
     cb->next++;
-    Callback_call_Results_B r = {cp_call_results(call, Callback_call_Results_DATA_WORDS,
-                                                 Callback_call_Results_PTR_WORDS)};
+    Callback_call_Results_B r = {
+        cp_call_results(call, Callback_call_Results_DATA_WORDS, Callback_call_Results_PTR_WORDS)};
     Callback_call_Results_set_r(r, (int64_t)Callback_call_Params_get_i(p) * 10);
     cp_call_return(call);
 }
@@ -110,8 +110,8 @@ static void later_closed(uv_handle_t *h)
 static void later_fire(uv_timer_t *t)
 {
     later *l = t->data;
-    Interop_newCounter_Results_B r = {cp_call_results(l->call, Interop_newCounter_Results_DATA_WORDS,
-                                                      Interop_newCounter_Results_PTR_WORDS)};
+    Interop_newCounter_Results_B r = {cp_call_results(
+        l->call, Interop_newCounter_Results_DATA_WORDS, Interop_newCounter_Results_PTR_WORDS)};
     cp_set_capability(r.s, 0, counter_new(l->st, l->start));
     cp_call_return(l->call);
     uv_close((uv_handle_t *)t, later_closed);
@@ -145,16 +145,16 @@ static void callback_step(loop_state *ls)
 {
     if (ls->i == ls->n) {
         cp_cap_unref(gr_steal_pointer(&ls->cb)); /* released before we return */
-        Interop_callBack_Results_B r = {cp_call_results(ls->call, Interop_callBack_Results_DATA_WORDS,
-                                                        Interop_callBack_Results_PTR_WORDS)};
+        Interop_callBack_Results_B r = {cp_call_results(
+            ls->call, Interop_callBack_Results_DATA_WORDS, Interop_callBack_Results_PTR_WORDS)};
         Interop_callBack_Results_set_sum(r, ls->sum);
         cp_call_return(ls->call);
         free(ls);
         return;
     }
     cp_request *req = cp_request_new(ls->cb, Callback_TYPE_ID, Callback_call_METHOD_ID);
-    Callback_call_Params_B p = {cp_request_params(req, Callback_call_Params_DATA_WORDS,
-                                                  Callback_call_Params_PTR_WORDS)};
+    Callback_call_Params_B p = {
+        cp_request_params(req, Callback_call_Params_DATA_WORDS, Callback_call_Params_PTR_WORDS)};
     Callback_call_Params_set_i(p, ls->i);
     _cleanup_error_ gr_error_t err = NULL;
     if (cp_request_send(req, callback_returned, ls, NULL, &err) < 0) {
@@ -175,9 +175,10 @@ static void add_returned(const cp_response *resp, void *ud)
         cp_call_fail(call, resp->exception->type, "%s", resp->exception->reason);
         return;
     }
-    Interop_add_Results_B r = {cp_call_results(call, Interop_add_Results_DATA_WORDS,
-                                               Interop_add_Results_PTR_WORDS)};
-    Interop_add_Results_set_value(r, Counter_inc_Results_get_value((Counter_inc_Results_R){resp->results}));
+    Interop_add_Results_B r = {
+        cp_call_results(call, Interop_add_Results_DATA_WORDS, Interop_add_Results_PTR_WORDS)};
+    Interop_add_Results_set_value(
+        r, Counter_inc_Results_get_value((Counter_inc_Results_R){resp->results}));
     cp_call_return(call);
 }
 
@@ -201,7 +202,8 @@ static void interop_dispatch(cp_server *self, cp_call *call, uint64_t iface, uin
     switch (method) {
     case Interop_ping_METHOD_ID: {
         Interop_ping_Results_B r = {cp_call_results(call, 1, 0)};
-        Interop_ping_Results_set_n(r, Interop_ping_Params_get_n((Interop_ping_Params_R){params}) + 1);
+        Interop_ping_Results_set_n(r,
+                                   Interop_ping_Params_get_n((Interop_ping_Params_R){params}) + 1);
         cp_call_return(call);
         return;
     }
@@ -278,6 +280,28 @@ static void interop_dispatch(cp_server *self, cp_call *call, uint64_t iface, uin
             cp_call_fail(call, CP_EXC_FAILED, "%s", gr_error_msg(err));
         return;
     }
+    case Interop_promiseCounter_METHOD_ID: {
+        /* Call ourselves with the counter made from a timer, and return the
+         * pipelined (still unsettled) capability. */
+        bool delay = st->delay_counters;
+        st->delay_counters = true;
+        cp_cap *me = cp_server_cap(self);
+        cp_request *req = cp_request_new(me, Interop_TYPE_ID, Interop_newCounter_METHOD_ID);
+        cp_cap_unref(me);
+        cp_set_i64(cp_request_params(req, 1, 0), 0, cp_get_i64(params, 0, 0), 0);
+        cp_pending *p = NULL;
+        _cleanup_error_ gr_error_t err = NULL;
+        int r = cp_request_send(req, NULL, NULL, &p, &err);
+        st->delay_counters = delay;
+        if (r < 0 || !p) {
+            cp_call_fail(call, CP_EXC_FAILED, "%s", r < 0 ? gr_error_msg(err) : "answered at once");
+            return;
+        }
+        static const uint16_t field[] = {0};
+        cp_set_capability(cp_call_results(call, 0, 1), 0, cp_pending_pipeline(p, field, 1));
+        cp_call_return(call);
+        return;
+    }
     case Interop_reflect_METHOD_ID: {
         cp_struct_builder r = cp_call_results(call, 0, 1);
         cp_set_capability(r, 0, cp_get_capability(params, 0));
@@ -316,6 +340,8 @@ cp_cap *interop_server_new(interop_state *st)
 static void outcome_cb(const cp_response *resp, void *ud)
 {
     interop_outcome *o = ud;
+    if (o->callbacks++) /* a second outcome for one call: keep the first */
+        return;
     o->done = true;
     if (resp->exception) {
         o->failed = true;

@@ -12,15 +12,14 @@
 
 typedef struct interop_state {
     uv_loop_t *loop;
-    bool delay_counters;  /* answer newCounter from a timer, to force pipelining */
-    uint32_t canceled;    /* hang() calls canceled */
-    uint32_t hanging;     /* hang() calls not yet ended */
-    uint64_t bytes;       /* write() totals */
+    bool delay_counters; /* answer newCounter from a timer, to force pipelining */
+    uint32_t canceled;   /* hang() calls canceled */
+    uint32_t hanging;    /* hang() calls not yet ended */
+    uint64_t bytes;      /* write() totals */
     uint32_t writes;
-    int live;             /* Counter and Callback objects alive */
+    int live; /* Counter and Callback objects alive */
     int callbacks_destroyed;
-    int out_of_order;     /* Callback calls that arrived before an earlier one */
-    uint32_t pipelined_early; /* calls that reached a counter made by a delayed newCounter */
+    int out_of_order; /* Callback calls that arrived before an earlier one */
 } interop_state;
 
 /* The Interop server object (new reference). */
@@ -30,6 +29,7 @@ cp_cap *interop_callback_new(interop_state *st);
 
 /* The outcome of a call, kept past its callback. */
 typedef struct interop_outcome {
+    int callbacks; /* how many times the callback ran: must end up 1 */
     bool done;
     bool failed;
     cp_exc_type type;

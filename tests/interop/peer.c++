@@ -151,6 +151,13 @@ class InteropImpl final : public Interop::Server {
         fflush(stderr);
         _exit(0);
     }
+    kj::Promise<void> promiseCounter(PromiseCounterContext context) override
+    {
+        auto req = thisCap().newCounterRequest();
+        req.setStart(context.getParams().getStart());
+        context.getResults().setCounter(req.send().getCounter());
+        return kj::READY_NOW;
+    }
     kj::Promise<void> reflect(ReflectContext context) override
     {
         context.getResults().setCb(context.getParams().getCb());
@@ -351,6 +358,23 @@ void scenarioEmbargo(Interop::Client cap, kj::WaitScope &ws)
     kj::joinPromises(calls.releaseAsArray()).wait(ws);
 }
 
+void scenarioPromise(Interop::Client cap, kj::WaitScope &ws, kj::Timer &timer)
+{
+    // The counter comes as a promise; calls work before and after it settles.
+    auto req = cap.promiseCounterRequest();
+    req.setStart(100);
+    Counter::Client counter = req.send().wait(ws).getCounter();
+    auto inc = counter.incRequest();
+    inc.setBy(1);
+    CHECK_EQ(inc.send().wait(ws).getValue(), 101);
+    timer.afterDelay(30 * kj::MILLISECONDS).wait(ws); // the Resolve arrives
+    for (int i = 2; i <= 5; i++) {
+        auto more = counter.incRequest();
+        more.setBy(1);
+        CHECK_EQ(more.send().wait(ws).getValue(), 100 + i);
+    }
+}
+
 void scenarioFlood(Interop::Client cap, kj::WaitScope &ws)
 {
     // More unanswered calls than the Granary side allows: it must abort.
@@ -392,6 +416,8 @@ int runClient(kj::AsyncIoContext &io, int fd, const char *scenario)
         scenarioDisconnect(cap, ws);
     else if (strcmp(scenario, "embargo") == 0)
         scenarioEmbargo(cap, ws);
+    else if (strcmp(scenario, "promise") == 0)
+        scenarioPromise(cap, ws, io.provider->getTimer());
     else if (strcmp(scenario, "flood") == 0)
         scenarioFlood(cap, ws);
     else if (strcmp(scenario, "server-disconnects") == 0)

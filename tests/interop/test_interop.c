@@ -122,6 +122,11 @@ static void test_cxx_client_ping(void **state)
 static void test_cxx_client_pipeline(void **state)
 {
     fixture *f = serve_cxx_client("pipeline", NULL, true);
+    /* newCounter answers from a timer: the C++ side's inc() came before it
+     * and waited in our queue. */
+    cp_rpc_stats stats;
+    cp_rpc_conn_stats(f->conn, &stats);
+    assert_true(stats.early_pipelined >= 1);
     finish(f);
 }
 
@@ -171,6 +176,16 @@ static void test_cxx_client_embargo(void **state)
     cp_rpc_stats stats;
     cp_rpc_conn_stats(f->conn, &stats);
     assert_int_equal(stats.reflections, 1);
+    finish(f);
+}
+
+static void test_cxx_client_promise(void **state)
+{
+    /* We export an unsettled promise (senderPromise), then Resolve it. */
+    fixture *f = serve_cxx_client("promise", NULL, false);
+    cp_rpc_stats stats;
+    cp_rpc_conn_stats(f->conn, &stats);
+    assert_int_equal(stats.resolves, 1);
     finish(f);
 }
 
@@ -263,7 +278,8 @@ static void test_c_client_pipeline(void **state)
     fixture *f = client_of_cxx(NULL);
     _cleanup_error_ gr_error_t err = NULL;
     cp_request *req = cp_request_new(f->remote, Interop_TYPE_ID, Interop_newCounter_METHOD_ID);
-    Interop_newCounter_Params_set_start((Interop_newCounter_Params_B){cp_request_params(req, 1, 0)}, 10);
+    Interop_newCounter_Params_set_start((Interop_newCounter_Params_B){cp_request_params(req, 1, 0)},
+                                        10);
     cp_pending *pending = NULL;
     interop_outcome *made = interop_send(req, &pending, &err);
     assert_non_null(made);
@@ -366,10 +382,10 @@ static void test_c_client_cancel(void **state)
     fixture *f = client_of_cxx(NULL);
     _cleanup_error_ gr_error_t err = NULL;
     cp_pending *h1 = NULL, *h2 = NULL;
-    interop_outcome *o1 = interop_send(
-        cp_request_new(f->remote, Interop_TYPE_ID, Interop_hang_METHOD_ID), &h1, &err);
-    interop_outcome *o2 = interop_send(
-        cp_request_new(f->remote, Interop_TYPE_ID, Interop_hang_METHOD_ID), &h2, &err);
+    interop_outcome *o1 =
+        interop_send(cp_request_new(f->remote, Interop_TYPE_ID, Interop_hang_METHOD_ID), &h1, &err);
+    interop_outcome *o2 =
+        interop_send(cp_request_new(f->remote, Interop_TYPE_ID, Interop_hang_METHOD_ID), &h2, &err);
     assert_int_equal(ping(f, 0), 1);
     cp_pending_cancel(h1);
     cp_pending_cancel(h2);
@@ -478,6 +494,29 @@ static void test_c_client_embargo(void **state)
     end_client(f);
 }
 
+static void test_c_client_promise(void **state)
+{
+    /* The C++ side sends a senderPromise and later a Resolve. */
+    fixture *f = client_of_cxx(NULL);
+    cp_request *req = cp_request_new(f->remote, Interop_TYPE_ID, Interop_promiseCounter_METHOD_ID);
+    cp_set_i64(cp_request_params(req, 1, 0), 0, 100, 0);
+    interop_outcome *o = interop_call(&f->loop, req);
+    assert_false(o->failed);
+    cp_cap *counter = cp_get_capability(o->results, 0);
+    interop_outcome_free(o);
+    assert_non_null(counter);
+    bool was_promise = counter->kind == CP__CAP_IMPORT && counter->is_promise;
+    for (int i = 1; i <= 5; i++) {
+        interop_outcome *inc = interop_call(&f->loop, inc_req(counter, 1));
+        assert_int_equal(value_of(inc), 100 + i);
+        interop_outcome_free(inc);
+    }
+    assert_true(was_promise);
+    assert_non_null(counter->resolved); /* the Resolve came */
+    cp_cap_unref(counter);
+    end_client(f);
+}
+
 static void test_c_client_server_disconnects(void **state)
 {
     fixture *f = client_of_cxx(NULL);
@@ -494,6 +533,8 @@ static void test_c_client_server_disconnects(void **state)
     assert_true(hang->done && made->done);
     assert_int_equal(hang->type, CP_EXC_DISCONNECTED);
     assert_int_equal(made->type, CP_EXC_DISCONNECTED);
+    assert_int_equal(hang->callbacks, 1);
+    assert_int_equal(made->callbacks, 1);
     assert_int_equal(f->disconnects, 1);
     assert_true(cp_cap_is_broken(f->remote));
     assert_true(cp_cap_is_broken(never));
@@ -520,6 +561,7 @@ static void test_c_client_message_limit(void **state)
     interop_outcome *o = interop_call(&f->loop, req);
     assert_true(o->failed);
     assert_int_equal(o->type, CP_EXC_DISCONNECTED);
+    assert_int_equal(o->callbacks, 1);
     assert_non_null(strstr(f->reason, "message rejected"));
     interop_outcome_free(o);
     run_to_end(f);
@@ -547,6 +589,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_cxx_client_stream),
         cmocka_unit_test(test_cxx_client_disconnect),
         cmocka_unit_test(test_cxx_client_embargo),
+        cmocka_unit_test(test_cxx_client_promise),
         cmocka_unit_test(test_cxx_client_flood),
         cmocka_unit_test(test_c_client_ping),
         cmocka_unit_test(test_c_client_pipeline),
@@ -555,6 +598,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_c_client_cancel),
         cmocka_unit_test(test_c_client_stream),
         cmocka_unit_test(test_c_client_embargo),
+        cmocka_unit_test(test_c_client_promise),
         cmocka_unit_test(test_c_client_server_disconnects),
         cmocka_unit_test(test_c_client_message_limit),
     };

@@ -3,9 +3,11 @@
  * framing and the protocol), and hand-made hostile messages fed to a
  * connection, checking what it answers. */
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
 #include <cmocka.h>
 
@@ -116,7 +118,8 @@ static void test_local_calls(void **state)
     /* Pipelining on a local call that answers from a timer: queued, then replayed. */
     st.delay_counters = true;
     cp_request *req = cp_request_new(srv, Interop_TYPE_ID, Interop_newCounter_METHOD_ID);
-    Interop_newCounter_Params_set_start((Interop_newCounter_Params_B){cp_request_params(req, 1, 0)}, 7);
+    Interop_newCounter_Params_set_start((Interop_newCounter_Params_B){cp_request_params(req, 1, 0)},
+                                        7);
     interop_outcome *made = send_call(req, &p);
     static const uint16_t path[] = {0};
     cp_cap *counter = cp_pending_pipeline(p, path, 1);
@@ -157,6 +160,56 @@ static void test_local_calls(void **state)
         ;
 }
 
+/* A server that holds its first call and answers it with the capability
+ * passed to its second: a promise can be made to resolve to itself. */
+typedef struct keeper {
+    cp_server base;
+    cp_call *held;
+} keeper;
+
+static void keeper_dispatch(cp_server *self, cp_call *call, uint64_t iface, uint16_t method)
+{
+    keeper *k = (keeper *)self;
+    if (method == 0) {
+        k->held = call;
+        return;
+    }
+    cp_set_capability(cp_call_results(k->held, 0, 1), 0,
+                      cp_get_capability(cp_call_params(call), 0));
+    cp_call_return(gr_steal_pointer(&k->held));
+    cp_call_return(call);
+}
+
+static void keeper_destroy(cp_server *self)
+{
+    (void)self;
+}
+
+static const cp_server_vtable keeper_vt = {"keeper", keeper_dispatch, keeper_destroy};
+
+static void test_promise_cycle(void **state)
+{
+    keeper k = {.base.vt = &keeper_vt};
+    cp_cap *cap = cp_server_cap(&k.base);
+    cp_pending *p = NULL;
+    interop_outcome *held = send_call(cp_request_new(cap, 1, 0), &p);
+    static const uint16_t path[] = {0};
+    cp_cap *self_promise = cp_pending_pipeline(p, path, 1);
+    interop_outcome *queued = send_call(cb_req(self_promise, 0), NULL);
+    cp_request *give = cp_request_new(cap, 1, 1);
+    cp_set_capability(cp_request_params(give, 0, 1), 0, cp_cap_ref(self_promise));
+    interop_outcome *gave = send_call(give, NULL);
+    assert_true(held->done && gave->done);
+    assert_true(cp_cap_is_broken(self_promise));
+    assert_true(queued->done && queued->failed);
+    assert_non_null(strstr(queued->reason, "resolved to itself"));
+    interop_outcome_free(held);
+    interop_outcome_free(gave);
+    interop_outcome_free(queued);
+    cp_cap_unref(self_promise);
+    cp_cap_unref(cap);
+}
+
 /* ---- two Granary vats ------------------------------------------------------------------ */
 
 static void test_two_vats(void **state)
@@ -176,7 +229,8 @@ static void test_two_vats(void **state)
     /* Pipelined call, and the promise passed back as a parameter. */
     cp_pending *p = NULL;
     cp_request *req = cp_request_new(remote, Interop_TYPE_ID, Interop_newCounter_METHOD_ID);
-    Interop_newCounter_Params_set_start((Interop_newCounter_Params_B){cp_request_params(req, 1, 0)}, 10);
+    Interop_newCounter_Params_set_start((Interop_newCounter_Params_B){cp_request_params(req, 1, 0)},
+                                        10);
     interop_outcome *made = send_call(req, &p);
     static const uint16_t path[] = {0};
     cp_cap *counter = cp_pending_pipeline(p, path, 1);
@@ -246,6 +300,7 @@ static void test_two_vats(void **state)
     cp__rpc_conn_disconnect(w.b, "test cut the wire");
     cp__rpc_conn_disconnect(w.a, "test cut the wire");
     assert_true(o->done);
+    assert_int_equal(o->callbacks, 1);
     assert_int_equal(o->type, CP_EXC_DISCONNECTED);
     assert_int_equal(sb.canceled, 1);
     assert_true(cp_cap_is_broken(remote));
@@ -254,6 +309,42 @@ static void test_two_vats(void **state)
     wire_release(&w);
     assert_int_equal(sa.live, 0);
     assert_int_equal(sb.live, 0);
+}
+
+static void test_question_limit(void **state)
+{
+    interop_state sb = {0};
+    cp_cap *srv = interop_server_new(&sb);
+    wire w;
+    memset(&w, 0, sizeof(w));
+    cp_rpc_options few = {.max_questions = 2};
+    w.a = cp__rpc_conn_new_raw(NULL, &few, write_to_b, &w);
+    w.b = cp__rpc_conn_new_raw(srv, NULL, write_to_a, &w);
+    cp_cap_unref(srv);
+    cp_cap *remote = cp_rpc_conn_bootstrap(w.a);
+    pump(&w);
+    interop_outcome *h[2];
+    for (int i = 0; i < 2; i++)
+        h[i] = send_call(cp_request_new(remote, Interop_TYPE_ID, Interop_hang_METHOD_ID), NULL);
+    _cleanup_error_ gr_error_t err = NULL;
+    assert_true(cp_request_send(ping_req(remote, 1), NULL, NULL, NULL, &err) < 0);
+    assert_non_null(strstr(gr_error_msg(err), "(limit 2)"));
+    pump(&w);
+    assert_int_equal(sb.hanging, 2);
+    cp_rpc_conn_free(w.b); /* the peer goes: both calls fail once */
+    cp__rpc_conn_disconnect(w.a, "peer gone");
+    for (int i = 0; i < 2; i++) {
+        assert_true(h[i]->done && h[i]->failed);
+        assert_int_equal(h[i]->callbacks, 1);
+        assert_int_equal(h[i]->type, CP_EXC_DISCONNECTED);
+        interop_outcome_free(h[i]);
+    }
+    assert_int_equal(sb.canceled, 2);
+    cp_cap_unref(remote);
+    w.b = NULL;
+    cp_rpc_conn_free(w.a);
+    gr_buf_release(&w.to_a);
+    gr_buf_release(&w.to_b);
 }
 
 /* ---- hostile input --------------------------------------------------------------------- */
@@ -394,12 +485,11 @@ static void test_hostile_messages(void **state)
         const char *abort; /* NULL: the connection must survive */
     } cases[] = {
         {CP__MSG_RETURN, 2, 1, fill_u32s, {77, 0}, "Return for an unknown question 77"},
-        {CP__MSG_DISEMBARGO, 1, 1, fill_receiver_loopback, {9},
-         "Disembargo receiverLoopback for unknown embargo 9"},
-        {CP__MSG_FINISH, 1, 0, fill_u32s, {1234, 0}, NULL},    /* unknown: ignored */
-        {CP__MSG_RELEASE, 1, 0, fill_u32s, {99, 1}, NULL},     /* unknown export */
-        {12 /* join */, 1, 2, fill_u32s, {1, 0}, NULL},         /* answered unimplemented */
-        {CP__MSG_CALL, 3, 3, fill_call, {3, 42, 0}, NULL},     /* unknown target: exception */
+        {CP__MSG_DISEMBARGO, 1, 1, fill_receiver_loopback, {9}, "for unknown embargo 9"},
+        {CP__MSG_FINISH, 1, 0, fill_u32s, {1234, 0}, NULL}, /* unknown: ignored */
+        {CP__MSG_RELEASE, 1, 0, fill_u32s, {99, 1}, NULL},  /* unknown export */
+        {12 /* join */, 1, 2, fill_u32s, {1, 0}, NULL},     /* answered unimplemented */
+        {CP__MSG_CALL, 3, 3, fill_call, {3, 42, 0}, NULL},  /* unknown target: exception */
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         victim *v = victim_new(NULL);
@@ -491,6 +581,26 @@ static void test_hostile_release_and_limits(void **state)
     free(reason);
     assert_int_equal(v->st.canceled, 2);
     victim_free(v);
+
+    /* Calls answered but never finished by the peer are bounded too. */
+    v = victim_new(&few);
+    inject(v, CP__MSG_BOOTSTRAP, 1, 1, fill_u32s, boot);
+    int r = 0;
+    uint32_t q = 1;
+    for (; q < 100 && r == 0; q++) {
+        const uint32_t call[] = {q, 0, Interop_ping_METHOD_ID};
+        r = inject(v, CP__MSG_CALL, 3, 3, fill_call, call);
+    }
+    assert_int_equal(r, -1);
+    assert_int_equal(q - 1, 8); /* the bootstrap and 7 pings fill 4 x 2 */
+    reason = NULL;
+    uint16_t many_kinds[16];
+    uint32_t many_ids[16];
+    assert_int_equal(sent_kinds(v, many_kinds, many_ids, 16, &reason), 9); /* 8 Returns, Abort */
+    assert_non_null(reason);
+    assert_string_equal(reason, "too many unfinished calls (limit 8)");
+    free(reason);
+    victim_free(v);
 }
 
 /* Starts a message of the given kind; returns its body. */
@@ -529,6 +639,10 @@ typedef struct seen {
     uint32_t call_qid[4], call_target[4];
     uint32_t release_id[4], release_count[4];
     int64_t last_return_value;
+    int disembargoes;
+    uint32_t embargo_id, embargo_target;
+    bool last_return_failed;
+    char last_reason[160];
 } seen;
 
 static void parse_sent(victim *v, seen *out)
@@ -568,20 +682,57 @@ static void parse_sent(victim *v, seen *out)
         case CP__MSG_RETURN: {
             cp_struct_reader payload = cp_get_struct(body, 0, cp_ptr_null());
             out->last_return_value = cp_get_i64(cp_get_struct(payload, 0, cp_ptr_null()), 0, 0);
+            out->last_return_failed = cp_get_u16(body, 6, 0) == 1;
+            if (out->last_return_failed)
+                gr_strlcpy(out->last_reason, cp_get_text(payload, 0, "").str,
+                           sizeof(out->last_reason));
             out->returns++;
             break;
         }
+        case CP__MSG_DISEMBARGO:
+            out->disembargoes++;
+            out->embargo_id = cp_get_u32(body, 0, 0);
+            out->embargo_target = cp_get_u32(cp_get_struct(body, 0, cp_ptr_null()), 0, 0);
+            break;
         }
         cp_message_release(&m);
     }
     cp_stream_reader_release(&sr);
 }
 
-static void test_promise_import_resolves(void **state)
+static void fill_pipelined_call(cp_struct_builder c, const uint32_t *a)
 {
-    /* The peer passes a promise (senderPromise 9) and later resolves it to
-     * another of its objects (senderHosted 10): calls made after the
-     * Resolve go to 10 directly, and both imports are released at the end. */
+    /* args: question id, answer to pipeline on, method */
+    cp_set_u32(c, 0, a[0], 0);
+    cp_set_u64(c, 8, Interop_TYPE_ID, 0);
+    cp_set_u16(c, 4, (uint16_t)a[2], 0);
+    cp_struct_builder mt = cp_init_struct(c, 0, 1, 1);
+    cp_set_u16(mt, 4, 1, 0);
+    cp_struct_builder pa = cp_init_struct(mt, 0, 1, 1);
+    cp_set_u32(pa, 0, a[1], 0);
+    cp_list_builder ops = cp_init_struct_list(pa, 0, 1, 1, 0);
+    cp_struct_builder op = cp_list_struct_at(ops, 0);
+    cp_set_u16(op, 0, 1, 0);
+    cp_set_u16(op, 2, 0, 0);
+    cp_struct_builder payload = cp_init_struct(c, 1, 0, 2);
+    cp_init_struct(payload, 0, 1, 1);
+}
+
+static int inject_resolve(victim *v, uint32_t promise, uint16_t kind, uint32_t to_id)
+{
+    cp_message m;
+    cp_struct_builder res = msg_body(&m, CP__MSG_RESOLVE, 1, 1);
+    cp_set_u32(res, 0, promise, 0);
+    cp_struct_builder to = cp_init_struct(res, 0, 1, 1);
+    cp_set_u16(to, 0, kind, 0);
+    cp_set_u32(to, 4, to_id, 0);
+    return inject_msg(v, &m);
+}
+
+/* A victim (bootstrapped) answering callBack(cb, 2) where cb is the peer's
+ * senderPromise promise_id: it has just sent its first cb.call(). */
+static victim *victim_calling_back(uint32_t promise_id)
+{
     victim *v = victim_new(NULL);
     const uint32_t boot[] = {0, 0};
     inject(v, CP__MSG_BOOTSTRAP, 1, 1, fill_u32s, boot);
@@ -595,11 +746,103 @@ static void test_promise_import_resolves(void **state)
     cp_struct_builder params = cp_init_struct(payload, 0, 1, 1);
     Interop_callBack_Params_set_n((Interop_callBack_Params_B){params}, 2);
     cp_set_cap(params, 0, 0);
-    cp_list_builder table = cp_init_struct_list(payload, 1, 1, 1, 1);
-    cp_struct_builder d = cp_list_struct_at(table, 0);
+    cp_struct_builder d = cp_list_struct_at(cp_init_struct_list(payload, 1, 1, 1, 1), 0);
     cp_set_u16(d, 0, 2, 0); /* senderPromise */
-    cp_set_u32(d, 4, 9, 0);
+    cp_set_u32(d, 4, promise_id, 0);
     assert_int_equal(inject_msg(v, &m), 0);
+    return v;
+}
+
+static void test_promise_import_resolves_home(void **state)
+{
+    /* The peer's promise resolves to one of our own objects after we sent a
+     * call through it: we embargo (Disembargo senderLoopback to the promise)
+     * and hold the next call until the peer echoes it back. */
+    victim *v = victim_calling_back(4);
+    cp_message m;
+    seen s;
+    parse_sent(v, &s);
+    assert_int_equal(s.calls, 1);
+    assert_int_equal(s.call_target[0], 4);
+    /* Resolved to receiverHosted 0: the victim's own bootstrap. */
+    assert_int_equal(inject_resolve(v, 4, 3, 0), 0);
+    parse_sent(v, &s);
+    assert_int_equal(s.disembargoes, 1);
+    assert_int_equal(s.embargo_target, 4);
+    assert_int_equal(inject_return(v, s.call_qid[0], 1), 0);
+    parse_sent(v, &s);
+    assert_int_equal(s.calls, 1);   /* the second call waits behind the embargo */
+    assert_int_equal(s.returns, 1); /* only the bootstrap so far */
+    cp_struct_builder back = msg_body(&m, CP__MSG_DISEMBARGO, 1, 1);
+    cp_init_struct(back, 0, 1, 1);
+    cp_set_u16(back, 4, 1, 0); /* receiverLoopback */
+    cp_set_u32(back, 0, s.embargo_id, 0);
+    assert_int_equal(inject_msg(v, &m), 0);
+    /* Now it goes to our own Interop object, which has no Callback.call. */
+    parse_sent(v, &s);
+    assert_int_equal(s.returns, 2);
+    assert_true(s.last_return_failed);
+    assert_non_null(strstr(s.last_reason, "not implemented"));
+    victim_free(v);
+}
+
+static void test_hostile_resolve_chain(void **state)
+{
+    /* A promise resolved to a promise resolved to a promise... 20000 deep:
+     * calls still find the end quickly, and everything is released. */
+    victim *v = victim_calling_back(1);
+    const uint32_t depth = 20000;
+    for (uint32_t i = 1; i < depth; i++)
+        assert_int_equal(inject_resolve(v, i, 2, i + 1), 0);
+    assert_int_equal(inject_resolve(v, depth, 1, depth + 1), 0); /* a real object at last */
+    seen s;
+    parse_sent(v, &s);
+    assert_int_equal(s.calls, 1);
+    assert_int_equal(inject_return(v, s.call_qid[0], 1), 0);
+    parse_sent(v, &s);
+    assert_int_equal(s.calls, 2);
+    assert_int_equal(s.call_target[1], depth + 1);
+    assert_int_equal(inject_return(v, s.call_qid[1], 2), 0);
+    parse_sent(v, &s);
+    assert_int_equal(s.last_return_value, 3);
+    cp_rpc_stats st;
+    cp_rpc_conn_stats(v->conn, &st);
+    assert_int_equal(st.imports, 0); /* every promise of the chain released */
+    victim_free(v);
+}
+
+static void test_hostile_pipeline_chain(void **state)
+{
+    /* A long chain of calls, each pipelined on the answer of the one before,
+     * the first held open: when it finally fails, the whole chain unwinds
+     * without exhausting the stack, and every call is answered. */
+    victim *v = victim_new(NULL);
+    const uint32_t boot[] = {0, 0};
+    inject(v, CP__MSG_BOOTSTRAP, 1, 1, fill_u32s, boot);
+    const uint32_t hang[] = {1, 0, Interop_hang_METHOD_ID};
+    assert_int_equal(inject(v, CP__MSG_CALL, 3, 3, fill_call, hang), 0);
+    const uint32_t n = 9990; /* just under the outstanding-call limit */
+    for (uint32_t q = 2; q < 2 + n; q++) {
+        const uint32_t call[] = {q, q - 1, Interop_newCounter_METHOD_ID};
+        assert_int_equal(inject(v, CP__MSG_CALL, 3, 3, fill_pipelined_call, call), 0);
+    }
+    gr_buf_release(&v->out);
+    const uint32_t fin[] = {1, 0};
+    assert_int_equal(inject(v, CP__MSG_FINISH, 1, 0, fill_u32s, fin), 0); /* cancels the hang */
+    seen s;
+    parse_sent(v, &s);
+    assert_int_equal(s.returns, n + 1);
+    assert_true(cp_rpc_conn_alive(v->conn));
+    victim_free(v);
+}
+
+static void test_promise_import_resolves(void **state)
+{
+    /* The peer passes a promise (senderPromise 9) and later resolves it to
+     * another of its objects (senderHosted 10): calls made after the
+     * Resolve go to 10 directly, and both imports are released at the end. */
+    victim *v = victim_calling_back(9);
+    cp_message m;
 
     seen s;
     parse_sent(v, &s);
@@ -734,16 +977,125 @@ static void test_doc_example(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* ---- over a Unix socket path, the server adopting accepted streams ------------------- */
+
+typedef struct listener {
+    uv_pipe_t pipe;
+    interop_state st;
+    cp_cap *srv;
+    cp_rpc_conn *conn;
+} listener;
+
+static void on_connection(uv_stream_t *s, int status)
+{
+    listener *l = s->data;
+    assert_int_equal(status, 0);
+    uv_pipe_t *client = gr_calloc(1, sizeof(*client));
+    uv_pipe_init(s->loop, client, 0);
+    assert_int_equal(uv_accept(s, (uv_stream_t *)client), 0);
+    _cleanup_error_ gr_error_t err = NULL;
+    assert_int_equal(cp_rpc_conn_adopt((uv_stream_t *)client, l->srv, NULL, &l->conn, &err), 0);
+}
+
+static void test_unix_socket_path(void **state)
+{
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    char dir[] = "/tmp/granary-rpc-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char *path = gr_asprintf("%s/rpc.sock", dir);
+    listener l = {0};
+    l.srv = interop_server_new(&l.st);
+    uv_pipe_init(&loop, &l.pipe, 0);
+    l.pipe.data = &l;
+    assert_int_equal(uv_pipe_bind(&l.pipe, path), 0);
+    assert_int_equal(uv_listen((uv_stream_t *)&l.pipe, 4, on_connection), 0);
+
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    assert_int_equal(gr_strlcpy(sa.sun_path, path, sizeof(sa.sun_path)), 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    cp_rpc_conn *client = NULL;
+    _cleanup_error_ gr_error_t err = NULL;
+    assert_int_equal(cp_rpc_conn_open(&loop, fd, NULL, NULL, &client, &err), 0);
+    cp_cap *remote = cp_rpc_conn_bootstrap(client);
+    interop_outcome *o = send_call(ping_req(remote, 99), NULL);
+    interop_wait(&loop, o);
+    assert_false(o->failed);
+    assert_int_equal(cp_get_u64(o->results, 0, 0), 100);
+    interop_outcome_free(o);
+    cp_cap_unref(remote);
+    cp_rpc_conn_free(client);
+    /* The server side sees the close and ends too. */
+    while (cp_rpc_conn_alive(l.conn) && uv_run(&loop, UV_RUN_ONCE))
+        ;
+    assert_false(cp_rpc_conn_alive(l.conn));
+    cp_rpc_conn_free(l.conn);
+    cp_cap_unref(l.srv);
+    uv_close((uv_handle_t *)&l.pipe, NULL);
+    while (uv_run(&loop, UV_RUN_DEFAULT))
+        ;
+    assert_int_equal(uv_loop_close(&loop), 0);
+    unlink(path);
+    rmdir(dir);
+    free(path);
+}
+
+static void note_reason(cp_rpc_conn *conn, const char *reason, void *ud)
+{
+    *(char **)ud = gr_strdup(reason);
+}
+
+static void test_write_failure(void **state)
+{
+    /* The peer stops reading: our writes fail, and the connection ends with
+     * the reason, failing the call in flight. */
+    signal(SIGPIPE, SIG_IGN);
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    assert_int_equal(shutdown(sv[1], SHUT_RD), 0);
+    cp_rpc_conn *conn = NULL;
+    _cleanup_error_ gr_error_t err = NULL;
+    assert_int_equal(cp_rpc_conn_open(&loop, sv[0], NULL, NULL, &conn, &err), 0);
+    char *reason = NULL;
+    cp_rpc_conn_on_disconnect(conn, note_reason, &reason);
+    cp_cap *remote = cp_rpc_conn_bootstrap(conn);
+    interop_outcome *o = send_call(ping_req(remote, 1), NULL);
+    while (!o->done && uv_run(&loop, UV_RUN_ONCE))
+        ;
+    assert_true(o->done && o->failed);
+    assert_int_equal(o->type, CP_EXC_DISCONNECTED);
+    assert_non_null(reason);
+    assert_non_null(strstr(reason, "write: "));
+    interop_outcome_free(o);
+    cp_cap_unref(remote);
+    cp_rpc_conn_free(conn);
+    while (uv_run(&loop, UV_RUN_DEFAULT))
+        ;
+    assert_int_equal(uv_loop_close(&loop), 0);
+    close(sv[1]);
+    free(reason);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_local_calls),
+        cmocka_unit_test(test_promise_cycle),
         cmocka_unit_test(test_two_vats),
+        cmocka_unit_test(test_question_limit),
         cmocka_unit_test(test_hostile_duplicate_question),
         cmocka_unit_test(test_hostile_messages),
         cmocka_unit_test(test_hostile_release_and_limits),
         cmocka_unit_test(test_promise_import_resolves),
+        cmocka_unit_test(test_hostile_pipeline_chain),
+        cmocka_unit_test(test_hostile_resolve_chain),
+        cmocka_unit_test(test_promise_import_resolves_home),
         cmocka_unit_test(test_doc_example),
+        cmocka_unit_test(test_unix_socket_path),
+        cmocka_unit_test(test_write_failure),
     };
     gr_log_set_level(GR_LOG_ERROR);
     return cmocka_run_group_tests(tests, NULL, NULL);
