@@ -128,6 +128,7 @@ typedef enum { ANSWER_RESPONSE, ANSWER_OPTIONS, ANSWER_NONE } ex_answer;
 typedef struct wreq {
     uv_write_t w;
     struct exch *x;
+    unsigned attempt; /* the exchange's connection it was written to */
     char *data;
     size_t len;
     cp_call *call;     /* returned once the bytes are written */
@@ -146,6 +147,8 @@ typedef struct exch {
     bool answered;
     gr_buf req;    /* the request head (and small body) to send */
     bool head_request, fresh_only, retried, got_bytes;
+    unsigned attempt; /* bumped for each connection tried */
+    unsigned writes;  /* uv_writes not yet completed */
     appconn *c;
     bool connected, reading, paused;
     br_parser *parser;
@@ -236,7 +239,9 @@ static void exch_http_end(exch *x, bool keep)
     x->c = NULL;
     if (c) {
         uv_read_stop((uv_stream_t *)&c->tcp);
-        if (keep && x->kind == EX_HTTP)
+        /* An app may answer before it has read the whole request: a
+         * connection with bytes still going out is not reused. */
+        if (keep && x->kind == EX_HTTP && x->writes == 0)
             idle_put(c);
         else
             conn_close(c);
@@ -635,6 +640,24 @@ static void ws_forward(exch *x, const char *data, size_t len)
 
 static void ws_opened(exch *x);
 
+/* A kept-alive connection that the app had closed before answering (read
+ * EOF or a failed write, no byte of an answer yet): tries once more on a
+ * fresh connection. Returns true when it did. */
+static bool exch_retry(exch *x)
+{
+    appconn *c = x->c;
+    if (c == NULL || x->got_bytes || !c->reused || x->retried || x->kind != EX_HTTP ||
+        x->req.len == 0)
+        return false;
+    gr_debug("a kept-alive connection was closed by the app: retrying on a fresh one");
+    x->retried = true;
+    x->c = NULL;
+    conn_close(c);
+    x->connected = false;
+    exch_begin(x);
+    return true;
+}
+
 static void exch_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     appconn *c = s->data;
@@ -651,15 +674,8 @@ static void exch_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     _cleanup_error_ gr_error_t err = NULL;
     if (nread < 0) {
-        if (!x->got_bytes && c->reused && !x->retried && x->kind == EX_HTTP) {
-            /* A kept-alive connection the app had closed: try a fresh one. */
-            x->retried = true;
-            x->c = NULL;
-            conn_close(c);
-            x->connected = false;
-            exch_begin(x);
+        if (exch_retry(x))
             return;
-        }
         if (br_parser_finish(x->parser, &err) < 0) {
             exch_fail(x, "%s", gr_error_msg(err));
             return;
@@ -668,7 +684,10 @@ static void exch_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         exch_try_answer(x);
         return;
     }
-    x->got_bytes = true;
+    if (!x->got_bytes) {
+        x->got_bytes = true;
+        gr_buf_release(&x->req); /* no retry once the app has answered */
+    }
     x->refs++; /* callbacks may end the exchange */
     int r = br_parser_feed(x->parser, buf->base, (size_t)nread, &err);
     if (x->http_done) {
@@ -694,6 +713,8 @@ static void wreq_done(uv_write_t *w, int status)
 {
     wreq *q = w->data;
     exch *x = q->x;
+    unsigned q_attempt = q->attempt;
+    x->writes--;
     if (q->call) {
         if (status < 0)
             cp_call_fail(q->call, CP_EXC_FAILED, "writing to the app: %s", uv_strerror(status));
@@ -702,7 +723,8 @@ static void wreq_done(uv_write_t *w, int status)
     }
     free(q->data);
     free(q);
-    if (status < 0 && !x->http_done && status != UV_ECANCELED)
+    if (status < 0 && !x->http_done && status != UV_ECANCELED && q_attempt == x->attempt &&
+        !exch_retry(x))
         exch_fail(x, "writing to the app: %s", uv_strerror(status));
     exch_unref(x);
 }
@@ -721,11 +743,14 @@ static void exch_write(exch *x, char *data, size_t len, cp_call *call)
         return;
     }
     q->w.data = q;
+    q->attempt = x->attempt;
     x->refs++;
+    x->writes++;
     uv_buf_t b = uv_buf_init(q->data, (unsigned)len);
     int r = uv_write(&q->w, (uv_stream_t *)&x->c->tcp, &b, 1, wreq_done);
     if (r < 0) {
         x->refs--;
+        x->writes--;
         if (call)
             cp_call_fail(call, CP_EXC_FAILED, "writing to the app: %s", uv_strerror(r));
         free(q->data);
@@ -737,6 +762,7 @@ static void exch_write(exch *x, char *data, size_t len, cp_call *call)
 static void exch_connected(exch *x)
 {
     x->connected = true;
+    x->attempt++;
     x->c->x = x;
     if (x->parser == NULL) {
         x->parser = br_parser_new(NULL, &parser_cb, x, x->head_request);
@@ -744,7 +770,14 @@ static void exch_connected(exch *x)
             br_parser_expect_upgrade(x->parser);
     }
     size_t len = x->req.len;
-    exch_write(x, gr_buf_steal(&x->req), len, NULL);
+    if (x->c->reused && !x->retried && x->kind == EX_HTTP) {
+        /* Kept until the answer starts, for exch_retry. */
+        char *copy = gr_malloc(len);
+        memcpy(copy, x->req.data, len);
+        exch_write(x, copy, len, NULL);
+    } else {
+        exch_write(x, gr_buf_steal(&x->req), len, NULL);
+    }
     if (x->http_done)
         return;
     wreq *q = x->queue;

@@ -118,7 +118,8 @@ CONNECTIONS = [0]
 
 def keep_alive(conn, first):
     """/keepalive: answers on one connection as long as asked, saying which
-    connection and which request it is; ?close=1 closes it after answering."""
+    connection and which request it is; ?close=1 closes it after answering,
+    ?dropnext=1 closes it when the next request arrives, unanswered."""
     CONNECTIONS[0] += 1
     serial, count = CONNECTIONS[0], 0
     req = first
@@ -131,7 +132,7 @@ def keep_alive(conn, first):
         if "close=1" in target:
             return
         req = read_request(conn)
-        if req[0] is None:
+        if req[0] is None or "dropnext=1" in target:
             return
 
 
