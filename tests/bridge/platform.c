@@ -26,6 +26,8 @@ static bool busy;
 static json_t *out;
 static uv_process_t bridge;
 static bool bridge_exited;
+static cp_pending *cancel_pending;
+static uv_timer_t cancel_timer;
 
 static void emit(json_t *j)
 {
@@ -278,6 +280,7 @@ static bool read_response(WebSession_Response_R r)
 
 static void on_response(const cp_response *resp, void *ud)
 {
+    uv_timer_stop(&cancel_timer);
     if (resp->exception) {
         fail_out(resp);
     } else if (read_response((WebSession_Response_R){resp->results})) {
@@ -419,6 +422,20 @@ static void content(cp_struct_builder c, json_t *cmd)
         set_text(cp_builder_ptr(c, 2), jstr(cmd, "encoding", NULL));
 }
 
+static void cancel_now(uv_timer_t *t)
+{
+    if (out == NULL)
+        return; /* answered first */
+    cp_pending_cancel(cancel_pending);
+    cancel_pending = NULL;
+    cp_cap_unref(cur_handle);
+    cur_handle = NULL;
+    json_object_set_new(out, "canceled", json_true());
+    emit(out);
+    out = NULL;
+    finish();
+}
+
 static const struct {
     const char *name;
     uint16_t id, dw, pw;
@@ -503,6 +520,20 @@ static void call_method(json_t *cmd, const char *name)
         cp_set_bool(p, 0, jbool(cmd, "shallow"), false);
     if (strcmp(name, "unlock") == 0)
         set_text(cp_builder_ptr(p, 1), jstr(cmd, "lockToken", ""));
+    json_t *cancel = json_object_get(cmd, "cancelAfterMs");
+    if (json_is_integer(cancel)) {
+        /* Gives up on the call after a while (Finish before Return). */
+        _cleanup_error_ gr_error_t err = NULL;
+        if (cp_request_send(req, on_response, NULL, &cancel_pending, &err) < 0) {
+            json_object_set_new(out, "error", json_string(gr_error_msg(err)));
+            emit(out);
+            out = NULL;
+            finish();
+            return;
+        }
+        uv_timer_start(&cancel_timer, cancel_now, (uint64_t)json_integer_value(cancel), 0);
+        return;
+    }
     send_or_fail(req, methods[m].id == 16 ? on_options : on_response);
 }
 
@@ -938,6 +969,7 @@ int main(int argc, char **argv)
         gr_die("socketpair: %m");
     loop = uv_default_loop();
     uv_timer_init(loop, &ws_timer);
+    uv_timer_init(loop, &cancel_timer);
     char **args = gr_calloc((size_t)argc, sizeof(char *));
     args[0] = argv[1];
     args[1] = argv[2];
@@ -981,6 +1013,7 @@ int main(int argc, char **argv)
     session = view = NULL;
     cp_rpc_conn_free(conn);
     uv_close((uv_handle_t *)&ws_timer, NULL);
+    uv_close((uv_handle_t *)&cancel_timer, NULL);
     while (!bridge_exited)
         uv_run(loop, UV_RUN_ONCE);
     uv_run(loop, UV_RUN_NOWAIT);

@@ -474,3 +474,12 @@ def test_keep_alive_pool(tmp_path):
     third = bodies[8].split()[1]
     assert third not in (first, second)
     assert bodies[8:] == [f"conn {third} req 1", f"conn {third} req 2"]
+
+
+def test_canceled_call_hangs_up_on_the_app(tmp_path):
+    res, _, _ = run(tmp_path, [ALICE, {"method": "get", "path": "hang", "cancelAfterMs": 300},
+                               {"method": "get", "path": "hungup"}, {"method": "get", "path": "ok"}],
+                    app=hostile_app, timeout=60)
+    assert res[1]["canceled"]
+    assert res[2]["body"] == "closed"
+    assert res[3]["body"] == "fine"
