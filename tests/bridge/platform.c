@@ -138,8 +138,8 @@ static cp_cap *sink_new(void)
 
 /* ---- reading a Response ------------------------------------------------------- */
 
-static const char *kinds[] = {"redirect", "content", "clientError", "serverError", "noContent",
-                              "preconditionFailed"};
+static const char *kinds[] = {"redirect",    "content",   "clientError",
+                              "serverError", "noContent", "preconditionFailed"};
 
 static json_t *etag_json(WebSession_ETag_R e)
 {
@@ -171,16 +171,17 @@ static bool read_response(WebSession_Response_R r)
         WebSession_Cookie_R c = WebSession_Cookie_list_get(cl, i);
         WebSession_Cookie_expires_R e = WebSession_Cookie_get_expires(c);
         unsigned ew = WebSession_Cookie_expires_which(e);
-        json_t *cj = json_pack("{s:s,s:s,s:s,s:b}", "name", WebSession_Cookie_get_name(c).str,
-                               "value", WebSession_Cookie_get_value(c).str, "path",
-                               WebSession_Cookie_get_path(c).str, "httpOnly",
-                               WebSession_Cookie_get_httpOnly(c));
+        json_t *cj =
+            json_pack("{s:s,s:s,s:s,s:b}", "name", WebSession_Cookie_get_name(c).str, "value",
+                      WebSession_Cookie_get_value(c).str, "path", WebSession_Cookie_get_path(c).str,
+                      "httpOnly", WebSession_Cookie_get_httpOnly(c));
         if (ew == 1)
             json_object_set_new(cj, "absolute",
                                 json_integer(WebSession_Cookie_expires_get_absolute(e)));
         if (ew == 2)
-            json_object_set_new(cj, "relative",
-                                json_integer((json_int_t)WebSession_Cookie_expires_get_relative(e)));
+            json_object_set_new(
+                cj, "relative",
+                json_integer((json_int_t)WebSession_Cookie_expires_get_relative(e)));
         json_array_append_new(cookies, cj);
     }
     json_object_set_new(out, "cookies", cookies);
@@ -188,8 +189,9 @@ static bool read_response(WebSession_Response_R r)
     json_t *headers = json_array();
     for (uint32_t i = 0; i < WebSession_Response_Header_list_len(hl); i++) {
         WebSession_Response_Header_R h = WebSession_Response_Header_list_get(hl, i);
-        json_array_append_new(headers, json_pack("[s,s]", WebSession_Response_Header_get_name(h).str,
-                                                 WebSession_Response_Header_get_value(h).str));
+        json_array_append_new(headers,
+                              json_pack("[s,s]", WebSession_Response_Header_get_name(h).str,
+                                        WebSession_Response_Header_get_value(h).str));
     }
     json_object_set_new(out, "headers", headers);
     switch (w) {
@@ -215,7 +217,8 @@ static bool read_response(WebSession_Response_R r)
                             json_string(WebSession_Response_content_get_language(c).str));
         if (WebSession_Response_content_has_eTag(c))
             json_object_set_new(out, "etag", etag_json(WebSession_Response_content_get_eTag(c)));
-        WebSession_Response_content_disposition_R d = WebSession_Response_content_get_disposition(c);
+        WebSession_Response_content_disposition_R d =
+            WebSession_Response_content_get_disposition(c);
         if (WebSession_Response_content_disposition_which(d) == 1)
             json_object_set_new(
                 out, "download",
@@ -253,7 +256,8 @@ static bool read_response(WebSession_Response_R r)
             json_object_set_new(out, "descriptionHtml", json_string(html.str));
         if (has) {
             cp_data d = WebSession_Response_ErrorBody_get_data(eb);
-            json_object_set_new(out, "nonHtmlBody", json_stringn_nocheck((const char *)d.ptr, d.len));
+            json_object_set_new(out, "nonHtmlBody",
+                                json_stringn_nocheck((const char *)d.ptr, d.len));
             json_object_set_new(out, "mimeType",
                                 json_string(WebSession_Response_ErrorBody_get_mimeType(eb).str));
         }
@@ -270,8 +274,8 @@ static bool read_response(WebSession_Response_R r)
     case 5: {
         WebSession_Response_preconditionFailed_R p = WebSession_Response_get_preconditionFailed(r);
         if (WebSession_Response_preconditionFailed_has_matchingETag(p))
-            json_object_set_new(out, "etag",
-                                etag_json(WebSession_Response_preconditionFailed_get_matchingETag(p)));
+            json_object_set_new(
+                out, "etag", etag_json(WebSession_Response_preconditionFailed_get_matchingETag(p)));
         break;
     }
     }
@@ -319,7 +323,8 @@ static void etags(WebSession_ETag_LB l, json_t *arr)
 {
     size_t i;
     json_t *e;
-    json_array_foreach(arr, i, e) {
+    json_array_foreach(arr, i, e)
+    {
         WebSession_ETag_B b = WebSession_ETag_list_at(l, (uint32_t)i);
         const char *v = json_string_value(json_array_get(e, 0));
         WebSession_ETag_set_value(b, v, strlen(v));
@@ -333,7 +338,8 @@ static void q_list(cp_list_builder l, json_t *arr)
 {
     size_t i;
     json_t *e;
-    json_array_foreach(arr, i, e) {
+    json_array_foreach(arr, i, e)
+    {
         cp_struct_builder b = cp_list_struct_at(l, (uint32_t)i);
         set_text(cp_builder_ptr(b, 0), json_string_value(json_array_get(e, 0)));
         cp_set_f32(b, 0, (float)json_number_value(json_array_get(e, 1)), 1.0f);
@@ -350,7 +356,8 @@ static void build_context(WebSession_Context_B c, json_t *cmd, bool stream)
         const char *k;
         json_t *v;
         uint32_t i = 0;
-        json_object_foreach(cookies, k, v) {
+        json_object_foreach(cookies, k, v)
+        {
             KeyValue_B kv = KeyValue_list_at(l, i++);
             KeyValue_set_key(kv, k, strlen(k));
             KeyValue_set_value(kv, json_string_value(v), strlen(json_string_value(v)));
@@ -368,7 +375,8 @@ static void build_context(WebSession_Context_B c, json_t *cmd, bool stream)
             WebSession_Context_init_additionalHeaders(c, (uint32_t)json_array_size(hs));
         size_t i;
         json_t *e;
-        json_array_foreach(hs, i, e) {
+        json_array_foreach(hs, i, e)
+        {
             WebSession_Context_Header_B b = WebSession_Context_Header_list_at(l, (uint32_t)i);
             const char *n = json_string_value(json_array_get(e, 0));
             const char *v = json_string_value(json_array_get(e, 1));
@@ -441,13 +449,13 @@ static const struct {
     uint16_t id, dw, pw;
     int path, ctx, content, xml; /* pointer slots, -1 when absent */
 } methods[] = {
-    {"get", 0, 1, 2, 0, 1, -1, -1},      {"post", 1, 0, 3, 0, 2, 1, -1},
-    {"put", 3, 0, 3, 0, 2, 1, -1},       {"delete", 4, 0, 2, 0, 1, -1, -1},
-    {"propfind", 7, 1, 3, 0, 2, -1, 1},  {"proppatch", 8, 0, 3, 0, 2, -1, 1},
-    {"mkcol", 9, 0, 3, 0, 2, 1, -1},     {"copy", 10, 1, 3, 0, 2, -1, -1},
-    {"move", 11, 1, 3, 0, 2, -1, -1},    {"lock", 12, 1, 3, 0, 2, -1, 1},
-    {"unlock", 13, 0, 3, 0, 2, -1, -1},  {"acl", 14, 0, 3, 0, 2, -1, 1},
-    {"report", 15, 0, 3, 0, 2, 1, -1},   {"options", 16, 0, 2, 0, 1, -1, -1},
+    {"get", 0, 1, 2, 0, 1, -1, -1},     {"post", 1, 0, 3, 0, 2, 1, -1},
+    {"put", 3, 0, 3, 0, 2, 1, -1},      {"delete", 4, 0, 2, 0, 1, -1, -1},
+    {"propfind", 7, 1, 3, 0, 2, -1, 1}, {"proppatch", 8, 0, 3, 0, 2, -1, 1},
+    {"mkcol", 9, 0, 3, 0, 2, 1, -1},    {"copy", 10, 1, 3, 0, 2, -1, -1},
+    {"move", 11, 1, 3, 0, 2, -1, -1},   {"lock", 12, 1, 3, 0, 2, -1, 1},
+    {"unlock", 13, 0, 3, 0, 2, -1, -1}, {"acl", 14, 0, 3, 0, 2, -1, 1},
+    {"report", 15, 0, 3, 0, 2, 1, -1},  {"options", 16, 0, 2, 0, 1, -1, -1},
     {"patch", 17, 0, 3, 0, 2, 1, -1},
 };
 
@@ -497,8 +505,9 @@ static void call_method(json_t *cmd, const char *name)
     cp_request *req = cp_request_new(session, WebSession_TYPE_ID, methods[m].id);
     cp_struct_builder p = cp_request_params(req, methods[m].dw, methods[m].pw);
     set_text(cp_builder_ptr(p, 0), jstr(cmd, "path", ""));
-    build_context((WebSession_Context_B){cp_ptr_init_struct(cp_builder_ptr(p, (uint16_t)methods[m].ctx),
-                                     WebSession_Context_DATA_WORDS, WebSession_Context_PTR_WORDS)},
+    build_context((WebSession_Context_B){cp_ptr_init_struct(
+                      cp_builder_ptr(p, (uint16_t)methods[m].ctx), WebSession_Context_DATA_WORDS,
+                      WebSession_Context_PTR_WORDS)},
                   cmd, methods[m].id != 16);
     if (methods[m].content >= 0)
         content(cp_ptr_init_struct(cp_builder_ptr(p, (uint16_t)methods[m].content), 0, 3), cmd);
@@ -610,8 +619,9 @@ static void call_streaming(json_t *cmd, bool put)
     cp_struct_builder p = cp_request_params(req, 0, 4);
     set_text(cp_builder_ptr(p, 0), jstr(cmd, "path", ""));
     set_text(cp_builder_ptr(p, 1), jstr(cmd, "mimeType", "application/octet-stream"));
-    build_context((WebSession_Context_B){cp_ptr_init_struct(cp_builder_ptr(p, 2), WebSession_Context_DATA_WORDS,
-                                     WebSession_Context_PTR_WORDS)},
+    build_context((WebSession_Context_B){cp_ptr_init_struct(cp_builder_ptr(p, 2),
+                                                            WebSession_Context_DATA_WORDS,
+                                                            WebSession_Context_PTR_WORDS)},
                   cmd, true);
     json_t *n = json_object_get(cmd, "bodyBytes");
     up.left = json_is_integer(n) ? (uint64_t)json_integer_value(n) : 0;
@@ -729,7 +739,8 @@ static void on_ws(const cp_response *resp, void *ud)
     ws_server_stream = cp_get_capability(resp->results, 1);
     size_t i;
     json_t *m;
-    json_array_foreach(ws_send_list, i, m) {
+    json_array_foreach(ws_send_list, i, m)
+    {
         const char *t = json_string_value(m);
         size_t len = strlen(t);
         gr_buf f = GR_BUF_INIT;
@@ -769,8 +780,9 @@ static void call_websocket(json_t *cmd)
     cp_request *req = cp_request_new(session, WebSession_TYPE_ID, 2);
     cp_struct_builder p = cp_request_params(req, 0, 4);
     set_text(cp_builder_ptr(p, 0), jstr(cmd, "path", ""));
-    build_context((WebSession_Context_B){cp_ptr_init_struct(cp_builder_ptr(p, 1), WebSession_Context_DATA_WORDS,
-                                     WebSession_Context_PTR_WORDS)},
+    build_context((WebSession_Context_B){cp_ptr_init_struct(cp_builder_ptr(p, 1),
+                                                            WebSession_Context_DATA_WORDS,
+                                                            WebSession_Context_PTR_WORDS)},
                   cmd, false);
     json_t *protos = json_object_get(cmd, "protocols");
     if (json_is_array(protos)) {
@@ -801,9 +813,11 @@ static void on_view_info(const cp_response *resp, void *ud)
         PermissionDef_LR pl = UiView_ViewInfo_get_permissions(vi);
         json_t *a = json_array();
         for (uint32_t i = 0; i < PermissionDef_list_len(pl); i++)
-            json_array_append_new(a, json_string(PermissionDef_get_name(PermissionDef_list_get(pl, i)).str));
+            json_array_append_new(
+                a, json_string(PermissionDef_get_name(PermissionDef_list_get(pl, i)).str));
         json_object_set_new(out, "permissions", a);
-        json_object_set_new(out, "roles", json_integer(RoleDef_list_len(UiView_ViewInfo_get_roles(vi))));
+        json_object_set_new(out, "roles",
+                            json_integer(RoleDef_list_len(UiView_ViewInfo_get_roles(vi))));
     }
     emit(out);
     out = NULL;
@@ -850,7 +864,8 @@ static void call_session(json_t *cmd)
     UserInfo_B u = UserInfo_init((cp_builder_ptr(p, 0)));
     if (jstr(cmd, "displayName", NULL)) {
         LocalizedText_B dn = UserInfo_init_displayName(u);
-        LocalizedText_set_defaultText(dn, jstr(cmd, "displayName", ""), strlen(jstr(cmd, "displayName", "")));
+        LocalizedText_set_defaultText(dn, jstr(cmd, "displayName", ""),
+                                      strlen(jstr(cmd, "displayName", "")));
     }
     unsigned char buf[64];
     if (jstr(cmd, "identityId", NULL)) {
@@ -869,19 +884,22 @@ static void call_session(json_t *cmd)
         cp_list_builder l = cp_init_list(u.s, 3, CP_ELEM_BIT, (uint32_t)json_array_size(perms));
         size_t i;
         json_t *e;
-        json_array_foreach(perms, i, e)
-            cp_list_set_bool(l, (uint32_t)i, json_is_true(e));
+        json_array_foreach(perms, i, e) cp_list_set_bool(l, (uint32_t)i, json_is_true(e));
     }
     json_t *st = json_object_get(cmd, "sessionType");
-    cp_set_u64(p, 0, json_is_integer(st) ? (uint64_t)json_integer_value(st) : WebSession_TYPE_ID, 0);
+    cp_set_u64(p, 0, json_is_integer(st) ? (uint64_t)json_integer_value(st) : WebSession_TYPE_ID,
+               0);
     WebSession_Params_B wp = WebSession_Params_init(cp_builder_ptr(p, 2)); /* sessionParams */
     if (jstr(cmd, "basePath", NULL))
-        WebSession_Params_set_basePath(wp, jstr(cmd, "basePath", ""), strlen(jstr(cmd, "basePath", "")));
+        WebSession_Params_set_basePath(wp, jstr(cmd, "basePath", ""),
+                                       strlen(jstr(cmd, "basePath", "")));
     if (jstr(cmd, "userAgent", NULL))
-        WebSession_Params_set_userAgent(wp, jstr(cmd, "userAgent", ""), strlen(jstr(cmd, "userAgent", "")));
+        WebSession_Params_set_userAgent(wp, jstr(cmd, "userAgent", ""),
+                                        strlen(jstr(cmd, "userAgent", "")));
     json_t *langs = json_object_get(cmd, "languages");
     if (json_is_array(langs)) {
-        cp_list_builder l = WebSession_Params_init_acceptableLanguages(wp, (uint32_t)json_array_size(langs));
+        cp_list_builder l =
+            WebSession_Params_init_acceptableLanguages(wp, (uint32_t)json_array_size(langs));
         size_t i;
         json_t *e;
         json_array_foreach(langs, i, e)
@@ -982,8 +1000,8 @@ int main(int argc, char **argv)
         {.flags = UV_INHERIT_FD, .data.fd = 2},
         {.flags = UV_INHERIT_FD, .data.fd = sv[1]},
     };
-    uv_process_options_t opts = {.exit_cb = bridge_exit, .file = argv[1], .args = args,
-                                 .stdio_count = 4, .stdio = stdio};
+    uv_process_options_t opts = {
+        .exit_cb = bridge_exit, .file = argv[1], .args = args, .stdio_count = 4, .stdio = stdio};
     int r = uv_spawn(loop, &bridge, &opts);
     if (r < 0)
         gr_die("starting %s: %s", argv[1], uv_strerror(r));
