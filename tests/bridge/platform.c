@@ -43,6 +43,14 @@ static void finish(void)
     busy = false;
 }
 
+/* Prints the current result and ends the command. */
+static void emit_done(void)
+{
+    emit(out);
+    out = NULL;
+    finish();
+}
+
 static void fail_out(const cp_response *resp)
 {
     json_object_set_new(out, "error", json_string(resp->exception->reason));
@@ -74,9 +82,7 @@ static void sink_report(sink *k)
     k->waiting = false;
     cp_cap_unref(cur_handle);
     cur_handle = NULL;
-    emit(out);
-    out = NULL;
-    finish();
+    emit_done();
 }
 
 static void sink_write(cp_server *self, cp_call *call, ByteStream_write_Params_R p)
@@ -296,9 +302,7 @@ static void on_response(const cp_response *resp, void *ud)
         }
         json_object_set_new(out, "streamError", json_string("dropped without done()"));
     }
-    emit(out);
-    out = NULL;
-    finish();
+    emit_done();
 }
 
 /* ---- building calls from JSON ---------------------------------------------------- */
@@ -439,9 +443,7 @@ static void cancel_now(uv_timer_t *t)
     cp_cap_unref(cur_handle);
     cur_handle = NULL;
     json_object_set_new(out, "canceled", json_true());
-    emit(out);
-    out = NULL;
-    finish();
+    emit_done();
 }
 
 static const struct {
@@ -474,9 +476,7 @@ static void on_options(const cp_response *resp, void *ud)
             json_array_append_new(a, json_string(cp_list_get_text(l, i).str));
         json_object_set_new(out, "davExtensions", a);
     }
-    emit(out);
-    out = NULL;
-    finish();
+    emit_done();
 }
 
 static void send_or_fail(cp_request *req, cp_response_cb cb)
@@ -484,9 +484,7 @@ static void send_or_fail(cp_request *req, cp_response_cb cb)
     _cleanup_error_ gr_error_t err = NULL;
     if (cp_request_send(req, cb, NULL, NULL, &err) < 0) {
         json_object_set_new(out, "error", json_string(gr_error_msg(err)));
-        emit(out);
-        out = NULL;
-        finish();
+        emit_done();
     }
 }
 
@@ -497,9 +495,7 @@ static void call_method(json_t *cmd, const char *name)
         m++;
     if (m == sizeof(methods) / sizeof(methods[0])) {
         json_object_set_new(out, "error", json_string("unknown method"));
-        emit(out);
-        out = NULL;
-        finish();
+        emit_done();
         return;
     }
     cp_request *req = cp_request_new(session, WebSession_TYPE_ID, methods[m].id);
@@ -535,9 +531,7 @@ static void call_method(json_t *cmd, const char *name)
         _cleanup_error_ gr_error_t err = NULL;
         if (cp_request_send(req, on_response, NULL, &cancel_pending, &err) < 0) {
             json_object_set_new(out, "error", json_string(gr_error_msg(err)));
-            emit(out);
-            out = NULL;
-            finish();
+            emit_done();
             return;
         }
         uv_timer_start(&cancel_timer, cancel_now, (uint64_t)json_integer_value(cancel), 0);
@@ -599,9 +593,7 @@ static void on_streaming(const cp_response *resp, void *ud)
 {
     if (resp->exception) {
         fail_out(resp);
-        emit(out);
-        out = NULL;
-        finish();
+        emit_done();
         return;
     }
     up.stream = cp_get_capability(resp->results, 0);
@@ -725,9 +717,7 @@ static void on_ws(const cp_response *resp, void *ud)
 {
     if (resp->exception) {
         fail_out(resp);
-        emit(out);
-        out = NULL;
-        finish();
+        emit_done();
         return;
     }
     cp_list_reader pl = WebSession_openWebSocket_Results_get_protocol(
@@ -819,9 +809,7 @@ static void on_view_info(const cp_response *resp, void *ud)
         json_object_set_new(out, "roles",
                             json_integer(RoleDef_list_len(UiView_ViewInfo_get_roles(vi))));
     }
-    emit(out);
-    out = NULL;
-    finish();
+    emit_done();
 }
 
 static void on_session(const cp_response *resp, void *ud)
@@ -833,9 +821,7 @@ static void on_session(const cp_response *resp, void *ud)
         session = cp_get_capability(resp->results, 0);
         json_object_set_new(out, "ok", json_true());
     }
-    emit(out);
-    out = NULL;
-    finish();
+    emit_done();
 }
 
 static int unhex(const char *s, unsigned char *out_, size_t max)
@@ -954,18 +940,14 @@ static void run(json_t *cmd)
         finish();
     } else if (strcmp(m, "rss") == 0) {
         vm_hwm(out);
-        emit(out);
-        out = NULL;
-        finish();
+        emit_done();
     } else if (strcmp(m, "postStreaming") == 0 || strcmp(m, "putStreaming") == 0) {
         call_streaming(cmd, m[1] == 'u');
     } else if (strcmp(m, "websocket") == 0) {
         call_websocket(cmd);
     } else if (session == NULL) {
         json_object_set_new(out, "error", json_string("no session"));
-        emit(out);
-        out = NULL;
-        finish();
+        emit_done();
     } else {
         call_method(cmd, m);
     }
