@@ -133,8 +133,8 @@ static int session_params(UserInfo_R user, uint64_t type, cp_ptr_reader params, 
         out->accept_language = gr_buf_steal(&l);
     }
     /* Refuse what would split a request now, rather than on every call. */
-    const char *check[] = {i->username, i->preferred_handle, i->picture, i->base_path,
-                           out->user_agent, out->accept_language};
+    const char *check[] = {i->username,  i->preferred_handle, i->picture,
+                           i->base_path, out->user_agent,     out->accept_language};
     for (size_t k = 0; k < sizeof(check) / sizeof(check[0]); k++)
         if (check[k] && strpbrk(check[k], "\r\n")) {
             br__session_params_release(out);

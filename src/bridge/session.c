@@ -25,9 +25,9 @@ struct exch;
 typedef struct appconn {
     uv_tcp_t tcp;
     uv_connect_t connect;
-    struct exch *x;        /* the exchange using it; NULL when idle or a probe */
-    struct appconn *next;  /* in the idle list */
-    bool reused;           /* came from the idle list: may have been closed */
+    struct exch *x;       /* the exchange using it; NULL when idle or a probe */
+    struct appconn *next; /* in the idle list */
+    bool reused;          /* came from the idle list: may have been closed */
     bool closing;
 } appconn;
 
@@ -128,6 +128,7 @@ typedef enum { ANSWER_RESPONSE, ANSWER_OPTIONS, ANSWER_NONE } ex_answer;
 typedef struct wreq {
     uv_write_t w;
     struct exch *x;
+    unsigned attempt; /* the exchange's connection it was written to */
     char *data;
     size_t len;
     cp_call *call;     /* returned once the bytes are written */
@@ -144,8 +145,10 @@ typedef struct exch {
     int refs;
     cp_call *call; /* to answer with the response; NULL when not (yet) asked */
     bool answered;
-    gr_buf req;    /* the request head (and small body) to send */
+    gr_buf req; /* the request head (and small body) to send */
     bool head_request, fresh_only, retried, got_bytes;
+    unsigned attempt; /* bumped for each connection tried */
+    unsigned writes;  /* uv_writes not yet completed */
     appconn *c;
     bool connected, reading, paused;
     br_parser *parser;
@@ -236,7 +239,9 @@ static void exch_http_end(exch *x, bool keep)
     x->c = NULL;
     if (c) {
         uv_read_stop((uv_stream_t *)&c->tcp);
-        if (keep && x->kind == EX_HTTP)
+        /* An app may answer before it has read the whole request: a
+         * connection with bytes still going out is not reused. */
+        if (keep && x->kind == EX_HTTP && x->writes == 0)
             idle_put(c);
         else
             conn_close(c);
@@ -273,8 +278,10 @@ static void exch_fail(exch *x, const char *fmt, ...)
         cp_cap_unref(x->response_stream);
         x->response_stream = NULL;
     }
+    x->refs++; /* ending the HTTP side may drop the last other reference */
     exch_http_end(x, false);
     exch_try_answer(x);
+    exch_unref(x);
 }
 
 /* ---- the response ----------------------------------------------------------- */
@@ -311,16 +318,19 @@ static void set_error_body(exch *x, cp_struct_builder group, bool client)
                 x->body.len);
         return;
     }
-    WebSession_Response_ErrorBody_B eb =
-        client ? WebSession_Response_clientError_init_nonHtmlBody((WebSession_Response_clientError_B){group})
-               : WebSession_Response_serverError_init_nonHtmlBody((WebSession_Response_serverError_B){group});
+    WebSession_Response_ErrorBody_B eb = client ? WebSession_Response_clientError_init_nonHtmlBody(
+                                                      (WebSession_Response_clientError_B){group})
+                                                : WebSession_Response_serverError_init_nonHtmlBody(
+                                                      (WebSession_Response_serverError_B){group});
     WebSession_Response_ErrorBody_set_data(eb, x->body.data ? x->body.data : "", x->body.len);
     if (r->content_type)
         WebSession_Response_ErrorBody_set_mimeType(eb, r->content_type, strlen(r->content_type));
     if (r->content_encoding)
-        WebSession_Response_ErrorBody_set_encoding(eb, r->content_encoding, strlen(r->content_encoding));
+        WebSession_Response_ErrorBody_set_encoding(eb, r->content_encoding,
+                                                   strlen(r->content_encoding));
     if (r->content_language)
-        WebSession_Response_ErrorBody_set_language(eb, r->content_language, strlen(r->content_language));
+        WebSession_Response_ErrorBody_set_language(eb, r->content_language,
+                                                   strlen(r->content_language));
 }
 
 static cp_cap *handle_new(exch *x);
@@ -353,7 +363,8 @@ static void fill_response(exch *x, WebSession_Response_B b)
             _cleanup_free_ char *lower = gr_strdup(r->headers[i].name);
             gr_ascii_lower(lower);
             WebSession_Response_Header_set_name(hb, lower, strlen(lower));
-            WebSession_Response_Header_set_value(hb, r->headers[i].value, strlen(r->headers[i].value));
+            WebSession_Response_Header_set_value(hb, r->headers[i].value,
+                                                 strlen(r->headers[i].value));
         }
     }
     br_status_map m = x->map;
@@ -364,9 +375,11 @@ static void fill_response(exch *x, WebSession_Response_B b)
         const char *mime = r->content_type ? r->content_type : "application/octet-stream";
         WebSession_Response_content_set_mimeType(c, mime, strlen(mime));
         if (r->content_encoding)
-            WebSession_Response_content_set_encoding(c, r->content_encoding, strlen(r->content_encoding));
+            WebSession_Response_content_set_encoding(c, r->content_encoding,
+                                                     strlen(r->content_encoding));
         if (r->content_language)
-            WebSession_Response_content_set_language(c, r->content_language, strlen(r->content_language));
+            WebSession_Response_content_set_language(c, r->content_language,
+                                                     strlen(r->content_language));
         if (r->etag)
             set_etag(WebSession_Response_content_init_eTag(c), r->etag);
         if (r->disposition_filename)
@@ -397,14 +410,16 @@ static void fill_response(exch *x, WebSession_Response_B b)
         break;
     }
     case BR_PRECONDITION_FAILED: {
-        WebSession_Response_preconditionFailed_B pf = WebSession_Response_init_preconditionFailed(b);
+        WebSession_Response_preconditionFailed_B pf =
+            WebSession_Response_init_preconditionFailed(b);
         if (r->etag)
             set_etag(WebSession_Response_preconditionFailed_init_matchingETag(pf), r->etag);
         break;
     }
     case BR_CLIENT_ERROR: {
         WebSession_Response_clientError_B ce = WebSession_Response_init_clientError(b);
-        WebSession_Response_clientError_set_statusCode(ce, (WebSession_Response_ClientErrorCode)m.code);
+        WebSession_Response_clientError_set_statusCode(ce,
+                                                       (WebSession_Response_ClientErrorCode)m.code);
         set_error_body(x, ce.s, true);
         break;
     }
@@ -447,7 +462,8 @@ static void exch_try_answer(exch *x)
 {
     if (x->call == NULL || x->answered)
         return;
-    if (x->error == NULL && (x->kind == EX_WEBSOCKET || !(x->resp && (x->streaming || x->http_done))))
+    if (x->error == NULL &&
+        (x->kind == EX_WEBSOCKET || !(x->resp && (x->streaming || x->http_done))))
         return;
     cp_call *call = x->call;
     x->call = NULL;
@@ -592,8 +608,9 @@ static int on_body(void *ud, const char *data, size_t len)
         return flow_push(x, x->response_stream, false, data, len) < 0 ? -1 : 0;
     if (x->map.kind == BR_CONTENT || x->answer == ANSWER_OPTIONS) {
         if (x->body.len + len > SMALL_BODY && x->map.kind == BR_CONTENT) {
-            exch_fail(x, "the app's response body is over %d bytes and the call has no response stream",
-                      SMALL_BODY);
+            exch_fail(
+                x, "the app's response body is over %d bytes and the call has no response stream",
+                SMALL_BODY);
             return -1;
         }
         if (x->answer == ANSWER_OPTIONS)
@@ -635,6 +652,24 @@ static void ws_forward(exch *x, const char *data, size_t len)
 
 static void ws_opened(exch *x);
 
+/* A kept-alive connection that the app had closed before answering (read
+ * EOF or a failed write, no byte of an answer yet): tries once more on a
+ * fresh connection. Returns true when it did. */
+static bool exch_retry(exch *x)
+{
+    appconn *c = x->c;
+    if (c == NULL || x->got_bytes || !c->reused || x->retried || x->kind != EX_HTTP ||
+        x->req.len == 0)
+        return false;
+    gr_debug("a kept-alive connection was closed by the app: retrying on a fresh one");
+    x->retried = true;
+    x->c = NULL;
+    conn_close(c);
+    x->connected = false;
+    exch_begin(x);
+    return true;
+}
+
 static void exch_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     appconn *c = s->data;
@@ -651,24 +686,22 @@ static void exch_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     _cleanup_error_ gr_error_t err = NULL;
     if (nread < 0) {
-        if (!x->got_bytes && c->reused && !x->retried && x->kind == EX_HTTP) {
-            /* A kept-alive connection the app had closed: try a fresh one. */
-            x->retried = true;
-            x->c = NULL;
-            conn_close(c);
-            x->connected = false;
-            exch_begin(x);
+        if (exch_retry(x))
             return;
-        }
         if (br_parser_finish(x->parser, &err) < 0) {
             exch_fail(x, "%s", gr_error_msg(err));
             return;
         }
+        x->refs++;
         exch_http_end(x, false);
         exch_try_answer(x);
+        exch_unref(x);
         return;
     }
-    x->got_bytes = true;
+    if (!x->got_bytes) {
+        x->got_bytes = true;
+        gr_buf_release(&x->req); /* no retry once the app has answered */
+    }
     x->refs++; /* callbacks may end the exchange */
     int r = br_parser_feed(x->parser, buf->base, (size_t)nread, &err);
     if (x->http_done) {
@@ -694,6 +727,8 @@ static void wreq_done(uv_write_t *w, int status)
 {
     wreq *q = w->data;
     exch *x = q->x;
+    unsigned q_attempt = q->attempt;
+    x->writes--;
     if (q->call) {
         if (status < 0)
             cp_call_fail(q->call, CP_EXC_FAILED, "writing to the app: %s", uv_strerror(status));
@@ -702,7 +737,8 @@ static void wreq_done(uv_write_t *w, int status)
     }
     free(q->data);
     free(q);
-    if (status < 0 && !x->http_done && status != UV_ECANCELED)
+    if (status < 0 && !x->http_done && status != UV_ECANCELED && q_attempt == x->attempt &&
+        !exch_retry(x))
         exch_fail(x, "writing to the app: %s", uv_strerror(status));
     exch_unref(x);
 }
@@ -721,11 +757,14 @@ static void exch_write(exch *x, char *data, size_t len, cp_call *call)
         return;
     }
     q->w.data = q;
+    q->attempt = x->attempt;
     x->refs++;
+    x->writes++;
     uv_buf_t b = uv_buf_init(q->data, (unsigned)len);
     int r = uv_write(&q->w, (uv_stream_t *)&x->c->tcp, &b, 1, wreq_done);
     if (r < 0) {
         x->refs--;
+        x->writes--;
         if (call)
             cp_call_fail(call, CP_EXC_FAILED, "writing to the app: %s", uv_strerror(r));
         free(q->data);
@@ -737,6 +776,7 @@ static void exch_write(exch *x, char *data, size_t len, cp_call *call)
 static void exch_connected(exch *x)
 {
     x->connected = true;
+    x->attempt++;
     x->c->x = x;
     if (x->parser == NULL) {
         x->parser = br_parser_new(NULL, &parser_cb, x, x->head_request);
@@ -744,7 +784,14 @@ static void exch_connected(exch *x)
             br_parser_expect_upgrade(x->parser);
     }
     size_t len = x->req.len;
-    exch_write(x, gr_buf_steal(&x->req), len, NULL);
+    if (x->c->reused && !x->retried && x->kind == EX_HTTP) {
+        /* Kept until the answer starts, for exch_retry. */
+        char *copy = gr_malloc(len);
+        memcpy(copy, x->req.data, len);
+        exch_write(x, copy, len, NULL);
+    } else {
+        exch_write(x, gr_buf_steal(&x->req), len, NULL);
+    }
     if (x->http_done)
         return;
     wreq *q = x->queue;
@@ -899,12 +946,11 @@ typedef struct session {
 void br__session_params_release(br__session_params *p)
 {
     br_session_info *i = &p->info;
-    char **fields[] = {(char **)&i->tab_id,       (char **)&i->username,
-                       (char **)&i->user_id,      (char **)&i->preferred_handle,
-                       (char **)&i->picture,      (char **)&i->pronouns,
-                       (char **)&i->session_type, (char **)&i->permissions,
-                       (char **)&i->base_path,    (char **)&i->session_id,
-                       &p->user_agent,            &p->accept_language};
+    char **fields[] = {
+        (char **)&i->tab_id,           (char **)&i->username,    (char **)&i->user_id,
+        (char **)&i->preferred_handle, (char **)&i->picture,     (char **)&i->pronouns,
+        (char **)&i->session_type,     (char **)&i->permissions, (char **)&i->base_path,
+        (char **)&i->session_id,       &p->user_agent,           &p->accept_language};
     for (size_t k = 0; k < sizeof(fields) / sizeof(fields[0]); k++) {
         free(*fields[k]);
         *fields[k] = NULL;
@@ -919,7 +965,8 @@ static int etag_list(gr_buf *b, WebSession_ETag_LR l, gr_error_t *err)
         cp_text v = WebSession_ETag_get_value(e);
         if (strpbrk(v.str, "\"\\") || strlen(v.str) != v.len)
             return gr_make_error(err, 0, "an ETag holds a quote, a backslash or a NUL");
-        gr_buf_printf(b, "%s%s\"%s\"", i ? ", " : "", WebSession_ETag_get_weak(e) ? "W/" : "", v.str);
+        gr_buf_printf(b, "%s%s\"%s\"", i ? ", " : "", WebSession_ETag_get_weak(e) ? "W/" : "",
+                      v.str);
     }
     return 0;
 }
@@ -955,7 +1002,8 @@ static int begin_request(gr_buf *b, session *s, const char *method, cp_text path
         WebSession_AcceptedType_R a = WebSession_AcceptedType_list_get(acc, i);
         if (i)
             gr_buf_puts(&v, ", ");
-        q_list(&v, WebSession_AcceptedType_get_mimeType(a).str, WebSession_AcceptedType_get_qValue(a));
+        q_list(&v, WebSession_AcceptedType_get_mimeType(a).str,
+               WebSession_AcceptedType_get_qValue(a));
     }
     r = br_request_header(b, "Accept", v.len ? v.data : "*/*", err);
     gr_buf_release(&v);
@@ -1001,8 +1049,9 @@ static int begin_request(gr_buf *b, session *s, const char *method, cp_text path
     case 2:
     case 3: {
         bool match = WebSession_Context_eTagPrecondition_which(pre) == 2;
-        if (etag_list(&v, match ? WebSession_Context_eTagPrecondition_get_matchesOneOf(pre)
-                                : WebSession_Context_eTagPrecondition_get_matchesNoneOf(pre),
+        if (etag_list(&v,
+                      match ? WebSession_Context_eTagPrecondition_get_matchesOneOf(pre)
+                            : WebSession_Context_eTagPrecondition_get_matchesNoneOf(pre),
                       err) < 0) {
             gr_buf_release(&v);
             return -1;
@@ -1024,7 +1073,8 @@ static int begin_request(gr_buf *b, session *s, const char *method, cp_text path
     WebSession_Context_Header_LR extra = WebSession_Context_get_additionalHeaders(ctx);
     for (uint32_t i = 0; i < WebSession_Context_Header_list_len(extra); i++) {
         WebSession_Context_Header_R h = WebSession_Context_Header_list_get(extra, i);
-        cp_text n = WebSession_Context_Header_get_name(h), val = WebSession_Context_Header_get_value(h);
+        cp_text n = WebSession_Context_Header_get_name(h),
+                val = WebSession_Context_Header_get_value(h);
         if (!br_request_header_allowed(n.str)) {
             gr_debug("dropping header %s: not whitelisted", n.str);
             continue;
@@ -1063,17 +1113,17 @@ static void send_request(session *s, cp_call *call, gr_buf *b, const void *body,
     exch_begin(x);
 }
 
-#define BEGIN(Method, NAME)                                                                  \
-    session *s = (session *)self;                                                            \
-    gr_buf b = GR_BUF_INIT;                                                                  \
-    _cleanup_error_ gr_error_t err = NULL;                                                   \
-    WebSession_Context_R ctx = WebSession_##Method##_Params_get_context(params);             \
-    if (begin_request(&b, s, NAME, WebSession_##Method##_Params_get_path(params), ctx, &err) < 0) \
+#define BEGIN(Method, NAME)                                                                        \
+    session *s = (session *)self;                                                                  \
+    gr_buf b = GR_BUF_INIT;                                                                        \
+    _cleanup_error_ gr_error_t err = NULL;                                                         \
+    WebSession_Context_R ctx = WebSession_##Method##_Params_get_context(params);                   \
+    if (begin_request(&b, s, NAME, WebSession_##Method##_Params_get_path(params), ctx, &err) < 0)  \
         goto refuse;
 
-#define REFUSE                                                                               \
-    refuse:                                                                                  \
-    gr_buf_release(&b);                                                                      \
+#define REFUSE                                                                                     \
+    refuse:                                                                                        \
+    gr_buf_release(&b);                                                                            \
     cp_call_fail(call, CP_EXC_FAILED, "%s", gr_error_msg(err));
 
 static void ws_get(cp_server *self, cp_call *call, WebSession_get_Params_R params)
@@ -1101,18 +1151,18 @@ static void ws_options(cp_server *self, cp_call *call, WebSession_options_Params
     REFUSE
 }
 
-#define WITH_CONTENT(Method, NAME, Content)                                                    \
+#define WITH_CONTENT(Method, NAME, Content)                                                        \
     static void ws_##Method(cp_server *self, cp_call *call, WebSession_##Method##_Params_R params) \
-    {                                                                                          \
-        BEGIN(Method, NAME)                                                                    \
-        WebSession_##Content##_R c = WebSession_##Method##_Params_get_content(params);        \
-        if (content_headers(&b, WebSession_##Content##_get_mimeType(c),                      \
-                            WebSession_##Content##_get_encoding(c), &err) < 0)                \
-            goto refuse;                                                                       \
-        cp_data d = WebSession_##Content##_get_content(c);                                    \
-        send_request(s, call, &b, d.ptr, (int64_t)d.len, false, ANSWER_RESPONSE, ctx);        \
-        return;                                                                                \
-        REFUSE                                                                                 \
+    {                                                                                              \
+        BEGIN(Method, NAME)                                                                        \
+        WebSession_##Content##_R c = WebSession_##Method##_Params_get_content(params);             \
+        if (content_headers(&b, WebSession_##Content##_get_mimeType(c),                            \
+                            WebSession_##Content##_get_encoding(c), &err) < 0)                     \
+            goto refuse;                                                                           \
+        cp_data d = WebSession_##Content##_get_content(c);                                         \
+        send_request(s, call, &b, d.ptr, (int64_t)d.len, false, ANSWER_RESPONSE, ctx);             \
+        return;                                                                                    \
+        REFUSE                                                                                     \
     }
 
 WITH_CONTENT(post, "POST", PostContent)
@@ -1144,16 +1194,16 @@ static void ws_propfind(cp_server *self, cp_call *call, WebSession_propfind_Para
     REFUSE
 }
 
-#define XML_ONLY(Method, NAME)                                                                 \
+#define XML_ONLY(Method, NAME)                                                                     \
     static void ws_##Method(cp_server *self, cp_call *call, WebSession_##Method##_Params_R params) \
-    {                                                                                          \
-        BEGIN(Method, NAME)                                                                    \
-        const void *body;                                                                      \
-        int64_t len;                                                                           \
-        xml_body(&b, WebSession_##Method##_Params_get_xmlContent(params), &body, &len);       \
-        send_request(s, call, &b, body, len, false, ANSWER_RESPONSE, ctx);                    \
-        return;                                                                                \
-        REFUSE                                                                                 \
+    {                                                                                              \
+        BEGIN(Method, NAME)                                                                        \
+        const void *body;                                                                          \
+        int64_t len;                                                                               \
+        xml_body(&b, WebSession_##Method##_Params_get_xmlContent(params), &body, &len);            \
+        send_request(s, call, &b, body, len, false, ANSWER_RESPONSE, ctx);                         \
+        return;                                                                                    \
+        REFUSE                                                                                     \
     }
 
 XML_ONLY(proppatch, "PROPPATCH")
@@ -1162,7 +1212,8 @@ XML_ONLY(acl, "ACL")
 static void ws_lock(cp_server *self, cp_call *call, WebSession_lock_Params_R params)
 {
     BEGIN(lock, "LOCK")
-    gr_buf_printf(&b, "Depth: %s\r\n", WebSession_lock_Params_get_shallow(params) ? "0" : "infinity");
+    gr_buf_printf(&b, "Depth: %s\r\n",
+                  WebSession_lock_Params_get_shallow(params) ? "0" : "infinity");
     const void *body;
     int64_t len;
     xml_body(&b, WebSession_lock_Params_get_xmlContent(params), &body, &len);
@@ -1176,7 +1227,8 @@ static void ws_unlock(cp_server *self, cp_call *call, WebSession_unlock_Params_R
     BEGIN(unlock, "UNLOCK")
     cp_text tok = WebSession_unlock_Params_get_lockToken(params);
     {
-        _cleanup_free_ char *v = tok.str[0] == '<' ? gr_strdup(tok.str) : gr_asprintf("<%s>", tok.str);
+        _cleanup_free_ char *v =
+            tok.str[0] == '<' ? gr_strdup(tok.str) : gr_asprintf("<%s>", tok.str);
         if (br_request_header(&b, "Lock-Token", v, &err) < 0)
             goto refuse;
     }
@@ -1194,7 +1246,8 @@ static int destination(gr_buf *b, session *s, cp_text dest, gr_error_t *err)
             return gr_make_error(err, 0, "the destination holds a space or a control character");
     const char *base = s->p.info.base_path ? s->p.info.base_path : "";
     size_t bl = strlen(base);
-    gr_buf_printf(b, "Destination: %.*s/%s\r\n", (int)(bl && base[bl - 1] == '/' ? bl - 1 : bl), base, d);
+    gr_buf_printf(b, "Destination: %.*s/%s\r\n", (int)(bl && base[bl - 1] == '/' ? bl - 1 : bl),
+                  base, d);
     return 0;
 }
 
@@ -1216,7 +1269,8 @@ static void ws_move(cp_server *self, cp_call *call, WebSession_move_Params_R par
     BEGIN(move, "MOVE")
     if (destination(&b, s, WebSession_move_Params_get_destination(params), &err) < 0)
         goto refuse;
-    gr_buf_printf(&b, "Overwrite: %s\r\n", WebSession_move_Params_get_noOverwrite(params) ? "F" : "T");
+    gr_buf_printf(&b, "Overwrite: %s\r\n",
+                  WebSession_move_Params_get_noOverwrite(params) ? "F" : "T");
     send_request(s, call, &b, NULL, -2, false, ANSWER_RESPONSE, ctx);
     return;
     REFUSE
@@ -1233,7 +1287,8 @@ static void rs_write(cp_server *self, cp_call *call, ByteStream_write_Params_R p
         return;
     }
     if (x->http_done) {
-        cp_call_fail(call, CP_EXC_FAILED, "%s", x->error ? x->error : "the app has already answered");
+        cp_call_fail(call, CP_EXC_FAILED, "%s",
+                     x->error ? x->error : "the app has already answered");
         return;
     }
     cp_data d = ByteStream_write_Params_get_data(params);
@@ -1314,29 +1369,29 @@ static void rs_destroy(cp_server *self)
 
 static const cp_server_vtable rs_vt = {"RequestStream", rs_dispatch, rs_destroy};
 
-#define STREAMING(Method, NAME)                                                                \
+#define STREAMING(Method, NAME)                                                                    \
     static void ws_##Method(cp_server *self, cp_call *call, WebSession_##Method##_Params_R params) \
-    {                                                                                          \
-        BEGIN(Method, NAME)                                                                    \
-        if (content_headers(&b, WebSession_##Method##_Params_get_mimeType(params),             \
-                            WebSession_##Method##_Params_get_encoding(params), &err) < 0)      \
-            goto refuse;                                                                       \
-        br_request_end(&b, -1);                                                                \
-        exch *x = exch_new(EX_UPLOAD, ANSWER_RESPONSE, NULL);                                 \
-        x->req = b;                                                                            \
-        x->fresh_only = true;                                                                  \
-        x->response_stream = WebSession_Context_get_responseStream(ctx);                      \
-        reqstream_server *rs = gr_calloc(1, sizeof(*rs));                                     \
-        rs->base.vt = &rs_vt;                                                                  \
-        rs->x = x;                                                                             \
-        x->rs = rs;                                                                            \
-        x->refs++;                                                                             \
-        WebSession_##Method##_Results_set_stream(WebSession_##Method##_results(call),         \
-                                                 cp_server_cap(&rs->base));                    \
-        cp_call_return(call);                                                                  \
-        exch_begin(x);                                                                         \
-        return;                                                                                \
-        REFUSE                                                                                 \
+    {                                                                                              \
+        BEGIN(Method, NAME)                                                                        \
+        if (content_headers(&b, WebSession_##Method##_Params_get_mimeType(params),                 \
+                            WebSession_##Method##_Params_get_encoding(params), &err) < 0)          \
+            goto refuse;                                                                           \
+        br_request_end(&b, -1);                                                                    \
+        exch *x = exch_new(EX_UPLOAD, ANSWER_RESPONSE, NULL);                                      \
+        x->req = b;                                                                                \
+        x->fresh_only = true;                                                                      \
+        x->response_stream = WebSession_Context_get_responseStream(ctx);                           \
+        reqstream_server *rs = gr_calloc(1, sizeof(*rs));                                          \
+        rs->base.vt = &rs_vt;                                                                      \
+        rs->x = x;                                                                                 \
+        x->rs = rs;                                                                                \
+        x->refs++;                                                                                 \
+        WebSession_##Method##_Results_set_stream(WebSession_##Method##_results(call),              \
+                                                 cp_server_cap(&rs->base));                        \
+        cp_call_return(call);                                                                      \
+        exch_begin(x);                                                                             \
+        return;                                                                                    \
+        REFUSE                                                                                     \
     }
 
 STREAMING(postStreaming, "POST")

@@ -10,6 +10,9 @@ import sys
 import threading
 
 
+HUNG_UP = threading.Event()
+
+
 def read_request(conn):
     data = b""
     while b"\r\n\r\n" not in data:
@@ -99,6 +102,14 @@ def serve(conn, req):
                      b"Content-Length: 2\r\n\r\nok")
     elif path == "/nul":
         conn.sendall(b"HTTP/1.1 200 OK\r\nX-Sandstorm-App-A: a\x00b\r\nContent-Length: 2\r\n\r\nok")
+    elif path == "/hang":
+        # Never answers; notes when the bridge hangs up.
+        while conn.recv(65536):
+            pass
+        HUNG_UP.set()
+    elif path == "/hungup":
+        seen = HUNG_UP.wait(10)
+        respond(conn, "200 OK", [("Content-Type", "text/plain")], b"closed" if seen else b"open")
     elif path == "/nohead":
         pass
     elif path == "/cut":
@@ -118,7 +129,8 @@ CONNECTIONS = [0]
 
 def keep_alive(conn, first):
     """/keepalive: answers on one connection as long as asked, saying which
-    connection and which request it is; ?close=1 closes it after answering."""
+    connection and which request it is; ?close=1 closes it after answering,
+    ?dropnext=1 closes it when the next request arrives, unanswered."""
     CONNECTIONS[0] += 1
     serial, count = CONNECTIONS[0], 0
     req = first
@@ -131,7 +143,7 @@ def keep_alive(conn, first):
         if "close=1" in target:
             return
         req = read_request(conn)
-        if req[0] is None:
+        if req[0] is None or "dropnext=1" in target:
             return
 
 

@@ -26,6 +26,8 @@ static bool busy;
 static json_t *out;
 static uv_process_t bridge;
 static bool bridge_exited;
+static cp_pending *cancel_pending;
+static uv_timer_t cancel_timer;
 
 static void emit(json_t *j)
 {
@@ -39,6 +41,14 @@ static void emit(json_t *j)
 static void finish(void)
 {
     busy = false;
+}
+
+/* Prints the current result and ends the command. */
+static void emit_done(void)
+{
+    emit(out);
+    out = NULL;
+    finish();
 }
 
 static void fail_out(const cp_response *resp)
@@ -72,9 +82,7 @@ static void sink_report(sink *k)
     k->waiting = false;
     cp_cap_unref(cur_handle);
     cur_handle = NULL;
-    emit(out);
-    out = NULL;
-    finish();
+    emit_done();
 }
 
 static void sink_write(cp_server *self, cp_call *call, ByteStream_write_Params_R p)
@@ -136,8 +144,8 @@ static cp_cap *sink_new(void)
 
 /* ---- reading a Response ------------------------------------------------------- */
 
-static const char *kinds[] = {"redirect", "content", "clientError", "serverError", "noContent",
-                              "preconditionFailed"};
+static const char *kinds[] = {"redirect",    "content",   "clientError",
+                              "serverError", "noContent", "preconditionFailed"};
 
 static json_t *etag_json(WebSession_ETag_R e)
 {
@@ -169,16 +177,17 @@ static bool read_response(WebSession_Response_R r)
         WebSession_Cookie_R c = WebSession_Cookie_list_get(cl, i);
         WebSession_Cookie_expires_R e = WebSession_Cookie_get_expires(c);
         unsigned ew = WebSession_Cookie_expires_which(e);
-        json_t *cj = json_pack("{s:s,s:s,s:s,s:b}", "name", WebSession_Cookie_get_name(c).str,
-                               "value", WebSession_Cookie_get_value(c).str, "path",
-                               WebSession_Cookie_get_path(c).str, "httpOnly",
-                               WebSession_Cookie_get_httpOnly(c));
+        json_t *cj =
+            json_pack("{s:s,s:s,s:s,s:b}", "name", WebSession_Cookie_get_name(c).str, "value",
+                      WebSession_Cookie_get_value(c).str, "path", WebSession_Cookie_get_path(c).str,
+                      "httpOnly", WebSession_Cookie_get_httpOnly(c));
         if (ew == 1)
             json_object_set_new(cj, "absolute",
                                 json_integer(WebSession_Cookie_expires_get_absolute(e)));
         if (ew == 2)
-            json_object_set_new(cj, "relative",
-                                json_integer((json_int_t)WebSession_Cookie_expires_get_relative(e)));
+            json_object_set_new(
+                cj, "relative",
+                json_integer((json_int_t)WebSession_Cookie_expires_get_relative(e)));
         json_array_append_new(cookies, cj);
     }
     json_object_set_new(out, "cookies", cookies);
@@ -186,8 +195,9 @@ static bool read_response(WebSession_Response_R r)
     json_t *headers = json_array();
     for (uint32_t i = 0; i < WebSession_Response_Header_list_len(hl); i++) {
         WebSession_Response_Header_R h = WebSession_Response_Header_list_get(hl, i);
-        json_array_append_new(headers, json_pack("[s,s]", WebSession_Response_Header_get_name(h).str,
-                                                 WebSession_Response_Header_get_value(h).str));
+        json_array_append_new(headers,
+                              json_pack("[s,s]", WebSession_Response_Header_get_name(h).str,
+                                        WebSession_Response_Header_get_value(h).str));
     }
     json_object_set_new(out, "headers", headers);
     switch (w) {
@@ -213,7 +223,8 @@ static bool read_response(WebSession_Response_R r)
                             json_string(WebSession_Response_content_get_language(c).str));
         if (WebSession_Response_content_has_eTag(c))
             json_object_set_new(out, "etag", etag_json(WebSession_Response_content_get_eTag(c)));
-        WebSession_Response_content_disposition_R d = WebSession_Response_content_get_disposition(c);
+        WebSession_Response_content_disposition_R d =
+            WebSession_Response_content_get_disposition(c);
         if (WebSession_Response_content_disposition_which(d) == 1)
             json_object_set_new(
                 out, "download",
@@ -251,7 +262,8 @@ static bool read_response(WebSession_Response_R r)
             json_object_set_new(out, "descriptionHtml", json_string(html.str));
         if (has) {
             cp_data d = WebSession_Response_ErrorBody_get_data(eb);
-            json_object_set_new(out, "nonHtmlBody", json_stringn_nocheck((const char *)d.ptr, d.len));
+            json_object_set_new(out, "nonHtmlBody",
+                                json_stringn_nocheck((const char *)d.ptr, d.len));
             json_object_set_new(out, "mimeType",
                                 json_string(WebSession_Response_ErrorBody_get_mimeType(eb).str));
         }
@@ -268,8 +280,8 @@ static bool read_response(WebSession_Response_R r)
     case 5: {
         WebSession_Response_preconditionFailed_R p = WebSession_Response_get_preconditionFailed(r);
         if (WebSession_Response_preconditionFailed_has_matchingETag(p))
-            json_object_set_new(out, "etag",
-                                etag_json(WebSession_Response_preconditionFailed_get_matchingETag(p)));
+            json_object_set_new(
+                out, "etag", etag_json(WebSession_Response_preconditionFailed_get_matchingETag(p)));
         break;
     }
     }
@@ -278,6 +290,7 @@ static bool read_response(WebSession_Response_R r)
 
 static void on_response(const cp_response *resp, void *ud)
 {
+    uv_timer_stop(&cancel_timer);
     if (resp->exception) {
         fail_out(resp);
     } else if (read_response((WebSession_Response_R){resp->results})) {
@@ -289,9 +302,7 @@ static void on_response(const cp_response *resp, void *ud)
         }
         json_object_set_new(out, "streamError", json_string("dropped without done()"));
     }
-    emit(out);
-    out = NULL;
-    finish();
+    emit_done();
 }
 
 /* ---- building calls from JSON ---------------------------------------------------- */
@@ -316,7 +327,8 @@ static void etags(WebSession_ETag_LB l, json_t *arr)
 {
     size_t i;
     json_t *e;
-    json_array_foreach(arr, i, e) {
+    json_array_foreach(arr, i, e)
+    {
         WebSession_ETag_B b = WebSession_ETag_list_at(l, (uint32_t)i);
         const char *v = json_string_value(json_array_get(e, 0));
         WebSession_ETag_set_value(b, v, strlen(v));
@@ -330,7 +342,8 @@ static void q_list(cp_list_builder l, json_t *arr)
 {
     size_t i;
     json_t *e;
-    json_array_foreach(arr, i, e) {
+    json_array_foreach(arr, i, e)
+    {
         cp_struct_builder b = cp_list_struct_at(l, (uint32_t)i);
         set_text(cp_builder_ptr(b, 0), json_string_value(json_array_get(e, 0)));
         cp_set_f32(b, 0, (float)json_number_value(json_array_get(e, 1)), 1.0f);
@@ -347,7 +360,8 @@ static void build_context(WebSession_Context_B c, json_t *cmd, bool stream)
         const char *k;
         json_t *v;
         uint32_t i = 0;
-        json_object_foreach(cookies, k, v) {
+        json_object_foreach(cookies, k, v)
+        {
             KeyValue_B kv = KeyValue_list_at(l, i++);
             KeyValue_set_key(kv, k, strlen(k));
             KeyValue_set_value(kv, json_string_value(v), strlen(json_string_value(v)));
@@ -365,7 +379,8 @@ static void build_context(WebSession_Context_B c, json_t *cmd, bool stream)
             WebSession_Context_init_additionalHeaders(c, (uint32_t)json_array_size(hs));
         size_t i;
         json_t *e;
-        json_array_foreach(hs, i, e) {
+        json_array_foreach(hs, i, e)
+        {
             WebSession_Context_Header_B b = WebSession_Context_Header_list_at(l, (uint32_t)i);
             const char *n = json_string_value(json_array_get(e, 0));
             const char *v = json_string_value(json_array_get(e, 1));
@@ -419,18 +434,30 @@ static void content(cp_struct_builder c, json_t *cmd)
         set_text(cp_builder_ptr(c, 2), jstr(cmd, "encoding", NULL));
 }
 
+static void cancel_now(uv_timer_t *t)
+{
+    if (out == NULL)
+        return; /* answered first */
+    cp_pending_cancel(cancel_pending);
+    cancel_pending = NULL;
+    cp_cap_unref(cur_handle);
+    cur_handle = NULL;
+    json_object_set_new(out, "canceled", json_true());
+    emit_done();
+}
+
 static const struct {
     const char *name;
     uint16_t id, dw, pw;
     int path, ctx, content, xml; /* pointer slots, -1 when absent */
 } methods[] = {
-    {"get", 0, 1, 2, 0, 1, -1, -1},      {"post", 1, 0, 3, 0, 2, 1, -1},
-    {"put", 3, 0, 3, 0, 2, 1, -1},       {"delete", 4, 0, 2, 0, 1, -1, -1},
-    {"propfind", 7, 1, 3, 0, 2, -1, 1},  {"proppatch", 8, 0, 3, 0, 2, -1, 1},
-    {"mkcol", 9, 0, 3, 0, 2, 1, -1},     {"copy", 10, 1, 3, 0, 2, -1, -1},
-    {"move", 11, 1, 3, 0, 2, -1, -1},    {"lock", 12, 1, 3, 0, 2, -1, 1},
-    {"unlock", 13, 0, 3, 0, 2, -1, -1},  {"acl", 14, 0, 3, 0, 2, -1, 1},
-    {"report", 15, 0, 3, 0, 2, 1, -1},   {"options", 16, 0, 2, 0, 1, -1, -1},
+    {"get", 0, 1, 2, 0, 1, -1, -1},     {"post", 1, 0, 3, 0, 2, 1, -1},
+    {"put", 3, 0, 3, 0, 2, 1, -1},      {"delete", 4, 0, 2, 0, 1, -1, -1},
+    {"propfind", 7, 1, 3, 0, 2, -1, 1}, {"proppatch", 8, 0, 3, 0, 2, -1, 1},
+    {"mkcol", 9, 0, 3, 0, 2, 1, -1},    {"copy", 10, 1, 3, 0, 2, -1, -1},
+    {"move", 11, 1, 3, 0, 2, -1, -1},   {"lock", 12, 1, 3, 0, 2, -1, 1},
+    {"unlock", 13, 0, 3, 0, 2, -1, -1}, {"acl", 14, 0, 3, 0, 2, -1, 1},
+    {"report", 15, 0, 3, 0, 2, 1, -1},  {"options", 16, 0, 2, 0, 1, -1, -1},
     {"patch", 17, 0, 3, 0, 2, 1, -1},
 };
 
@@ -449,9 +476,7 @@ static void on_options(const cp_response *resp, void *ud)
             json_array_append_new(a, json_string(cp_list_get_text(l, i).str));
         json_object_set_new(out, "davExtensions", a);
     }
-    emit(out);
-    out = NULL;
-    finish();
+    emit_done();
 }
 
 static void send_or_fail(cp_request *req, cp_response_cb cb)
@@ -459,9 +484,7 @@ static void send_or_fail(cp_request *req, cp_response_cb cb)
     _cleanup_error_ gr_error_t err = NULL;
     if (cp_request_send(req, cb, NULL, NULL, &err) < 0) {
         json_object_set_new(out, "error", json_string(gr_error_msg(err)));
-        emit(out);
-        out = NULL;
-        finish();
+        emit_done();
     }
 }
 
@@ -472,16 +495,15 @@ static void call_method(json_t *cmd, const char *name)
         m++;
     if (m == sizeof(methods) / sizeof(methods[0])) {
         json_object_set_new(out, "error", json_string("unknown method"));
-        emit(out);
-        out = NULL;
-        finish();
+        emit_done();
         return;
     }
     cp_request *req = cp_request_new(session, WebSession_TYPE_ID, methods[m].id);
     cp_struct_builder p = cp_request_params(req, methods[m].dw, methods[m].pw);
     set_text(cp_builder_ptr(p, 0), jstr(cmd, "path", ""));
-    build_context((WebSession_Context_B){cp_ptr_init_struct(cp_builder_ptr(p, (uint16_t)methods[m].ctx),
-                                     WebSession_Context_DATA_WORDS, WebSession_Context_PTR_WORDS)},
+    build_context((WebSession_Context_B){cp_ptr_init_struct(
+                      cp_builder_ptr(p, (uint16_t)methods[m].ctx), WebSession_Context_DATA_WORDS,
+                      WebSession_Context_PTR_WORDS)},
                   cmd, methods[m].id != 16);
     if (methods[m].content >= 0)
         content(cp_ptr_init_struct(cp_builder_ptr(p, (uint16_t)methods[m].content), 0, 3), cmd);
@@ -503,6 +525,18 @@ static void call_method(json_t *cmd, const char *name)
         cp_set_bool(p, 0, jbool(cmd, "shallow"), false);
     if (strcmp(name, "unlock") == 0)
         set_text(cp_builder_ptr(p, 1), jstr(cmd, "lockToken", ""));
+    json_t *cancel = json_object_get(cmd, "cancelAfterMs");
+    if (json_is_integer(cancel)) {
+        /* Gives up on the call after a while (Finish before Return). */
+        _cleanup_error_ gr_error_t err = NULL;
+        if (cp_request_send(req, on_response, NULL, &cancel_pending, &err) < 0) {
+            json_object_set_new(out, "error", json_string(gr_error_msg(err)));
+            emit_done();
+            return;
+        }
+        uv_timer_start(&cancel_timer, cancel_now, (uint64_t)json_integer_value(cancel), 0);
+        return;
+    }
     send_or_fail(req, methods[m].id == 16 ? on_options : on_response);
 }
 
@@ -559,9 +593,7 @@ static void on_streaming(const cp_response *resp, void *ud)
 {
     if (resp->exception) {
         fail_out(resp);
-        emit(out);
-        out = NULL;
-        finish();
+        emit_done();
         return;
     }
     up.stream = cp_get_capability(resp->results, 0);
@@ -579,8 +611,9 @@ static void call_streaming(json_t *cmd, bool put)
     cp_struct_builder p = cp_request_params(req, 0, 4);
     set_text(cp_builder_ptr(p, 0), jstr(cmd, "path", ""));
     set_text(cp_builder_ptr(p, 1), jstr(cmd, "mimeType", "application/octet-stream"));
-    build_context((WebSession_Context_B){cp_ptr_init_struct(cp_builder_ptr(p, 2), WebSession_Context_DATA_WORDS,
-                                     WebSession_Context_PTR_WORDS)},
+    build_context((WebSession_Context_B){cp_ptr_init_struct(cp_builder_ptr(p, 2),
+                                                            WebSession_Context_DATA_WORDS,
+                                                            WebSession_Context_PTR_WORDS)},
                   cmd, true);
     json_t *n = json_object_get(cmd, "bodyBytes");
     up.left = json_is_integer(n) ? (uint64_t)json_integer_value(n) : 0;
@@ -684,9 +717,7 @@ static void on_ws(const cp_response *resp, void *ud)
 {
     if (resp->exception) {
         fail_out(resp);
-        emit(out);
-        out = NULL;
-        finish();
+        emit_done();
         return;
     }
     cp_list_reader pl = WebSession_openWebSocket_Results_get_protocol(
@@ -698,7 +729,8 @@ static void on_ws(const cp_response *resp, void *ud)
     ws_server_stream = cp_get_capability(resp->results, 1);
     size_t i;
     json_t *m;
-    json_array_foreach(ws_send_list, i, m) {
+    json_array_foreach(ws_send_list, i, m)
+    {
         const char *t = json_string_value(m);
         size_t len = strlen(t);
         gr_buf f = GR_BUF_INIT;
@@ -738,8 +770,9 @@ static void call_websocket(json_t *cmd)
     cp_request *req = cp_request_new(session, WebSession_TYPE_ID, 2);
     cp_struct_builder p = cp_request_params(req, 0, 4);
     set_text(cp_builder_ptr(p, 0), jstr(cmd, "path", ""));
-    build_context((WebSession_Context_B){cp_ptr_init_struct(cp_builder_ptr(p, 1), WebSession_Context_DATA_WORDS,
-                                     WebSession_Context_PTR_WORDS)},
+    build_context((WebSession_Context_B){cp_ptr_init_struct(cp_builder_ptr(p, 1),
+                                                            WebSession_Context_DATA_WORDS,
+                                                            WebSession_Context_PTR_WORDS)},
                   cmd, false);
     json_t *protos = json_object_get(cmd, "protocols");
     if (json_is_array(protos)) {
@@ -770,13 +803,13 @@ static void on_view_info(const cp_response *resp, void *ud)
         PermissionDef_LR pl = UiView_ViewInfo_get_permissions(vi);
         json_t *a = json_array();
         for (uint32_t i = 0; i < PermissionDef_list_len(pl); i++)
-            json_array_append_new(a, json_string(PermissionDef_get_name(PermissionDef_list_get(pl, i)).str));
+            json_array_append_new(
+                a, json_string(PermissionDef_get_name(PermissionDef_list_get(pl, i)).str));
         json_object_set_new(out, "permissions", a);
-        json_object_set_new(out, "roles", json_integer(RoleDef_list_len(UiView_ViewInfo_get_roles(vi))));
+        json_object_set_new(out, "roles",
+                            json_integer(RoleDef_list_len(UiView_ViewInfo_get_roles(vi))));
     }
-    emit(out);
-    out = NULL;
-    finish();
+    emit_done();
 }
 
 static void on_session(const cp_response *resp, void *ud)
@@ -788,9 +821,7 @@ static void on_session(const cp_response *resp, void *ud)
         session = cp_get_capability(resp->results, 0);
         json_object_set_new(out, "ok", json_true());
     }
-    emit(out);
-    out = NULL;
-    finish();
+    emit_done();
 }
 
 static int unhex(const char *s, unsigned char *out_, size_t max)
@@ -819,7 +850,8 @@ static void call_session(json_t *cmd)
     UserInfo_B u = UserInfo_init((cp_builder_ptr(p, 0)));
     if (jstr(cmd, "displayName", NULL)) {
         LocalizedText_B dn = UserInfo_init_displayName(u);
-        LocalizedText_set_defaultText(dn, jstr(cmd, "displayName", ""), strlen(jstr(cmd, "displayName", "")));
+        LocalizedText_set_defaultText(dn, jstr(cmd, "displayName", ""),
+                                      strlen(jstr(cmd, "displayName", "")));
     }
     unsigned char buf[64];
     if (jstr(cmd, "identityId", NULL)) {
@@ -838,19 +870,22 @@ static void call_session(json_t *cmd)
         cp_list_builder l = cp_init_list(u.s, 3, CP_ELEM_BIT, (uint32_t)json_array_size(perms));
         size_t i;
         json_t *e;
-        json_array_foreach(perms, i, e)
-            cp_list_set_bool(l, (uint32_t)i, json_is_true(e));
+        json_array_foreach(perms, i, e) cp_list_set_bool(l, (uint32_t)i, json_is_true(e));
     }
     json_t *st = json_object_get(cmd, "sessionType");
-    cp_set_u64(p, 0, json_is_integer(st) ? (uint64_t)json_integer_value(st) : WebSession_TYPE_ID, 0);
+    cp_set_u64(p, 0, json_is_integer(st) ? (uint64_t)json_integer_value(st) : WebSession_TYPE_ID,
+               0);
     WebSession_Params_B wp = WebSession_Params_init(cp_builder_ptr(p, 2)); /* sessionParams */
     if (jstr(cmd, "basePath", NULL))
-        WebSession_Params_set_basePath(wp, jstr(cmd, "basePath", ""), strlen(jstr(cmd, "basePath", "")));
+        WebSession_Params_set_basePath(wp, jstr(cmd, "basePath", ""),
+                                       strlen(jstr(cmd, "basePath", "")));
     if (jstr(cmd, "userAgent", NULL))
-        WebSession_Params_set_userAgent(wp, jstr(cmd, "userAgent", ""), strlen(jstr(cmd, "userAgent", "")));
+        WebSession_Params_set_userAgent(wp, jstr(cmd, "userAgent", ""),
+                                        strlen(jstr(cmd, "userAgent", "")));
     json_t *langs = json_object_get(cmd, "languages");
     if (json_is_array(langs)) {
-        cp_list_builder l = WebSession_Params_init_acceptableLanguages(wp, (uint32_t)json_array_size(langs));
+        cp_list_builder l =
+            WebSession_Params_init_acceptableLanguages(wp, (uint32_t)json_array_size(langs));
         size_t i;
         json_t *e;
         json_array_foreach(langs, i, e)
@@ -905,18 +940,14 @@ static void run(json_t *cmd)
         finish();
     } else if (strcmp(m, "rss") == 0) {
         vm_hwm(out);
-        emit(out);
-        out = NULL;
-        finish();
+        emit_done();
     } else if (strcmp(m, "postStreaming") == 0 || strcmp(m, "putStreaming") == 0) {
         call_streaming(cmd, m[1] == 'u');
     } else if (strcmp(m, "websocket") == 0) {
         call_websocket(cmd);
     } else if (session == NULL) {
         json_object_set_new(out, "error", json_string("no session"));
-        emit(out);
-        out = NULL;
-        finish();
+        emit_done();
     } else {
         call_method(cmd, m);
     }
@@ -938,6 +969,7 @@ int main(int argc, char **argv)
         gr_die("socketpair: %m");
     loop = uv_default_loop();
     uv_timer_init(loop, &ws_timer);
+    uv_timer_init(loop, &cancel_timer);
     char **args = gr_calloc((size_t)argc, sizeof(char *));
     args[0] = argv[1];
     args[1] = argv[2];
@@ -950,8 +982,8 @@ int main(int argc, char **argv)
         {.flags = UV_INHERIT_FD, .data.fd = 2},
         {.flags = UV_INHERIT_FD, .data.fd = sv[1]},
     };
-    uv_process_options_t opts = {.exit_cb = bridge_exit, .file = argv[1], .args = args,
-                                 .stdio_count = 4, .stdio = stdio};
+    uv_process_options_t opts = {
+        .exit_cb = bridge_exit, .file = argv[1], .args = args, .stdio_count = 4, .stdio = stdio};
     int r = uv_spawn(loop, &bridge, &opts);
     if (r < 0)
         gr_die("starting %s: %s", argv[1], uv_strerror(r));
@@ -981,6 +1013,7 @@ int main(int argc, char **argv)
     session = view = NULL;
     cp_rpc_conn_free(conn);
     uv_close((uv_handle_t *)&ws_timer, NULL);
+    uv_close((uv_handle_t *)&cancel_timer, NULL);
     while (!bridge_exited)
         uv_run(loop, UV_RUN_ONCE);
     uv_run(loop, UV_RUN_NOWAIT);

@@ -80,7 +80,7 @@ def write_config(tmp_path):
     return str(path)
 
 
-def run(tmp_path, commands, app=notes_app, config=None, env_extra=None, timeout=300, argv=None):
+def run(tmp_path, commands, app=notes_app, config=None, env_extra=None, timeout=120, argv=None):
     """Runs the platform with commands (dicts); returns (results, exit line, stderr)."""
     d = build_dir()
     port = free_port()
@@ -457,8 +457,9 @@ def test_keep_alive_pool(tmp_path):
     """Calls one after another share one kept-alive connection; one the app
     closed while idle is not used again (or is retried once, fresh)."""
     ka = {"method": "get", "path": "keepalive"}
-    res, _, _ = run(tmp_path, [ALICE, ka, ka, ka, dict(ka, path="keepalive?close=1"), ka, ka, ka],
-                    app=hostile_app)
+    res, _, _ = run(tmp_path, [ALICE, ka, ka, ka, dict(ka, path="keepalive?close=1"), ka, ka, ka,
+                               dict(ka, path="keepalive?dropnext=1"), ka, ka],
+                    app=hostile_app, timeout=60)
     bodies = [r["body"] for r in res[1:]]
     # The first connection is the bridge's probe of the app (never used for
     # a request, so the app counts it when its first request arrives).
@@ -467,3 +468,18 @@ def test_keep_alive_pool(tmp_path):
     second = bodies[4].split()[1]
     assert second != first and bodies[4:6] == [f"conn {second} req 1", f"conn {second} req 2"]
     assert bodies[6] == f"conn {second} req 3"
+    # The app hangs up on the next request unanswered: it goes again, on a
+    # fresh connection, and that one is kept.
+    assert bodies[7] == f"conn {second} req 4"
+    third = bodies[8].split()[1]
+    assert third not in (first, second)
+    assert bodies[8:] == [f"conn {third} req 1", f"conn {third} req 2"]
+
+
+def test_canceled_call_hangs_up_on_the_app(tmp_path):
+    res, _, _ = run(tmp_path, [ALICE, {"method": "get", "path": "hang", "cancelAfterMs": 300},
+                               {"method": "get", "path": "hungup"}, {"method": "get", "path": "ok"}],
+                    app=hostile_app, timeout=60)
+    assert res[1]["canceled"]
+    assert res[2]["body"] == "closed"
+    assert res[3]["body"] == "fine"
