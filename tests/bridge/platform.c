@@ -67,6 +67,7 @@ typedef struct sink {
 } sink;
 
 static sink *cur_sink;
+static uint64_t drop_after; /* drop the body's Handle after this many bytes */
 static cp_cap *cur_handle;
 
 static void sink_report(sink *k)
@@ -92,6 +93,10 @@ static void sink_write(cp_server *self, cp_call *call, ByteStream_write_Params_R
     EVP_DigestUpdate(k->md, d.ptr, d.len);
     k->bytes += d.len;
     cp_call_return(call);
+    if (drop_after && k->bytes >= drop_after && k->waiting && cur_handle) {
+        json_object_set_new(out, "handleDropped", json_true());
+        sink_report(k); /* drops the Handle: the bridge must stop the body */
+    }
 }
 
 static void sink_done(cp_server *self, cp_call *call, ByteStream_done_Params_R p)
@@ -927,6 +932,8 @@ static void run(json_t *cmd)
     if (id)
         json_object_set(out, "id", id);
     busy = true;
+    json_t *drop = json_object_get(cmd, "dropHandleAfterBytes");
+    drop_after = json_is_integer(drop) ? (uint64_t)json_integer_value(drop) : 0;
     if (strcmp(m, "viewinfo") == 0) {
         send_or_fail(cp_request_new(view, UiView_TYPE_ID, 0), on_view_info);
     } else if (strcmp(m, "session") == 0) {

@@ -483,3 +483,16 @@ def test_canceled_call_hangs_up_on_the_app(tmp_path):
     assert res[1]["canceled"]
     assert res[2]["body"] == "closed"
     assert res[3]["body"] == "fine"
+
+
+def test_dropped_body_handle_stops_the_download(tmp_path):
+    """The platform drops content.body.stream's Handle mid-body (the browser
+    went away): the bridge hangs up on the app and serves the next call."""
+    res, _, log = run(tmp_path, [ALICE,
+                                 {"method": "get", "path": f"debug/big?bytes={MB100}",
+                                  "dropHandleAfterBytes": 1 << 20},
+                               {"method": "get", "path": "debug/headers"}, {"method": "rss"}])
+    assert res[1]["handleDropped"] and res[1]["bodyBytes"] < MB100
+    assert "the platform dropped the response body's handle" in log
+    headers_of(res[2])
+    check_rss(res[3])
