@@ -496,3 +496,12 @@ def test_dropped_body_handle_stops_the_download(tmp_path):
     assert "the platform dropped the response body's handle" in log
     headers_of(res[2])
     check_rss(res[3])
+
+
+def test_malformed_config_stops_the_bridge(tmp_path):
+    bad = tmp_path / "bad-config"
+    bad.write_bytes(b"\xff\xff\xff\x7fnot a capnp message")
+    res, ex, log = run(tmp_path, [{"method": "viewinfo"}], config=str(bad), timeout=30)
+    assert ex["bridgeExit"] != 0
+    assert f"config {bad}" in log
+    assert "error" in res[0]
