@@ -505,3 +505,10 @@ def test_malformed_config_stops_the_bridge(tmp_path):
     assert ex["bridgeExit"] != 0
     assert f"config {bad}" in log
     assert "error" in res[0]
+
+
+def test_websocket_handshake_checked(tmp_path):
+    res, _, _ = run(tmp_path, [ALICE, {"method": "websocket", "path": "ws-badaccept", "send": []},
+                               {"method": "get", "path": "ok"}], app=hostile_app)
+    assert "Sec-WebSocket-Accept does not answer" in res[1]["error"]
+    assert res[2]["body"] == "fine"
