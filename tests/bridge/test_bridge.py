@@ -512,3 +512,14 @@ def test_websocket_handshake_checked(tmp_path):
                                {"method": "get", "path": "ok"}], app=hostile_app)
     assert "Sec-WebSocket-Accept does not answer" in res[1]["error"]
     assert res[2]["body"] == "fine"
+
+
+def test_download_paced_by_a_slow_reader(tmp_path):
+    """The platform returns each ByteStream.write only after the previous one
+    (as the gateway does, at the browser's pace): the bridge waits for its
+    window rather than buffering, and the body arrives whole."""
+    size = 10 * 1024 * 1024
+    res, _, _ = run(tmp_path, [ALICE, {"method": "get", "path": f"debug/big?bytes={size}",
+                                       "slowSinkMs": 1}, {"method": "rss"}])
+    assert res[1]["streamDone"] and res[1]["bodyBytes"] == size
+    check_rss(res[2])
