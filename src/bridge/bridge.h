@@ -50,6 +50,13 @@ void br_request_end(gr_buf *b, int64_t body_len);
 bool br_request_header_allowed(const char *name);
 bool br_response_header_allowed(const char *name);
 
+/* The Sec-WebSocket-Accept an app must answer to key (RFC 6455 4.2.2):
+ * base64 of the SHA-1 of key and the protocol's GUID, into out (29 bytes). */
+void br_websocket_accept(const char *key, char out[29]);
+
+/* Appends the standard base64 (padded) of n bytes to b. */
+void br_base64(gr_buf *b, const unsigned char *d, size_t n);
+
 /* Percent-encodes s into b for a header value (X-Sandstorm-Username). */
 void br_percent_encode(gr_buf *b, const char *s);
 
@@ -96,6 +103,7 @@ typedef struct br_response {
     size_t ncookies;
     char *dav;                /* DAV (for OPTIONS) */
     char *ws_protocol;        /* Sec-WebSocket-Protocol (for a 101) */
+    char *ws_accept;          /* Sec-WebSocket-Accept (for a 101) */
     br_owned_header *headers; /* whitelisted ones only */
     size_t nheaders;
     int64_t content_length;   /* -1 when not given */

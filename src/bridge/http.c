@@ -157,6 +157,91 @@ bool br_response_header_allowed(const char *name)
                        sizeof(response_whitelist) / sizeof(response_whitelist[0]));
 }
 
+/* ---- WebSocket handshake -------------------------------------------------- */
+
+void br_base64(gr_buf *b, const unsigned char *d, size_t n)
+{
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)d[i] << 16 | (i + 1 < n ? (uint32_t)d[i + 1] << 8 : 0) |
+                     (i + 2 < n ? d[i + 2] : 0);
+        char out[4] = {tab[v >> 18 & 63], tab[v >> 12 & 63], i + 1 < n ? tab[v >> 6 & 63] : '=',
+                       i + 2 < n ? tab[v & 63] : '='};
+        gr_buf_append(b, out, 4);
+    }
+}
+
+static uint32_t rol(uint32_t v, int n)
+{
+    return v << n | v >> (32 - n);
+}
+
+/* SHA-1 (FIPS 180-4) of a short message, for the handshake only: the
+ * static bridge links no crypto library. */
+static void sha1(const unsigned char *msg, size_t len, unsigned char out[20])
+{
+    uint32_t h[5] = {0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0};
+    size_t total = (len + 9 + 63) / 64 * 64;
+    unsigned char *m = gr_calloc(1, total);
+    memcpy(m, msg, len);
+    m[len] = 0x80;
+    uint64_t bits = (uint64_t)len * 8;
+    for (int i = 0; i < 8; i++)
+        m[total - 1 - i] = (unsigned char)(bits >> (8 * i));
+    for (size_t blk = 0; blk < total; blk += 64) {
+        uint32_t w[80];
+        for (int i = 0; i < 16; i++)
+            w[i] = (uint32_t)m[blk + 4 * i] << 24 | (uint32_t)m[blk + 4 * i + 1] << 16 |
+                   (uint32_t)m[blk + 4 * i + 2] << 8 | m[blk + 4 * i + 3];
+        for (int i = 16; i < 80; i++)
+            w[i] = rol(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+        uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
+        for (int i = 0; i < 80; i++) {
+            uint32_t f, k;
+            if (i < 20) {
+                f = (b & c) | (~b & d);
+                k = 0x5A827999;
+            } else if (i < 40) {
+                f = b ^ c ^ d;
+                k = 0x6ED9EBA1;
+            } else if (i < 60) {
+                f = (b & c) | (b & d) | (c & d);
+                k = 0x8F1BBCDC;
+            } else {
+                f = b ^ c ^ d;
+                k = 0xCA62C1D6;
+            }
+            uint32_t t = rol(a, 5) + f + e + k + w[i];
+            e = d;
+            d = c;
+            c = rol(b, 30);
+            b = a;
+            a = t;
+        }
+        h[0] += a;
+        h[1] += b;
+        h[2] += c;
+        h[3] += d;
+        h[4] += e;
+    }
+    free(m);
+    for (int i = 0; i < 5; i++)
+        for (int j = 0; j < 4; j++)
+            out[4 * i + j] = (unsigned char)(h[i] >> (24 - 8 * j));
+}
+
+void br_websocket_accept(const char *key, char out[29])
+{
+    _cleanup_free_ char *in = gr_asprintf("%s258EAFA5-E914-47DA-95CA-C5AB0DC85B11", key);
+    unsigned char md[20];
+    sha1((const unsigned char *)in, strlen(in), md);
+    gr_buf b = GR_BUF_INIT;
+    br_base64(&b, md, sizeof(md));
+    memcpy(out, b.data, 28);
+    out[28] = '\0';
+    gr_buf_release(&b);
+}
+
 /* ---- status mapping -------------------------------------------------------- */
 
 br_status_map br_map_status(int status)
@@ -272,6 +357,7 @@ void br_response_release(br_response *r)
     free(r->disposition_filename);
     free(r->dav);
     free(r->ws_protocol);
+    free(r->ws_accept);
     for (size_t i = 0; i < r->ncookies; i++)
         br_cookie_release(&r->cookies[i]);
     free(r->cookies);
@@ -354,6 +440,8 @@ static int take_header(br_parser *p)
         slot = &r->dav;
     else if (strcasecmp(n, "sec-websocket-protocol") == 0)
         slot = &r->ws_protocol;
+    else if (strcasecmp(n, "sec-websocket-accept") == 0)
+        slot = &r->ws_accept;
     if (slot) {
         free(*slot);
         *slot = gr_strdup(v);

@@ -168,6 +168,7 @@ typedef struct exch {
     cp_cap *client_stream;
     ws_server *ws;
     bool ws_open;
+    char ws_accept[29]; /* the Sec-WebSocket-Accept the app must answer */
     struct exch *next_waiting;
 } exch;
 
@@ -708,6 +709,11 @@ static void exch_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         /* failed inside a callback (already reported) */
     } else if (r < 0) {
         exch_fail(x, "%s", gr_error_msg(err));
+    } else if (x->kind == EX_WEBSOCKET && br_parser_upgraded(x->parser) &&
+               !(x->resp->ws_accept &&
+                 strcmp(gr_strstrip(x->resp->ws_accept), x->ws_accept) == 0)) {
+        exch_fail(x, "the app's WebSocket handshake is wrong: Sec-WebSocket-Accept does not answer "
+                     "the bridge's key");
     } else if (x->kind == EX_WEBSOCKET && br_parser_upgraded(x->parser)) {
         size_t off = br_parser_upgrade_offset(x->parser);
         ws_opened(x);
@@ -1475,30 +1481,23 @@ static void ws_opened(exch *x)
     exch_unref(x); /* the call's reference */
 }
 
-static void base64(gr_buf *b, const unsigned char *d, size_t n)
-{
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)d[i] << 16 | (i + 1 < n ? (uint32_t)d[i + 1] << 8 : 0) |
-                     (i + 2 < n ? d[i + 2] : 0);
-        char out[4] = {tab[v >> 18 & 63], tab[v >> 12 & 63], i + 1 < n ? tab[v >> 6 & 63] : '=',
-                       i + 2 < n ? tab[v & 63] : '='};
-        gr_buf_append(b, out, 4);
-    }
-}
-
 static void ws_open_web_socket(cp_server *self, cp_call *call,
                                WebSession_openWebSocket_Params_R params)
 {
+    char accept[29];
     BEGIN(openWebSocket, "GET")
     {
         unsigned char key[16];
         if (gr_random_bytes(key, sizeof(key), &err) < 0)
             goto refuse;
-        gr_buf_puts(&b, "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-                        "Sec-WebSocket-Key: ");
-        base64(&b, key, sizeof(key));
-        gr_buf_puts(&b, "\r\n");
+        gr_buf k = GR_BUF_INIT;
+        br_base64(&k, key, sizeof(key));
+        gr_buf_printf(&b,
+                      "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                      "Sec-WebSocket-Key: %s\r\n",
+                      k.data);
+        br_websocket_accept(k.data, accept);
+        gr_buf_release(&k);
         cp_list_reader protos = WebSession_openWebSocket_Params_get_protocol(params);
         gr_buf v = GR_BUF_INIT;
         for (uint32_t i = 0; i < protos.len; i++)
@@ -1512,6 +1511,7 @@ static void ws_open_web_socket(cp_server *self, cp_call *call,
     exch *x = exch_new(EX_WEBSOCKET, ANSWER_NONE, call);
     x->req = b;
     x->fresh_only = true;
+    memcpy(x->ws_accept, accept, sizeof(accept));
     x->client_stream = WebSession_openWebSocket_Params_get_clientStream(params);
     cp_call_on_cancel(call, on_call_cancel, x);
     exch_begin(x);

@@ -22,7 +22,9 @@
 
 #define GRAIN_COOKIE "granary_grain"
 #define WEB_SESSION_TYPE_ID 0xa50711a14d35a8ceull
-#define MAX_INLINE_BODY (32u << 20) /* request bodies sent inside the call */
+#define MAX_INLINE_BODY (1u << 20)  /* larger request bodies are streamed */
+#define UPLOAD_CHUNK (64u << 10)
+#define UPLOAD_WINDOW (1u << 20)    /* bytes of an upload in flight to the grain */
 #define OWNER_PERMISSION_BITS 64    /* the owner holds every permission an app can declare */
 
 struct gw_grain_session {
@@ -349,11 +351,14 @@ typedef struct body_stream {
     bool started, sending, done, failed, finished;
     pending_write *head, *tail;
     pending_write *in_flight;
+    cp_cap *handle; /* the grain's Handle for this body: dropping it cancels the body */
 } body_stream;
 
 static void stream_fail_all(body_stream *b, const char *why)
 {
     b->failed = true;
+    cp_cap_unref(b->handle); /* tells the grain nobody wants the rest */
+    b->handle = NULL;
     if (b->in_flight) {
         cp_call_fail(b->in_flight->call, CP_EXC_DISCONNECTED, "%s", why);
         free(b->in_flight->data);
@@ -393,6 +398,8 @@ static void stream_pump(body_stream *b)
     if (b->done) {
         b->finished = true;
         b->sending = true;
+        cp_cap_unref(b->handle);
+        b->handle = NULL;
         h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
     }
 }
@@ -479,10 +486,18 @@ typedef struct grain_call {
     body_stream *stream; /* borrowed; owned by its capability */
     cp_cap *stream_cap;
     bool head, conditional_get;
+    /* A streamed upload: the grain's RequestStream, written in chunks of the
+     * (h2o-buffered) request body under a flow-control window. */
+    cp_cap *upload;
+    cp_flow *upload_flow;
+    size_t upload_off;
+    bool upload_done;
 } grain_call;
 
 static void grain_call_free(grain_call *gc)
 {
+    cp_flow_free(gc->upload_flow);
+    cp_cap_unref(gc->upload);
     gw__req_ref_clear(&gc->ref);
     if (gc->grain)
         gm_grain_release(gc->grain);
@@ -642,6 +657,8 @@ static void send_response(grain_call *gc, h2o_req_t *req, WebSession_Response_R 
             WebSession_Response_content_body_WHICH_stream) {
             req->res.status = status;
             req->res.reason = status_reason(status);
+            /* The grain writes the body while we hold its Handle. */
+            gc->stream->handle = WebSession_Response_content_body_get_stream(body);
             gc->stream->gen.proceed = stream_proceed;
             gc->stream->gen.stop = stream_stop;
             h2o_start_response(req, &gc->stream->gen);
@@ -731,6 +748,51 @@ static void on_new_session(const cp_response *resp, void *ud)
      * only worth a log line. */
     if (resp->exception)
         gr_warn("grain: newSession failed: %s", resp->exception->reason);
+}
+
+static void on_stream_call(const cp_response *resp, void *ud)
+{
+    /* The upload's own calls: a failure also fails getResponse, which is
+     * where the browser hears of it. */
+    if (resp->exception)
+        gr_debug("grain: upload: %s", resp->exception->reason);
+}
+
+/* Writes the next chunks of the body while the window has room, then done(). */
+static void upload_pump(grain_call *gc)
+{
+    h2o_req_t *req = gc->ref.req;
+    if (req == NULL || gc->upload_done)
+        return;
+    gr_error_t err = NULL;
+    while (gc->upload_off < req->entity.len) {
+        size_t n = req->entity.len - gc->upload_off;
+        if (n > UPLOAD_CHUNK)
+            n = UPLOAD_CHUNK;
+        ByteStream_write_Params_B wp;
+        cp_request *w = ByteStream_write_request(gc->upload, &wp);
+        ByteStream_write_Params_set_data(wp, req->entity.base + gc->upload_off, n);
+        gc->upload_off += n;
+        int r = cp_flow_send(gc->upload_flow, w, &err);
+        if (r < 0) {
+            gr_debug("grain: upload stopped: %s", gr_error_msg(err));
+            gr_error_release(&err);
+            gc->upload_done = true;
+            return;
+        }
+        if (r == 0)
+            return; /* on_upload_ready goes on */
+    }
+    gc->upload_done = true;
+    ByteStream_done_Params_B dp;
+    cp_request *d = ByteStream_done_request(gc->upload, &dp);
+    if (cp_request_send(d, on_stream_call, NULL, NULL, &err) < 0)
+        gr_error_release(&err);
+}
+
+static void on_upload_ready(cp_flow *flow, void *ud)
+{
+    upload_pump(ud);
 }
 
 /* Opens (or reuses) the grain's WebSession for this origin. */
@@ -834,10 +896,47 @@ static int call_grain(gw_server *srv, h2o_req_t *req, gw_grain_session *s)
     } else if (gw__method_is(req, "POST") || gw__method_is(req, "PATCH") ||
                gw__method_is(req, "PUT")) {
         if (req->entity.len > MAX_INLINE_BODY) {
-            grain_call_free(gc);
-            return grain_error_page(srv, req, 413, "Payload Too Large",
-                                    "The upload is larger than Granary sends to an app at once.",
-                                    "");
+            bool put = gw__method_is(req, "PUT");
+            if (gw__method_is(req, "PATCH")) {
+                grain_call_free(gc);
+                return grain_error_page(srv, req, 413, "Payload Too Large",
+                                        "A PATCH body must be at most 1 MiB.", "");
+            }
+            WebSession_postStreaming_Params_B sp;
+            cp_request *open = put ? WebSession_putStreaming_request(ws, (WebSession_putStreaming_Params_B *)&sp)
+                                   : WebSession_postStreaming_request(ws, &sp);
+            WebSession_postStreaming_Params_set_path(sp, p, strlen(p));
+            set_text(sp.s, 1, mime ? mime : "application/octet-stream");
+            set_text(sp.s, 2, encoding);
+            /* postStreaming and putStreaming share a layout: path, mimeType,
+             * context, encoding. */
+            if (fill_context(srv, req, WebSession_postStreaming_Params_init_context(sp), gc->stream_cap,
+                             &err) < 0) {
+                cp_request_free(open);
+                grain_call_free(gc);
+                return grain_error_page(srv, req, 400, "Bad Request",
+                                        "The request's headers are not valid.", gr_error_msg(err));
+            }
+            cp_pending *pending = NULL;
+            if (cp_request_send(open, on_stream_call, NULL, &pending, &err) < 0 || pending == NULL) {
+                grain_call_free(gc);
+                return grain_error_page(srv, req, 502, "Bad Gateway",
+                                        "The grain could not take the upload.", gr_error_msg(err));
+            }
+            static const uint16_t stream_field[] = {0}; /* results.stream */
+            gc->upload = cp_pending_pipeline(pending, stream_field, 1);
+            gc->upload_flow = cp_flow_new(UPLOAD_WINDOW, on_upload_ready, gc);
+            WebSession_RequestStream_getResponse_Params_B gp;
+            cp_request *get = WebSession_RequestStream_getResponse_request(gc->upload, &gp);
+            if (cp_request_send(get, on_response, gc, NULL, &err) < 0) {
+                grain_call_free(gc);
+                return grain_error_page(srv, req, 502, "Bad Gateway",
+                                        "The grain could not take the upload.", gr_error_msg(err));
+            }
+            gr_debug("grain %s: %sStreaming /%s (%zu bytes)", s->grain_id, put ? "put" : "post", p,
+                     req->entity.len);
+            upload_pump(gc);
+            return 0;
         }
         cp_struct_builder content;
         if (gw__method_is(req, "PUT")) {

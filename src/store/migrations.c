@@ -66,8 +66,8 @@ static const char *const migrations[] = {
 
     /* 3: what a grain runs. A new grain runs its action's command once; after
      * that first start succeeded, every start runs continueCommand. */
-    "ALTER TABLE grains ADD COLUMN action_index INTEGER NOT NULL DEFAULT 0;"
-    "ALTER TABLE grains ADD COLUMN started INTEGER NOT NULL DEFAULT 0;",
+    ("ALTER TABLE grains ADD COLUMN action_index INTEGER NOT NULL DEFAULT 0;"
+     "ALTER TABLE grains ADD COLUMN started INTEGER NOT NULL DEFAULT 0;"),
 };
 
 int st_migration_count(void)

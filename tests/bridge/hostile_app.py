@@ -110,6 +110,9 @@ def serve(conn, req):
     elif path == "/hungup":
         seen = HUNG_UP.wait(10)
         respond(conn, "200 OK", [("Content-Type", "text/plain")], b"closed" if seen else b"open")
+    elif path == "/ws-badaccept":
+        conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                     b"Connection: Upgrade\r\nSec-WebSocket-Accept: bm90IHRoZSBhbnN3ZXI=\r\n\r\n")
     elif path == "/nohead":
         pass
     elif path == "/cut":

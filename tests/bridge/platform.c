@@ -67,6 +67,23 @@ typedef struct sink {
 } sink;
 
 static sink *cur_sink;
+static uint64_t drop_after; /* drop the body's Handle after this many bytes */
+/* A slow reader: each write returns only after the previous one has, one
+ * per slow_ms, as a browser-paced gateway would. */
+static uint64_t slow_ms;
+static cp_call *slow_queue[64];
+static size_t slow_n;
+static uv_timer_t slow_timer;
+
+static void slow_tick(uv_timer_t *t)
+{
+    if (slow_n == 0)
+        return;
+    cp_call_return(slow_queue[0]);
+    memmove(slow_queue, slow_queue + 1, --slow_n * sizeof(slow_queue[0]));
+    if (slow_n)
+        uv_timer_start(&slow_timer, slow_tick, slow_ms, 0);
+}
 static cp_cap *cur_handle;
 
 static void sink_report(sink *k)
@@ -91,7 +108,17 @@ static void sink_write(cp_server *self, cp_call *call, ByteStream_write_Params_R
     cp_data d = ByteStream_write_Params_get_data(p);
     EVP_DigestUpdate(k->md, d.ptr, d.len);
     k->bytes += d.len;
-    cp_call_return(call);
+    if (slow_ms && slow_n < 64) {
+        slow_queue[slow_n++] = call;
+        if (slow_n == 1)
+            uv_timer_start(&slow_timer, slow_tick, slow_ms, 0);
+    } else {
+        cp_call_return(call);
+    }
+    if (drop_after && k->bytes >= drop_after && k->waiting && cur_handle) {
+        json_object_set_new(out, "handleDropped", json_true());
+        sink_report(k); /* drops the Handle: the bridge must stop the body */
+    }
 }
 
 static void sink_done(cp_server *self, cp_call *call, ByteStream_done_Params_R p)
@@ -927,6 +954,10 @@ static void run(json_t *cmd)
     if (id)
         json_object_set(out, "id", id);
     busy = true;
+    json_t *drop = json_object_get(cmd, "dropHandleAfterBytes");
+    drop_after = json_is_integer(drop) ? (uint64_t)json_integer_value(drop) : 0;
+    json_t *slow = json_object_get(cmd, "slowSinkMs");
+    slow_ms = json_is_integer(slow) ? (uint64_t)json_integer_value(slow) : 0;
     if (strcmp(m, "viewinfo") == 0) {
         send_or_fail(cp_request_new(view, UiView_TYPE_ID, 0), on_view_info);
     } else if (strcmp(m, "session") == 0) {
@@ -970,6 +1001,7 @@ int main(int argc, char **argv)
     loop = uv_default_loop();
     uv_timer_init(loop, &ws_timer);
     uv_timer_init(loop, &cancel_timer);
+    uv_timer_init(loop, &slow_timer);
     char **args = gr_calloc((size_t)argc, sizeof(char *));
     args[0] = argv[1];
     args[1] = argv[2];
@@ -1014,6 +1046,7 @@ int main(int argc, char **argv)
     cp_rpc_conn_free(conn);
     uv_close((uv_handle_t *)&ws_timer, NULL);
     uv_close((uv_handle_t *)&cancel_timer, NULL);
+    uv_close((uv_handle_t *)&slow_timer, NULL);
     while (!bridge_exited)
         uv_run(loop, UV_RUN_ONCE);
     uv_run(loop, UV_RUN_NOWAIT);

@@ -483,3 +483,43 @@ def test_canceled_call_hangs_up_on_the_app(tmp_path):
     assert res[1]["canceled"]
     assert res[2]["body"] == "closed"
     assert res[3]["body"] == "fine"
+
+
+def test_dropped_body_handle_stops_the_download(tmp_path):
+    """The platform drops content.body.stream's Handle mid-body (the browser
+    went away): the bridge hangs up on the app and serves the next call."""
+    res, _, log = run(tmp_path, [ALICE,
+                                 {"method": "get", "path": f"debug/big?bytes={MB100}",
+                                  "dropHandleAfterBytes": 1 << 20},
+                               {"method": "get", "path": "debug/headers"}, {"method": "rss"}])
+    assert res[1]["handleDropped"] and res[1]["bodyBytes"] < MB100
+    assert "the platform dropped the response body's handle" in log
+    headers_of(res[2])
+    check_rss(res[3])
+
+
+def test_malformed_config_stops_the_bridge(tmp_path):
+    bad = tmp_path / "bad-config"
+    bad.write_bytes(b"\xff\xff\xff\x7fnot a capnp message")
+    res, ex, log = run(tmp_path, [{"method": "viewinfo"}], config=str(bad), timeout=30)
+    assert ex["bridgeExit"] != 0
+    assert f"config {bad}" in log
+    assert "error" in res[0]
+
+
+def test_websocket_handshake_checked(tmp_path):
+    res, _, _ = run(tmp_path, [ALICE, {"method": "websocket", "path": "ws-badaccept", "send": []},
+                               {"method": "get", "path": "ok"}], app=hostile_app)
+    assert "Sec-WebSocket-Accept does not answer" in res[1]["error"]
+    assert res[2]["body"] == "fine"
+
+
+def test_download_paced_by_a_slow_reader(tmp_path):
+    """The platform returns each ByteStream.write only after the previous one
+    (as the gateway does, at the browser's pace): the bridge waits for its
+    window rather than buffering, and the body arrives whole."""
+    size = 10 * 1024 * 1024
+    res, _, _ = run(tmp_path, [ALICE, {"method": "get", "path": f"debug/big?bytes={size}",
+                                       "slowSinkMs": 1}, {"method": "rss"}])
+    assert res[1]["streamDone"] and res[1]["bodyBytes"] == size
+    check_rss(res[2])

@@ -24,7 +24,7 @@ class Grains:
     to open grains as a browser would."""
 
     def __init__(self, tmp_path, idle=120):
-        self.d = Daemon(tmp_path / "var", extra_args=("--grain-idle-seconds", str(idle)))
+        self.d = Daemon(tmp_path / "var", extra_args=("--grain-idle-seconds", str(idle), "--log-level", os.environ.get("GRANARY_TEST_LOG", "info")))
         token = setup_link_from_log(self.d.read_log()).split("#token=")[1]
         self.admin = Client(self.d)
         status, body, _ = self.admin.post("/api/setup", dict(ADMIN, token=token))
@@ -362,3 +362,40 @@ def test_no_grain_outlives_a_killed_daemon(tmp_path):
     h2, c2 = g.open(gid)
     assert g.get(h2, c2, "/")[0].status == 200
     g.stop()
+
+
+def bridge_hwm_kib(grains, gid):
+    pid = int(re.findall(rf"grain {gid}: started \(pid (\d+)\)", grains.d.read_log())[-1])
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"VmHWM:\s+(\d+)", f.read()).group(1))
+
+
+def test_large_download_and_upload_stream_through_the_platform(grains):
+    import hashlib
+    import http.client
+    gid = grains.new_grain()
+    host, cookie = grains.open(gid)
+    size = 100 * 1024 * 1024
+    c = http.client.HTTPConnection("127.0.0.1", grains.d.port, timeout=120)
+    c.request("GET", f"/debug/big?bytes={size}", headers={"Host": host, "Cookie": cookie})
+    r = c.getresponse()
+    assert r.status == 200
+    got = 0
+    while True:
+        chunk = r.read(1 << 20)
+        if not chunk:
+            break
+        got += len(chunk)
+    c.close()
+    assert got == size
+    assert bridge_hwm_kib(grains, gid) < 8 * 1024, "the bridge must stream, not buffer"
+    body = os.urandom(1 << 20) * 100
+    resp, out = grains.get(host, cookie, "/debug/upload", "POST", body,
+                           headers={"Content-Type": "application/octet-stream"})
+    assert resp.status == 200, out[:300]
+    assert json.loads(out) == {"bytes": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+    assert bridge_hwm_kib(grains, gid) < 8 * 1024
+    # A small body still goes inside the call.
+    resp, out = grains.get(host, cookie, "/debug/upload", "PUT", b"small",
+                           headers={"Content-Type": "text/plain"})
+    assert json.loads(out)["bytes"] == 5

@@ -207,6 +207,19 @@ static int parse(const char *text, size_t len, bool bytewise, bool head, sink *s
 
 static void sink_release(sink *s);
 
+static void test_websocket_accept(void **state)
+{
+    char out[29];
+    br_websocket_accept("dGhlIHNhbXBsZSBub25jZQ==", out); /* RFC 6455 section 1.3 */
+    assert_string_equal(out, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    gr_buf b = GR_BUF_INIT;
+    br_base64(&b, (const unsigned char *)"any carnal pleas", 16);
+    br_base64(&b, (const unsigned char *)"ab", 2);
+    br_base64(&b, (const unsigned char *)"a", 1);
+    assert_string_equal(b.data, "YW55IGNhcm5hbCBwbGVhcw==YWI=YQ==");
+    gr_buf_release(&b);
+}
+
 /* A 101 ends the response only for a WebSocket handshake; the bytes after it
  * belong to the new protocol, wherever the reads split. */
 static void test_parser_upgrade(void **state)
@@ -357,6 +370,7 @@ int main(void)
         cmocka_unit_test(test_whitelists),      cmocka_unit_test(test_status_map),
         cmocka_unit_test(test_cookies),         cmocka_unit_test(test_parser_good_responses),
         cmocka_unit_test(test_parser_hostile_responses), cmocka_unit_test(test_parser_upgrade),
+        cmocka_unit_test(test_websocket_accept),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
