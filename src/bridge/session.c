@@ -16,7 +16,7 @@
 #define SMALL_BODY (64 * 1024)   /* largest body sent as content.body.bytes */
 #define ERROR_BODY (64 * 1024)   /* error bodies kept for descriptionHtml */
 #define FLOW_WINDOW (256 * 1024) /* bytes of ByteStream.write in flight */
-#define MAX_IDLE 8               /* kept-alive connections to the app */
+#define MAX_IDLE 128             /* kept-alive connections to the app (one per concurrent request) */
 
 /* ---- connections to the app ------------------------------------------------ */
 
