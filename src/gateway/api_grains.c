@@ -61,6 +61,87 @@ static json_t *package_actions(gw_server *srv, const char *package_id)
     return out;
 }
 
+/* The app's icon for the app grid (or its grain icon), from the manifest:
+ * 1 with the bytes copied into *out and *type set, 0 when it has none. */
+static int package_icon(gw_server *srv, const char *package_id, gr_buf *out, const char **type)
+{
+    _cleanup_free_ char *path = gr_asprintf("%s/apps/%s/sandstorm-manifest", srv->cfg->data_dir,
+                                            package_id);
+    _cleanup_free_ char *buf = NULL;
+    size_t len;
+    gr_error_t err = NULL;
+    if (gr_read_file(path, MAX_MANIFEST, &buf, &len, &err) < 0) {
+        gr_error_release(&err);
+        return 0;
+    }
+    cp_message msg;
+    if (cp_message_open(&msg, buf, len, NULL, &err) < 0) {
+        gr_error_release(&err);
+        return 0;
+    }
+    Metadata_icons_R icons = Metadata_get_icons(Manifest_get_metadata(Manifest_root(&msg)));
+    Metadata_Icon_R icon = Metadata_icons_has_appGrid(icons) ? Metadata_icons_get_appGrid(icons)
+                                                             : Metadata_icons_get_grain(icons);
+    int found = 0;
+    switch (Metadata_Icon_which(icon)) {
+    case Metadata_Icon_WHICH_svg: {
+        cp_text t = Metadata_Icon_get_svg(icon);
+        if (t.len) {
+            gr_buf_append(out, t.str, t.len);
+            *type = "image/svg+xml";
+            found = 1;
+        }
+        break;
+    }
+    case Metadata_Icon_WHICH_png: {
+        Metadata_Icon_png_R png = Metadata_Icon_get_png(icon);
+        cp_data d = Metadata_Icon_png_get_dpi2x(png);
+        if (d.len == 0)
+            d = Metadata_Icon_png_get_dpi1x(png);
+        if (d.len) {
+            gr_buf_append(out, d.ptr, d.len);
+            *type = "image/png";
+            found = 1;
+        }
+        break;
+    }
+    default: break;
+    }
+    found &= cp_message_ok(&msg);
+    cp_message_release(&msg);
+    return found;
+}
+
+static bool valid_package_id(const char *p, size_t len)
+{
+    if (len != 32)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f')))
+            return false;
+    return true;
+}
+
+static int api_app_icon(gw_server *srv, h2o_req_t *req, const char *package_id, size_t len)
+{
+    if (!valid_package_id(package_id, len))
+        return gw__send_json_error(req, 404, "Not Found", "no such app");
+    _cleanup_free_ char *id = gr_strndup(package_id, len);
+    gr_buf b = GR_BUF_INIT;
+    const char *type = NULL;
+    if (!package_icon(srv, id, &b, &type)) {
+        gr_buf_release(&b);
+        return gw__send_json_error(req, 404, "Not Found", "the app has no icon");
+    }
+    /* An icon comes from a package: it is only ever an image, never a page
+     * that could run script on the shell's origin. */
+    gw__add_header_str(req, "content-security-policy", "default-src 'none'; style-src 'unsafe-inline'");
+    gw__add_header(req, H2O_TOKEN_CACHE_CONTROL, "public, max-age=86400");
+    int rc = gw__send_body(req, 200, "OK", type, b.data, b.len);
+    gr_buf_release(&b);
+    return rc;
+}
+
 /* ---- requests -------------------------------------------------------------- */
 
 static int require_login(gw_server *srv, h2o_req_t *req, gw_session *s)
@@ -110,14 +191,25 @@ static int api_apps_list(gw_server *srv, h2o_req_t *req)
     if (st_package_list(srv->store, &pkgs, &n, &err) < 0)
         return gw__store_failure(req, &err);
     json_t *arr = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s, s:I, s:o}", "package_id",
+    for (size_t i = 0; i < n; i++) {
+        gr_buf icon = GR_BUF_INIT;
+        const char *type = NULL;
+        bool has_icon = package_icon(srv, pkgs[i].package_id, &icon, &type);
+        gr_buf_release(&icon);
+        json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:o}", "package_id",
                                              pkgs[i].package_id, "app_id", pkgs[i].app_id, "title",
                                              pkgs[i].title ? pkgs[i].title : "", "marketing_version",
                                              pkgs[i].marketing_version ? pkgs[i].marketing_version
                                                                        : "",
                                              "version", (json_int_t)pkgs[i].version, "actions",
-                                             package_actions(srv, pkgs[i].package_id)));
+                                             package_actions(srv, pkgs[i].package_id));
+        if (has_icon) {
+            char *url = gr_asprintf("/api/apps/%s/icon", pkgs[i].package_id);
+            json_object_set_new(o, "icon", json_string(url));
+            free(url);
+        }
+        json_array_append_new(arr, o);
+    }
     st_packages_free(pkgs, n);
     return gw__send_json(req, 200, "OK", json_pack("{s:o}", "apps", arr));
 }
@@ -406,6 +498,19 @@ int gw__route_grains_api(gw_server *srv, h2o_req_t *req, const char *path, size_
         if (gw__method_is(req, "POST"))
             return api_apps_install(srv, req);
         return api_apps_list(srv, req);
+    }
+    static const char apps_prefix[] = "/api/apps/";
+    if (len > sizeof(apps_prefix) - 1 && memcmp(path, apps_prefix, sizeof(apps_prefix) - 1) == 0) {
+        const char *id = path + sizeof(apps_prefix) - 1;
+        const char *slash = memchr(id, '/', len - (sizeof(apps_prefix) - 1));
+        if (slash && h2o_memis(slash, (size_t)(path + len - slash), H2O_STRLIT("/icon"))) {
+            gw_session s;
+            if (!require_login(srv, req, &s))
+                return 0;
+            gw__session_release(&s);
+            return api_app_icon(srv, req, id, (size_t)(slash - id));
+        }
+        return gw__send_json_error(req, 404, "Not Found", "no such API endpoint");
     }
     static const char prefix[] = "/api/grains";
     if (len < sizeof(prefix) - 1 || memcmp(path, prefix, sizeof(prefix) - 1) != 0)

@@ -83,6 +83,17 @@ def test_install_lists_the_app_and_its_action(grains):
     [app] = body["apps"]
     assert app["title"] == "Notes" and app["version"] == 1
     assert app["actions"] == [{"index": 0, "title": "New note", "noun": "note"}]
+    assert app["icon"] == f"/api/apps/{app['package_id']}/icon"
+    resp, body = grains.d.request("GET", app["icon"],
+                                  headers={"Cookie": f"granary_session={grains.admin.cookie}"})
+    assert resp.status == 200 and resp.getheader("Content-Type") == "image/svg+xml"
+    assert body.startswith(b"<svg")
+    assert resp.getheader("Content-Security-Policy").startswith("default-src 'none'")
+    for bad in ("/api/apps/../icon", "/api/apps/" + "0" * 32 + "/icon", "/api/apps/xyz/icon"):
+        resp, _ = grains.d.request("GET", bad,
+                                   headers={"Cookie": f"granary_session={grains.admin.cookie}"})
+        assert resp.status == 404, bad
+    assert grains.d.request("GET", app["icon"])[0].status == 401
     # The same package again is a no-op.
     status, body, _ = grains.upload(grains.admin, grains.spk)
     assert status == 200 and body["status"] == "already installed"

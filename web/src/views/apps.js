@@ -11,6 +11,7 @@ export function appsView(app) {
     list.replaceChildren(h('h2', { id: 'apps-title' }, 'Apps'),
       data.apps.length
         ? h('ul', { class: 'apps' }, data.apps.map((a) => h('li', { class: 'app' },
+          a.icon ? h('img', { class: 'app-icon', src: a.icon, alt: '', width: 32, height: 32 }) : null,
           h('span', { class: 'app-title' }, a.title), h('span', { class: 'note' }, ` ${a.marketing_version} (version ${a.version})`),
           h('span', { class: 'actions' }, a.actions.map((act) => h('button', {
             type: 'button', onclick: async () => {
