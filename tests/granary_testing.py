@@ -8,6 +8,7 @@ import os
 import re
 import select
 import signal
+import socket
 import subprocess
 import time
 
@@ -27,6 +28,16 @@ def granary_bin():
         if os.path.exists(p):
             return p
     pytest.fail("no granary binary: run `make asan` (or make test)")
+
+
+def free_port():
+    """A port nothing listens on now (tests that need a fixed one for a
+    child process; the daemon itself takes port 0)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
 
 
 def sanitizer_env():

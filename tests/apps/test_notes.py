@@ -12,7 +12,7 @@ import time
 import pytest
 import websocket
 
-from granary_testing import ASAN_DIR, BUILD_DIR
+from granary_testing import ASAN_DIR, BUILD_DIR, free_port
 
 WRITE = {"X-Sandstorm-Permissions": "read,write"}
 
@@ -23,14 +23,6 @@ def notes_bin():
         if os.path.exists(p):
             return p
     pytest.fail("no notes binary: run make asan")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Notes:

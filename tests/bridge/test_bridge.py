@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from granary_testing import ASAN_DIR, BUILD_DIR
+from granary_testing import ASAN_DIR, BUILD_DIR, free_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCHEMA = os.path.join(os.path.dirname(os.path.dirname(HERE)), "schema", "sandstorm")
@@ -51,14 +51,6 @@ def build_dir():
         if os.path.exists(os.path.join(d, "tests", "bridge", "bridge-platform")):
             return d
     pytest.fail("no bridge-platform: run make asan")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def notes_app(tmp_path, port):
