@@ -4,6 +4,7 @@
  * the grain's log. Only a grain's owner may touch it; for anyone else the
  * grain does not exist (404, never 403, so ids cannot be probed). */
 #include "gateway_internal.h"
+#include "grain.capnp.h"
 #include "package.capnp.h"
 #include "spk.h"
 #include "util.capnp.h"
@@ -386,6 +387,88 @@ static int api_grains_create(gw_server *srv, h2o_req_t *req, gw_session *s, json
     return gw__send_json(req, 201, "Created", json_pack("{s:o}", "grain", o));
 }
 
+/* ---- the app's view info, read from the running grain ------------------------- */
+
+typedef struct view_info_call {
+    gw_req_ref ref;
+    gm_grain *grain;
+} view_info_call;
+
+static json_t *localized_or_empty(LocalizedText_R t)
+{
+    json_t *s = localized(t);
+    return s ? s : json_string("");
+}
+
+static void on_view_info(const cp_response *resp, void *ud)
+{
+    view_info_call *vc = ud;
+    h2o_req_t *req = vc->ref.req;
+    gw__req_ref_clear(&vc->ref);
+    if (req && resp->exception) {
+        gw__send_json_error(req, 502, "Bad Gateway", resp->exception->reason);
+    } else if (req) {
+        UiView_ViewInfo_R vi = UiView_getViewInfo_response(resp);
+        json_t *perms = json_array(), *roles = json_array();
+        PermissionDef_LR pl = UiView_ViewInfo_get_permissions(vi);
+        for (uint32_t i = 0; i < PermissionDef_list_len(pl) && i < 64; i++) {
+            PermissionDef_R p = PermissionDef_list_get(pl, i);
+            cp_text name = PermissionDef_get_name(p);
+            json_array_append_new(perms, json_pack("{s:s%, s:o, s:o, s:b}", "name", name.str,
+                                                   name.len, "title",
+                                                   localized_or_empty(PermissionDef_get_title(p)),
+                                                   "description",
+                                                   localized_or_empty(PermissionDef_get_description(p)),
+                                                   "obsolete", PermissionDef_get_obsolete(p)));
+        }
+        RoleDef_LR rl = UiView_ViewInfo_get_roles(vi);
+        for (uint32_t i = 0; i < RoleDef_list_len(rl) && i < 64; i++) {
+            RoleDef_R r = RoleDef_list_get(rl, i);
+            json_t *held = json_array();
+            cp_list_reader bits = RoleDef_get_permissions(r);
+            for (uint32_t b = 0; b < bits.len && b < 64; b++)
+                json_array_append_new(held, json_boolean(cp_list_get_bool(bits, b)));
+            json_array_append_new(roles, json_pack("{s:o, s:o, s:o, s:b}", "title",
+                                                   localized_or_empty(RoleDef_get_title(r)),
+                                                   "verb_phrase",
+                                                   localized_or_empty(RoleDef_get_verbPhrase(r)),
+                                                   "permissions", held, "default",
+                                                   RoleDef_get_default(r)));
+        }
+        json_t *o = json_pack("{s:o, s:o, s:o}", "app_title",
+                              localized_or_empty(UiView_ViewInfo_get_appTitle(vi)), "permissions",
+                              perms, "roles", roles);
+        if (o == NULL) /* an app's text that is not UTF-8 */
+            gw__send_json_error(req, 502, "Bad Gateway", "the app's view info is not valid text");
+        else
+            gw__send_json(req, 200, "OK", o);
+    }
+    gm_grain_release(vc->grain);
+    free(vc);
+}
+
+/* GET /api/grains/<id>/view-info: asks the grain (starting it if needed). */
+static int api_view_info(gw_server *srv, h2o_req_t *req, const char *id)
+{
+    _cleanup_error_ gr_error_t err = NULL;
+    gm_grain *g = NULL;
+    if (srv->grains == NULL || gm_grain_acquire(srv->grains, id, &g, &err) < 0)
+        return gw__send_json_error(req, 503, "Service Unavailable",
+                                   err ? gr_error_msg(err) : "this server runs no grains");
+    view_info_call *vc = gr_calloc(1, sizeof(*vc));
+    vc->grain = g;
+    UiView_getViewInfo_Params_B p;
+    cp_request *call = UiView_getViewInfo_request(gm_grain_main_view(g), &p);
+    gw__req_ref_init(&vc->ref, req);
+    if (cp_request_send(call, on_view_info, vc, NULL, &err) < 0) {
+        gw__req_ref_clear(&vc->ref);
+        gm_grain_release(g);
+        free(vc);
+        return gw__send_json_error(req, 502, "Bad Gateway", gr_error_msg(err));
+    }
+    return 0;
+}
+
 static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     return remove(path);
@@ -405,6 +488,13 @@ static int api_grain_verb(gw_server *srv, h2o_req_t *req, gw_session *s, const c
         return gw__send_json_error(req, 404, "Not Found", "no such grain");
     }
     int rc;
+    if (strcmp(verb, "view-info") == 0) {
+        bool trashed = g.trashed_at != 0;
+        st_grain_release(&g);
+        if (trashed)
+            return gw__send_json_error(req, 409, "Conflict", "restore the grain from the trash first");
+        return api_view_info(srv, req, id);
+    }
     if (strcmp(verb, "log") == 0) {
         _cleanup_free_ char *path = gm_log_path(srv->grains, id);
         _cleanup_free_ char *text = NULL;

@@ -71,6 +71,8 @@ test('two notes are made; one is written in', async () => {
   const frame = admin.frameLocator('iframe.grain-frame');
   await frame.getByRole('heading', { name: 'Notes' }).waitFor({ timeout: 20000 });
   firstFrameUrl = await admin.locator('iframe.grain-frame').getAttribute('src');
+  // The bar shows what the app says about itself, read from the grain.
+  await admin.locator('.grain-bar-info').filter({ hasText: 'you can: read, write' }).waitFor();
   assert.match(firstFrameUrl, /^http:\/\/ui-[0-9a-f]{32}\.granary\.localhost:\d+\/_granary\/init\?token=/);
   await frame.getByLabel('Your note').fill('Buy flour, water and salt.');
   await frame.getByRole('button', { name: 'Save' }).click();

@@ -129,6 +129,17 @@ def test_a_grain_serves_the_app_through_the_bridge(grains):
     assert resp.status == 304
 
 
+def test_view_info_comes_from_the_grain(grains):
+    gid = grains.new_grain()
+    status, body, _ = grains.admin.get(f"/api/grains/{gid}/view-info")
+    assert status == 200, body
+    assert [p["name"] for p in body["permissions"]] == ["read", "write"]
+    assert [r["title"] for r in body["roles"]] == ["editor", "viewer"]
+    assert body["roles"][1]["permissions"] == [True, False]
+    assert f"grain {gid}: started" in grains.d.read_log()  # asked of the running grain
+    assert Client(grains.d).get(f"/api/grains/{gid}/view-info")[0] == 401
+
+
 def test_headers_the_app_sees(grains):
     gid = grains.new_grain()
     host, cookie = grains.open(gid)
