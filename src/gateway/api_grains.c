@@ -160,6 +160,24 @@ static int require_login(gw_server *srv, h2o_req_t *req, gw_session *s)
     return 1;
 }
 
+static uint64_t tree_bytes;
+
+static int add_size(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    if (flag == FTW_F)
+        tree_bytes += (uint64_t)st->st_blocks * 512u;
+    return 0;
+}
+
+/* Disk used by a grain's directory (its storage and log), in bytes. */
+static uint64_t grain_size(gw_server *srv, const char *id)
+{
+    _cleanup_free_ char *dir = gr_asprintf("%s/grains/%s", srv->cfg->data_dir, id);
+    tree_bytes = 0;
+    nftw(dir, add_size, 16, FTW_PHYS);
+    return tree_bytes;
+}
+
 static json_t *grain_json(gw_server *srv, const st_grain *g)
 {
     st_package p = {0};
@@ -173,6 +191,7 @@ static json_t *grain_json(gw_server *srv, const st_grain *g)
                           "trashed", g->trashed_at != 0, "running",
                           srv->grains && gm_is_running(srv->grains, g->id));
     st_package_release(&p);
+    json_object_set_new(o, "size_bytes", json_integer((json_int_t)grain_size(srv, g->id)));
     int status;
     int64_t at;
     if (srv->grains && gm_last_crash(srv->grains, g->id, &status, &at))
@@ -514,7 +533,13 @@ static int api_grain_verb(gw_server *srv, h2o_req_t *req, gw_session *s, const c
         st_grain_release(&g);
         return 0;
     }
-    if (strcmp(verb, "open") == 0) {
+    if (strcmp(verb, "keepalive") == 0) {
+        /* The shell calls this while the grain's view is open. */
+        if (srv->grains)
+            gm_touch(srv->grains, id);
+        rc = gw__send_json(req, 200, "OK",
+                           json_pack("{s:b}", "running", srv->grains && gm_is_running(srv->grains, id)));
+    } else if (strcmp(verb, "open") == 0) {
         if (g.trashed_at) {
             rc = gw__send_json_error(req, 409, "Conflict", "restore the grain from the trash first");
         } else {

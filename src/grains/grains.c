@@ -389,6 +389,13 @@ static void stop_grain(gm_grain *g)
     }
 }
 
+void gm_touch(gm_manager *m, const char *id)
+{
+    gm_grain *g = find_live(m, id);
+    if (g)
+        g->last_used_ns = gr_monotonic_ns();
+}
+
 void gm_stop(gm_manager *m, const char *id)
 {
     gm_grain *g = find_live(m, id);

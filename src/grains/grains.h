@@ -53,6 +53,9 @@ uint64_t gm_grain_generation(const gm_grain *g);
 /* True while the grain's process runs. */
 bool gm_grain_alive(const gm_grain *g);
 
+/* Marks grain `id` as used now, if it runs (an open view's keep-alive). */
+void gm_touch(gm_manager *m, const char *id);
+
 /* Stops a running grain (a no-op when it is not running). */
 void gm_stop(gm_manager *m, const char *id);
 

@@ -235,6 +235,48 @@ def test_rename_trash_restore_delete(grains, tmp_path):
     assert grains.admin.post(f"/api/grains/{gid}/delete", {})[0] == 200
     assert grains.admin.get("/api/grains")[1]["grains"] == []
     assert not os.path.exists(tmp_path / "var" / "grains" / gid)
+    # A deleted grain is gone for every call.
+    for verb in ("open", "rename", "restore", "keepalive"):
+        status, body, _ = grains.admin.post(f"/api/grains/{gid}/{verb}", {"title": "x"})
+        assert status == 404 and body["error"] == "no such grain", verb
+
+
+def test_grain_api_refuses_bad_bodies(grains):
+    gid = grains.new_grain()
+    for path in ("/api/grains", f"/api/grains/{gid}/rename"):
+        for raw, want in ((b"{not json", 400), (b"[]", 400), (b"x" * 100000, 413)):
+            status, body, _ = grains.admin.post(path, raw=raw)
+            assert status == want, (path, raw[:10], body)
+    status, body, _ = grains.admin.post("/api/grains", {"package_id": "nope"})
+    assert status == 404 and body["error"] == "no such app is installed"
+    status, body, _ = grains.admin.post("/api/grains", {"package_id": grains.package_id, "action": 7})
+    assert status == 400 and body["error"] == "the app has no such action"
+    status, body, _ = grains.admin.post("/api/grains", {"package_id": grains.package_id,
+                                                        "title": "a" * 300})
+    assert status == 400
+    for bad in ("short", "x" * 22 + "/../x", "%2e%2e", "a" * 23):
+        status, _, _ = grains.admin.post(f"/api/grains/{bad}/open", {})
+        assert status == 404, bad
+    status, _, _ = grains.admin.post(f"/api/grains/{gid}/frobnicate", {})
+    assert status == 404
+
+
+def test_size_and_keepalive(tmp_path):
+    g = Grains(tmp_path, idle=2)
+    try:
+        gid = g.new_grain()
+        host, cookie = g.open(gid)
+        g.get(host, cookie, "/api/note", "PUT", b"n" * 50000)
+        [row] = g.admin.get("/api/grains")[1]["grains"]
+        assert row["size_bytes"] >= 50000
+        # An open view's keep-alive holds off the idle stop.
+        for _ in range(8):
+            time.sleep(0.5)
+            status, body, _ = g.admin.post(f"/api/grains/{gid}/keepalive", {})
+            assert status == 200 and body["running"] is True
+        assert f"grain {gid}: idle" not in g.d.read_log()
+    finally:
+        g.stop()
 
 
 def test_the_log_holds_the_apps_output(grains):

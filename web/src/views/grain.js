@@ -16,6 +16,12 @@ export function grainView(app, id) {
     about.textContent = [v.app_title, names.length ? `you can: ${names.join(', ')}` : '']
       .filter(Boolean).join(' · ');
   }).catch(() => { about.textContent = ''; });
+  // While this view is open the grain stays up, as Sandstorm's shell keeps
+  // its sessions alive; the timer ends when the view leaves the page.
+  const keepAlive = setInterval(() => {
+    if (!view.isConnected) { clearInterval(keepAlive); return; }
+    postJSON(`/api/grains/${id}/keepalive`, {}).catch(() => {});
+  }, 30000);
   postJSON(`/api/grains/${id}/open`, { path: '/' }).then((r) => {
     title.textContent = r.title;
     document.title = `${r.title} · Granary`;

@@ -3,6 +3,12 @@
 import { getJSON, postJSON } from '../api.js';
 import { h } from '../dom.js';
 
+function size(bytes) {
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(0)} KiB`;
+  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+}
+
 function when(t) {
   if (!t) return '';
   const d = new Date(t * 1000);
@@ -54,7 +60,7 @@ function grainRow(app, g, reload) {
   };
   return h('li', { class: 'grain', dataset: { id: g.id } },
     h('a', { href: `/grain/${g.id}`, 'data-link': true, class: 'grain-title' }, g.title),
-    h('span', { class: 'note' }, ` ${g.app_title} · last used ${when(g.last_used_at)}${g.running ? ' · running' : ''}`),
+    h('span', { class: 'note' }, ` ${g.app_title} · ${size(g.size_bytes)} · last used ${when(g.last_used_at)}${g.running ? ' · running' : ''}`),
     g.crashed ? h('span', { class: 'error', role: 'note' },
       ` · stopped unexpectedly at ${when(g.crashed.at)} (status ${g.crashed.status}); it starts again when opened`) : null,
     h('span', { class: 'actions' },
