@@ -40,6 +40,16 @@ def free_port():
     return port
 
 
+def built(*path):
+    """A file of the build (the sanitizer build first, else the plain one),
+    e.g. built("apps", "notes", "notes.spk")."""
+    for d in (ASAN_DIR, BUILD_DIR):
+        p = os.path.join(d, *path)
+        if os.path.exists(p):
+            return p
+    pytest.fail(f"{os.path.join(*path)} is not built: run make asan")
+
+
 def sanitizer_env():
     env = dict(os.environ)
     env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")

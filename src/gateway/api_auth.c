@@ -633,7 +633,7 @@ static int api_login_email_redeem(gw_server *srv, h2o_req_t *req)
 
 /* Handlers that need a logged-in user get the session from here. Returns 1
  * with *s filled, or 0 having answered (401, or a refused POST). */
-int gw__session_require(gw_server *srv, h2o_req_t *req, gw_session *s)
+int gw__session_login(gw_server *srv, h2o_req_t *req, gw_session *s)
 {
     _cleanup_error_ gr_error_t err = NULL;
     int r = gw__session_find(srv, req, s, &err);
@@ -645,6 +645,13 @@ int gw__session_require(gw_server *srv, h2o_req_t *req, gw_session *s)
         gw__send_json_error(req, 401, "Unauthorized", "log in first");
         return 0;
     }
+    return 1;
+}
+
+int gw__session_require(gw_server *srv, h2o_req_t *req, gw_session *s)
+{
+    if (!gw__session_login(srv, req, s))
+        return 0;
     if (gw__check_post_json(srv, req, s) < 0) {
         gw__session_release(s);
         return 0;

@@ -145,21 +145,6 @@ static int api_app_icon(gw_server *srv, h2o_req_t *req, const char *package_id, 
 
 /* ---- requests -------------------------------------------------------------- */
 
-static int require_login(gw_server *srv, h2o_req_t *req, gw_session *s)
-{
-    _cleanup_error_ gr_error_t err = NULL;
-    int r = gw__session_find(srv, req, s, &err);
-    if (r < 0) {
-        gw__store_failure(req, &err);
-        return 0;
-    }
-    if (r == 0) {
-        gw__send_json_error(req, 401, "Unauthorized", "log in first");
-        return 0;
-    }
-    return 1;
-}
-
 static uint64_t tree_bytes;
 
 static int add_size(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -202,7 +187,7 @@ static json_t *grain_json(gw_server *srv, const st_grain *g)
 static int api_apps_list(gw_server *srv, h2o_req_t *req)
 {
     gw_session s;
-    if (!require_login(srv, req, &s))
+    if (!gw__session_login(srv, req, &s))
         return 0;
     gw__session_release(&s);
     st_package *pkgs = NULL;
@@ -294,7 +279,7 @@ static int install_done(gw_job *job, h2o_req_t *req)
 static int api_apps_install(gw_server *srv, h2o_req_t *req)
 {
     gw_session s;
-    if (!require_login(srv, req, &s))
+    if (!gw__session_login(srv, req, &s))
         return 0;
     int rc = gw__check_post(srv, req, &s, "application/octet-stream");
     bool admin = s.account.is_admin;
@@ -620,7 +605,7 @@ int gw__route_grains_api(gw_server *srv, h2o_req_t *req, const char *path, size_
         const char *slash = memchr(id, '/', len - (sizeof(apps_prefix) - 1));
         if (slash && h2o_memis(slash, (size_t)(path + len - slash), H2O_STRLIT("/icon"))) {
             gw_session s;
-            if (!require_login(srv, req, &s))
+            if (!gw__session_login(srv, req, &s))
                 return 0;
             gw__session_release(&s);
             return api_app_icon(srv, req, id, (size_t)(slash - id));
@@ -635,7 +620,7 @@ int gw__route_grains_api(gw_server *srv, h2o_req_t *req, const char *path, size_
     if (rlen != 0 && rest[0] != '/')
         return -1;
     gw_session s;
-    if (!require_login(srv, req, &s))
+    if (!gw__session_login(srv, req, &s))
         return 0;
     int rc;
     if (rlen == 0) {

@@ -67,6 +67,9 @@ int gw__session_find(gw_server *srv, h2o_req_t *req, gw_session *s, gr_error_t *
  * session's token when s is given), the body's content type. Returns 0, or
  * -1 having answered. */
 int gw__check_post(gw_server *srv, h2o_req_t *req, const gw_session *s, const char *content_type);
+/* For any call of a logged-in user: 1 with *s filled, or 0 having answered
+ * (401, or 500 when the store fails). */
+int gw__session_login(gw_server *srv, h2o_req_t *req, gw_session *s);
 /* For a logged-in user's POST with a JSON body: 1 with *s filled, or 0
  * having answered (401, or a refused POST). */
 int gw__session_require(gw_server *srv, h2o_req_t *req, gw_session *s);

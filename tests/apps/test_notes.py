@@ -12,17 +12,13 @@ import time
 import pytest
 import websocket
 
-from granary_testing import ASAN_DIR, BUILD_DIR, free_port
+from granary_testing import built, free_port
 
 WRITE = {"X-Sandstorm-Permissions": "read,write"}
 
 
 def notes_bin():
-    for d in (ASAN_DIR, BUILD_DIR):
-        p = os.path.join(d, "apps", "notes", "notes")
-        if os.path.exists(p):
-            return p
-    pytest.fail("no notes binary: run make asan")
+    return built("apps", "notes", "notes")
 
 
 class Notes:

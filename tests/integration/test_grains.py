@@ -8,15 +8,11 @@ import time
 
 import pytest
 
-from granary_testing import ADMIN, ASAN_DIR, BUILD_DIR, Client, Daemon, setup_link_from_log
+from granary_testing import ADMIN, Client, Daemon, built, setup_link_from_log
 
 
 def notes_spk():
-    for d in (ASAN_DIR, BUILD_DIR):
-        p = os.path.join(d, "apps", "notes", "notes.spk")
-        if os.path.exists(p):
-            return p
-    pytest.fail("no notes.spk: run make asan")
+    return built("apps", "notes", "notes.spk")
 
 
 class Grains:
