@@ -795,6 +795,164 @@ static void on_upload_ready(cp_flow *flow, void *ud)
     upload_pump(ud);
 }
 
+static void on_options(const cp_response *resp, void *ud)
+{
+    grain_call *gc = ud;
+    h2o_req_t *req = gc->ref.req;
+    if (req != NULL) {
+        if (resp->exception) {
+            grain_error_page(gc->srv, req, 502, "Bad Gateway", "The app did not answer.",
+                             resp->exception->reason);
+        } else {
+            WebSession_Options_R o = {resp->results};
+            gr_buf dav = GR_BUF_INIT;
+            if (WebSession_Options_get_davClass1(o))
+                gr_buf_puts(&dav, "1");
+            if (WebSession_Options_get_davClass2(o))
+                gr_buf_puts(&dav, dav.len ? ", 2" : "2");
+            if (WebSession_Options_get_davClass3(o))
+                gr_buf_puts(&dav, dav.len ? ", 3" : "3");
+            cp_list_reader ext = WebSession_Options_get_davExtensions(o);
+            for (uint32_t i = 0; i < ext.len && i < 32; i++) {
+                cp_text t = cp_list_get_text(ext, i);
+                if (t.len && strpbrk(t.str, "\r\n,") == NULL)
+                    gr_buf_printf(&dav, "%s%s", dav.len ? ", " : "", t.str);
+            }
+            add_grain_headers(gc->srv, req);
+            if (dav.len)
+                gw__add_header_str(req, "dav", dav.data);
+            gw__add_header(req, H2O_TOKEN_ALLOW,
+                           "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, PROPFIND, PROPPATCH, "
+                           "MKCOL, COPY, MOVE, LOCK, UNLOCK, ACL, REPORT");
+            gr_buf_release(&dav);
+            send_bytes(req, 200, "", 0);
+        }
+    }
+    grain_call_free(gc);
+}
+
+/* The Destination of COPY and MOVE as a WebSession path: the grain's own
+ * origin (or a bare path), without the leading slash; NULL for anywhere else. */
+static char *dav_destination(gw_server *srv, h2o_req_t *req, const char *label)
+{
+    const h2o_iovec_t *d = gw__header(req, "destination");
+    if (d == NULL || d->len == 0 || d->len > 4096)
+        return NULL;
+    _cleanup_free_ char *v = gr_strndup(d->base, d->len);
+    const char *scheme = srv->cfg->base_https ? "https" : "http";
+    _cleanup_free_ char *own = gr_asprintf("%s://%s%s", scheme, label, srv->cfg->wildcard_suffix);
+    const char *path = v;
+    if (gr_starts_with(v, own))
+        path = v + strlen(own);
+    if (path[0] != '/')
+        return NULL;
+    for (const char *q = path; *q; q++)
+        if ((unsigned char)*q <= 0x20 || *q == 0x7f)
+            return NULL;
+    return gr_strdup(path + 1);
+}
+
+static bool header_is(h2o_req_t *req, const char *name, const char *value)
+{
+    const h2o_iovec_t *h = gw__header(req, name);
+    return h && h2o_lcstris(h->base, h->len, value, strlen(value));
+}
+
+/* WebDAV methods, each its own WebSession call. Returns the request with
+ * *ctx its context to fill, NULL with *bad set when the request is unusable,
+ * or NULL and no *bad when the method is not WebDAV. */
+static cp_request *dav_call(gw_server *srv, h2o_req_t *req, cp_cap *ws, const char *p,
+                            const char *label, WebSession_Context_B *ctx, const char **bad,
+                            bool *options)
+{
+    const char *body = req->entity.base ? req->entity.base : "";
+    size_t blen = req->entity.len;
+    bool shallow = header_is(req, "depth", "0");
+    bool no_overwrite = header_is(req, "overwrite", "f");
+    cp_request *call = NULL;
+    *bad = NULL;
+    *options = false;
+    if (gw__method_is(req, "OPTIONS")) {
+        WebSession_options_Params_B x;
+        call = WebSession_options_request(ws, &x);
+        WebSession_options_Params_set_path(x, p, strlen(p));
+        *ctx = WebSession_options_Params_init_context(x);
+        *options = true;
+    } else if (gw__method_is(req, "PROPFIND")) {
+        WebSession_propfind_Params_B x;
+        call = WebSession_propfind_request(ws, &x);
+        WebSession_propfind_Params_set_path(x, p, strlen(p));
+        WebSession_propfind_Params_set_xmlContent(x, body, blen);
+        WebSession_propfind_Params_set_depth(x, shallow ? WebSession_PropfindDepth_zero
+                                               : header_is(req, "depth", "1")
+                                                   ? WebSession_PropfindDepth_one
+                                                   : WebSession_PropfindDepth_infinity);
+        *ctx = WebSession_propfind_Params_init_context(x);
+    } else if (gw__method_is(req, "PROPPATCH")) {
+        WebSession_proppatch_Params_B x;
+        call = WebSession_proppatch_request(ws, &x);
+        WebSession_proppatch_Params_set_path(x, p, strlen(p));
+        WebSession_proppatch_Params_set_xmlContent(x, body, blen);
+        *ctx = WebSession_proppatch_Params_init_context(x);
+    } else if (gw__method_is(req, "MKCOL") || gw__method_is(req, "REPORT")) {
+        bool mkcol = gw__method_is(req, "MKCOL");
+        WebSession_mkcol_Params_B x; /* mkcol and report share a layout */
+        call = mkcol ? WebSession_mkcol_request(ws, &x)
+                     : WebSession_report_request(ws, (WebSession_report_Params_B *)&x);
+        WebSession_mkcol_Params_set_path(x, p, strlen(p));
+        WebSession_PostContent_B c = WebSession_mkcol_Params_init_content(x);
+        const h2o_iovec_t *type = gw__header(req, "content-type");
+        if (type)
+            WebSession_PostContent_set_mimeType(c, type->base, type->len);
+        WebSession_PostContent_set_content(c, body, blen);
+        *ctx = WebSession_mkcol_Params_init_context(x);
+    } else if (gw__method_is(req, "COPY") || gw__method_is(req, "MOVE")) {
+        _cleanup_free_ char *dest = dav_destination(srv, req, label);
+        if (dest == NULL) {
+            *bad = "the Destination must be a path on this grain";
+            return NULL;
+        }
+        if (gw__method_is(req, "COPY")) {
+            WebSession_copy_Params_B x;
+            call = WebSession_copy_request(ws, &x);
+            WebSession_copy_Params_set_path(x, p, strlen(p));
+            WebSession_copy_Params_set_destination(x, dest, strlen(dest));
+            WebSession_copy_Params_set_noOverwrite(x, no_overwrite);
+            WebSession_copy_Params_set_shallow(x, shallow);
+            *ctx = WebSession_copy_Params_init_context(x);
+        } else {
+            WebSession_move_Params_B x;
+            call = WebSession_move_request(ws, &x);
+            WebSession_move_Params_set_path(x, p, strlen(p));
+            WebSession_move_Params_set_destination(x, dest, strlen(dest));
+            WebSession_move_Params_set_noOverwrite(x, no_overwrite);
+            *ctx = WebSession_move_Params_init_context(x);
+        }
+    } else if (gw__method_is(req, "LOCK")) {
+        WebSession_lock_Params_B x;
+        call = WebSession_lock_request(ws, &x);
+        WebSession_lock_Params_set_path(x, p, strlen(p));
+        WebSession_lock_Params_set_xmlContent(x, body, blen);
+        WebSession_lock_Params_set_shallow(x, shallow);
+        *ctx = WebSession_lock_Params_init_context(x);
+    } else if (gw__method_is(req, "UNLOCK")) {
+        const h2o_iovec_t *token = gw__header(req, "lock-token");
+        WebSession_unlock_Params_B x;
+        call = WebSession_unlock_request(ws, &x);
+        WebSession_unlock_Params_set_path(x, p, strlen(p));
+        if (token)
+            WebSession_unlock_Params_set_lockToken(x, token->base, token->len);
+        *ctx = WebSession_unlock_Params_init_context(x);
+    } else if (gw__method_is(req, "ACL")) {
+        WebSession_acl_Params_B x;
+        call = WebSession_acl_request(ws, &x);
+        WebSession_acl_Params_set_path(x, p, strlen(p));
+        WebSession_acl_Params_set_xmlContent(x, body, blen);
+        *ctx = WebSession_acl_Params_init_context(x);
+    }
+    return call;
+}
+
 /* Opens (or reuses) the grain's WebSession for this origin. */
 static cp_cap *web_session_for(gw_server *srv, gw_grain_session *s, gm_grain *g, h2o_req_t *req,
                                gr_error_t *err)
@@ -966,10 +1124,34 @@ static int call_grain(gw_server *srv, h2o_req_t *req, gw_grain_session *s)
         cp_set_data(content, 1, req->entity.base ? req->entity.base : "", req->entity.len);
         set_text(content, 2, encoding);
     } else {
-        grain_call_free(gc);
-        gw__add_header(req, H2O_TOKEN_ALLOW, "GET, HEAD, POST, PUT, PATCH, DELETE");
-        return grain_error_page(srv, req, 405, "Method Not Allowed",
-                                "Granary does not pass this method to apps yet.", "");
+        const char *bad = NULL;
+        bool options = false;
+        call = dav_call(srv, req, ws, p, s->label, &ctx, &bad, &options);
+        if (call == NULL) {
+            grain_call_free(gc);
+            if (bad)
+                return grain_error_page(srv, req, 400, "Bad Request", bad, "");
+            gw__add_header(req, H2O_TOKEN_ALLOW,
+                           "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, PROPFIND, PROPPATCH, "
+                           "MKCOL, COPY, MOVE, LOCK, UNLOCK, ACL, REPORT");
+            return grain_error_page(srv, req, 405, "Method Not Allowed",
+                                    "Apps are not given this method.", "");
+        }
+        method = options ? "options" : "webdav";
+        if (options) {
+            if (fill_context(srv, req, ctx, gc->stream_cap, &err) < 0) {
+                cp_request_free(call);
+                grain_call_free(gc);
+                return grain_error_page(srv, req, 400, "Bad Request",
+                                        "The request's headers are not valid.", gr_error_msg(err));
+            }
+            if (cp_request_send(call, on_options, gc, NULL, &err) < 0) {
+                grain_call_free(gc);
+                return grain_error_page(srv, req, 502, "Bad Gateway",
+                                        "The grain could not take the request.", gr_error_msg(err));
+            }
+            return 0;
+        }
     }
     if (fill_context(srv, req, ctx, gc->stream_cap, &err) < 0) {
         cp_request_free(call);

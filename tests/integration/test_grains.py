@@ -459,3 +459,46 @@ def test_large_download_and_upload_stream_through_the_platform(grains):
     resp, out = grains.get(host, cookie, "/debug/upload", "PUT", b"small",
                            headers={"Content-Type": "text/plain"})
     assert json.loads(out)["bytes"] == 5
+
+
+@pytest.mark.parametrize("method, headers, body", [
+    ("PROPFIND", {"Depth": "1"}, b"<?xml version='1.0'?><propfind xmlns='DAV:'><allprop/></propfind>"),
+    ("PROPPATCH", {}, b"<propertyupdate xmlns='DAV:'/>"),
+    ("MKCOL", {}, b""),
+    ("REPORT", {"Content-Type": "text/xml"}, b"<report/>"),
+    ("LOCK", {"Depth": "0"}, b"<lockinfo xmlns='DAV:'/>"),
+    ("UNLOCK", {"Lock-Token": "<opaquelocktoken:abc>"}, b""),
+    ("ACL", {}, b"<acl xmlns='DAV:'/>"),
+    ("COPY", {"Destination": "/debug/copied", "Overwrite": "F"}, b""),
+    ("MOVE", {"Destination": "DEST"}, b""),
+])
+def test_webdav_methods_reach_the_app(grains, method, headers, body):
+    gid = grains.new_grain()
+    host, cookie = grains.open(gid)
+    if headers.get("Destination") == "DEST":
+        headers = dict(headers, Destination=f"http://{host}/debug/moved")
+    resp, out = grains.get(host, cookie, "/debug/headers", method, body, headers=headers)
+    assert resp.status == 200, out[:300]
+    seen = json.loads(out)
+    assert seen["method"] == method
+    names = {k.lower(): v for k, v in seen["headers"]}
+    if method == "PROPFIND":
+        assert names["depth"] == "1" and seen["body_bytes"] == len(body)
+    if method == "COPY":
+        assert names["overwrite"] == "F" and names["destination"].endswith("/debug/copied")
+    if method == "UNLOCK":
+        assert names["lock-token"] == "<opaquelocktoken:abc>"
+
+
+def test_webdav_refusals_and_options(grains):
+    gid = grains.new_grain()
+    host, cookie = grains.open(gid)
+    resp, _ = grains.get(host, cookie, "/debug/headers", "MOVE",
+                         headers={"Destination": "http://evil.example/x"})
+    assert resp.status == 400  # not a path of this grain
+    resp, _ = grains.get(host, cookie, "/debug/headers", "COPY")
+    assert resp.status == 400  # no Destination
+    resp, _ = grains.get(host, cookie, "/debug/headers", "OPTIONS")
+    assert resp.status == 200 and "PROPFIND" in resp.getheader("Allow")
+    resp, _ = grains.get(host, cookie, "/", "BREW")
+    assert resp.status in (400, 405)
