@@ -49,6 +49,7 @@ fuzz-build: deps $(FUZZ)/build.ninja
 	ninja -C $(FUZZ)
 
 run: build web
+	@echo "The example app's package is $(BUILD)/apps/notes/notes.spk: install it from the shell's Apps page."
 	$(BUILD)/granary run
 
 test: build web asan fuzz-build

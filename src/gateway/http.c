@@ -37,7 +37,7 @@ int gw__send_body(h2o_req_t *req, int status, const char *reason, const char *ty
 
 int gw__send_json(h2o_req_t *req, int status, const char *reason, json_t *obj)
 {
-    char *text = json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS);
+    char *text = json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(6));
     json_decref(obj);
     if (text == NULL)
         abort();
