@@ -522,6 +522,7 @@ static int api_grain_verb(gw_server *srv, h2o_req_t *req, gw_session *s, const c
         /* The shell calls this while the grain's view is open. */
         if (srv->grains)
             gm_touch(srv->grains, id);
+        gw__grain_sessions_touch(srv, id, s->account.id);
         rc = gw__send_json(req, 200, "OK",
                            json_pack("{s:b}", "running", srv->grains && gm_is_running(srv->grains, id)));
     } else if (strcmp(verb, "open") == 0) {

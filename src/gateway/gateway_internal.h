@@ -106,6 +106,8 @@ char *gw__grain_session_new(gw_server *srv, const char *grain_id, const char *ac
 int gw__route_grain(gw_server *srv, h2o_req_t *req, const char *label);
 void gw__grain_sessions_sweep(gw_server *srv, uint64_t idle_ns);
 void gw__grain_sessions_drop_grain(gw_server *srv, const char *grain_id);
+/* An open view's keep-alive: its user's sessions of the grain stay open. */
+void gw__grain_sessions_touch(gw_server *srv, const char *grain_id, const char *account_id);
 void gw__grain_sessions_free(gw_server *srv);
 
 /* WebSockets to grains (websocket.c). gw__grain_websocket takes the grain

@@ -113,6 +113,14 @@ void gw__grain_sessions_sweep(gw_server *srv, uint64_t idle_ns)
     }
 }
 
+void gw__grain_sessions_touch(gw_server *srv, const char *grain_id, const char *account_id)
+{
+    uint64_t now = gr_monotonic_ns();
+    for (gw_grain_session *s = srv->grain_sessions; s; s = s->next)
+        if (strcmp(s->grain_id, grain_id) == 0 && strcmp(s->account_id, account_id) == 0)
+            s->last_used_ns = now;
+}
+
 void gw__grain_sessions_drop_grain(gw_server *srv, const char *grain_id)
 {
     for (gw_grain_session **p = &srv->grain_sessions; *p;) {

@@ -258,7 +258,7 @@ def test_grain_api_refuses_bad_bodies(grains):
 
 
 def test_size_and_keepalive(tmp_path):
-    g = Grains(tmp_path, idle=2)
+    g = Grains(tmp_path, idle=1)
     try:
         gid = g.new_grain()
         host, cookie = g.open(gid)
@@ -271,6 +271,9 @@ def test_size_and_keepalive(tmp_path):
             status, body, _ = g.admin.post(f"/api/grains/{gid}/keepalive", {})
             assert status == 200 and body["running"] is True
         assert f"grain {gid}: idle" not in g.d.read_log()
+        # The view's own origin stayed open too (sessions drop after three
+        # idle periods without a request or a keep-alive).
+        assert g.get(host, cookie, "/api/note")[0].status == 200
     finally:
         g.stop()
 
