@@ -265,30 +265,26 @@ static int fill_context(gw_server *srv, h2o_req_t *req, WebSession_Context_B ctx
     if (stream)
         WebSession_Context_set_responseStream(ctx, cp_cap_ref(stream));
 
-    _cleanup_free_ char *accept = header_copy(req, "accept");
-    gw_accepted *acc = NULL;
-    ssize_t na = accept ? gw__ws_parse_accept(accept, &acc, err) : 0;
-    if (na < 0)
-        return -1;
-    WebSession_AcceptedType_LB al = WebSession_Context_init_accept(ctx, (uint32_t)na);
-    for (ssize_t i = 0; i < na; i++) {
-        WebSession_AcceptedType_B t = WebSession_AcceptedType_list_at(al, (uint32_t)i);
-        WebSession_AcceptedType_set_mimeType(t, acc[i].name, strlen(acc[i].name));
-        WebSession_AcceptedType_set_qValue(t, acc[i].q);
+    /* AcceptedType and AcceptedEncoding share a layout: the name, then qValue. */
+    cp_ptr_builder lists[2] = {WebSession_Context_ptr_accept(ctx),
+                               WebSession_Context_ptr_acceptEncoding(ctx)};
+    static const char *const names[2] = {"accept", "accept-encoding"};
+    for (int k = 0; k < 2; k++) {
+        _cleanup_free_ char *header = header_copy(req, names[k]);
+        gw_accepted *acc = NULL;
+        ssize_t n = header ? gw__ws_parse_accept(header, &acc, err) : 0;
+        if (n < 0)
+            return -1;
+        WebSession_AcceptedType_LB l = {
+            cp_ptr_init_struct_list(lists[k], (uint32_t)n, WebSession_AcceptedType_DATA_WORDS,
+                                    WebSession_AcceptedType_PTR_WORDS)};
+        for (ssize_t i = 0; i < n; i++) {
+            WebSession_AcceptedType_B t = WebSession_AcceptedType_list_at(l, (uint32_t)i);
+            WebSession_AcceptedType_set_mimeType(t, acc[i].name, strlen(acc[i].name));
+            WebSession_AcceptedType_set_qValue(t, acc[i].q);
+        }
+        gw__accepted_free(acc, n > 0 ? (size_t)n : 0);
     }
-    gw__accepted_free(acc, na > 0 ? (size_t)na : 0);
-
-    _cleanup_free_ char *enc = header_copy(req, "accept-encoding");
-    ssize_t ne = enc ? gw__ws_parse_accept(enc, &acc, err) : 0;
-    if (ne < 0)
-        return -1;
-    WebSession_AcceptedEncoding_LB el = WebSession_Context_init_acceptEncoding(ctx, (uint32_t)ne);
-    for (ssize_t i = 0; i < ne; i++) {
-        WebSession_AcceptedEncoding_B t = WebSession_AcceptedEncoding_list_at(el, (uint32_t)i);
-        WebSession_AcceptedEncoding_set_contentCoding(t, acc[i].name, strlen(acc[i].name));
-        WebSession_AcceptedEncoding_set_qValue(t, acc[i].q);
-    }
-    gw__accepted_free(acc, ne > 0 ? (size_t)ne : 0);
 
     _cleanup_free_ char *im = header_copy(req, "if-match");
     _cleanup_free_ char *inm = header_copy(req, "if-none-match");

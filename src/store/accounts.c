@@ -64,27 +64,9 @@ int st_account_by_email(st_store *st, const char *email, st_account *out, gr_err
                          out, err);
 }
 
-/* Runs a query whose first column of its one row is an integer. */
-static int query_int(st_store *st, gr_error_t *err, const char *sql, const char *types, ...)
-{
-    sqlite3_stmt *stmt = NULL;
-    va_list ap;
-    va_start(ap, types);
-    int r = st__vprepare(st, &stmt, err, sql, types, ap);
-    va_end(ap);
-    if (r < 0)
-        return -1;
-    int rc = sqlite3_step(stmt);
-    int v = rc == SQLITE_ROW ? sqlite3_column_int(stmt, 0) : -1;
-    sqlite3_finalize(stmt);
-    if (rc != SQLITE_ROW)
-        return st__db_error(err, st->db, "count");
-    return v;
-}
-
 int st_account_count(st_store *st, bool admins_only, gr_error_t *err)
 {
-    return query_int(st, err,
+    return (int)st__query_int(st, err,
                      admins_only ? "SELECT count(*) FROM accounts WHERE is_admin"
                                  : "SELECT count(*) FROM accounts",
                      "");
@@ -227,7 +209,7 @@ int st_login_failure_count(st_store *st, const char *key, int64_t since, gr_erro
 {
     if (st__run(st, err, "DELETE FROM login_failures WHERE at < ?", "i", since) < 0)
         return -1;
-    return query_int(st, err, "SELECT count(*) FROM login_failures WHERE key = ? AND at >= ?",
+    return (int)st__query_int(st, err, "SELECT count(*) FROM login_failures WHERE key = ? AND at >= ?",
                      "si", key, since);
 }
 

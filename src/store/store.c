@@ -60,6 +60,23 @@ int st__run(st_store *st, gr_error_t *err, const char *sql, const char *types, .
     return sqlite3_changes(st->db);
 }
 
+int64_t st__query_int(st_store *st, gr_error_t *err, const char *sql, const char *types, ...)
+{
+    sqlite3_stmt *stmt = NULL;
+    va_list ap;
+    va_start(ap, types);
+    int r = st__vprepare(st, &stmt, err, sql, types, ap);
+    va_end(ap);
+    if (r < 0)
+        return -1;
+    int rc = sqlite3_step(stmt);
+    int64_t v = rc == SQLITE_ROW ? sqlite3_column_int64(stmt, 0) : -1;
+    sqlite3_finalize(stmt);
+    if (rc != SQLITE_ROW)
+        return st__db_error(err, st->db, "query");
+    return v;
+}
+
 char *st__column_dup(sqlite3_stmt *stmt, int i)
 {
     const unsigned char *t = sqlite3_column_text(stmt, i);

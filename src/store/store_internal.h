@@ -27,6 +27,10 @@ int st__vprepare(st_store *st, sqlite3_stmt **stmt, gr_error_t *err, const char 
  * number of rows changed, or -1 with err. */
 int st__run(st_store *st, gr_error_t *err, const char *sql, const char *types, ...);
 
+/* Runs a query whose one row's first column is a non-negative integer, and
+ * returns it; -1 with err. */
+int64_t st__query_int(st_store *st, gr_error_t *err, const char *sql, const char *types, ...);
+
 /* A copy of column i of the current row as a new string (NULL for NULL). */
 char *st__column_dup(sqlite3_stmt *stmt, int i);
 

@@ -140,7 +140,9 @@ def test_headers_the_app_sees(grains):
     gid = grains.new_grain()
     host, cookie = grains.open(gid)
     resp, body = grains.get(host, cookie, "/debug/headers",
-                            headers={"Cookie": cookie + "; theme=dark", "Accept": "text/html",
+                            headers={"Cookie": cookie + "; theme=dark",
+                                     "Accept": "text/html, application/json;q=0.5",
+                                     "Accept-Encoding": "gzip;q=0.8, br",
                                      "X-Requested-With": "XMLHttpRequest", "X-Evil": "1"})
     assert resp.status == 200, body
     seen = {k.lower(): v for k, v in json.loads(body)["headers"]}
@@ -152,6 +154,8 @@ def test_headers_the_app_sees(grains):
     assert seen["host"] == host
     assert seen["x-requested-with"] == "XMLHttpRequest"
     assert "x-evil" not in seen  # not whitelisted
+    assert "text/html" in seen["accept"] and "application/json;q=0.5" in seen["accept"]
+    assert "gzip;q=0.8" in seen["accept-encoding"] and "br" in seen["accept-encoding"]
     assert "theme=dark" in seen["cookie"]
     assert "granary_grain" not in seen.get("cookie", "")  # the platform's cookie stays home
 
