@@ -45,13 +45,23 @@ void br_percent_encode(gr_buf *b, const char *s)
     }
 }
 
+/* "Name: value\r\n", appended without a format string: this runs for every
+ * header of every request. */
+static void put_header(gr_buf *b, const char *name, const char *value, size_t vlen)
+{
+    gr_buf_puts(b, name);
+    gr_buf_append(b, ": ", 2);
+    gr_buf_append(b, value, vlen);
+    gr_buf_append(b, "\r\n", 2);
+}
+
 int br_request_header(gr_buf *b, const char *name, const char *value, gr_error_t *err)
 {
     if (!is_token(name))
         return gr_make_error(err, 0, "header name '%.64s' is not an HTTP token", name);
     if (!safe_value(value))
         return gr_make_error(err, 0, "header %s: the value holds a line break", name);
-    gr_buf_printf(b, "%s: %s\r\n", name, value);
+    put_header(b, name, value, strlen(value));
     return 0;
 }
 
@@ -73,7 +83,10 @@ int br_request_begin(gr_buf *b, const char *method, const char *path, const br_s
     for (const unsigned char *p = (const unsigned char *)path; *p; p++)
         if (*p <= 0x20 || *p == 0x7f)
             return gr_make_error(err, 0, "the path holds a space or a control character");
-    gr_buf_printf(b, "%s /%s HTTP/1.1\r\n", method, path[0] == '/' ? path + 1 : path);
+    gr_buf_puts(b, method);
+    gr_buf_append(b, " /", 2);
+    gr_buf_puts(b, path[0] == '/' ? path + 1 : path);
+    gr_buf_puts(b, " HTTP/1.1\r\n");
 
     const char *base = s && s->base_path ? s->base_path : NULL;
     if (base == NULL || base[0] == '\0') {
@@ -85,15 +98,15 @@ int br_request_begin(gr_buf *b, const char *method, const char *path, const br_s
         for (size_t i = 0; i < hlen; i++)
             if ((unsigned char)host[i] <= 0x20 || host[i] == 0x7f)
                 return gr_make_error(err, 0, "the base path holds a space or a control character");
-        gr_buf_printf(b, "Host: %.*s\r\n", (int)hlen, host);
-        gr_buf_printf(b, "X-Forwarded-Proto: %s\r\n", https ? "https" : "http");
+        put_header(b, "Host", host, hlen);
+        gr_buf_puts(b, https ? "X-Forwarded-Proto: https\r\n" : "X-Forwarded-Proto: http\r\n");
     }
     if (s == NULL)
         return 0;
 
     gr_buf name = GR_BUF_INIT;
     br_percent_encode(&name, s->username ? s->username : "Anonymous User");
-    gr_buf_printf(b, "X-Sandstorm-Username: %s\r\n", name.data);
+    put_header(b, "X-Sandstorm-Username", name.data, name.len);
     gr_buf_release(&name);
     struct {
         const char *header, *value;
@@ -116,8 +129,15 @@ int br_request_begin(gr_buf *b, const char *method, const char *path, const br_s
 
 void br_request_end(gr_buf *b, int64_t body_len)
 {
-    if (body_len >= 0)
-        gr_buf_printf(b, "Content-Length: %lld\r\n", (long long)body_len);
+    if (body_len >= 0) {
+        char digits[24];
+        size_t n = sizeof(digits);
+        uint64_t v = (uint64_t)body_len;
+        do
+            digits[--n] = (char)('0' + v % 10);
+        while ((v /= 10) && n);
+        put_header(b, "Content-Length", digits + n, sizeof(digits) - n);
+    }
     else if (body_len == -1)
         gr_buf_puts(b, "Transfer-Encoding: chunked\r\n");
     gr_buf_puts(b, "\r\n");

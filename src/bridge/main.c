@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <sys/stat.h>
 
@@ -279,6 +280,11 @@ int main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    /* Each request frees and takes back the same few buffers: without a
+     * fixed threshold glibc gives the top of the heap back and asks for it
+     * again (brk and page faults) every few requests. */
+    mallopt(M_TRIM_THRESHOLD, 512 * 1024);
+    mallopt(M_MMAP_THRESHOLD, 512 * 1024);
     const char *level = getenv("GRANARY_LOG_LEVEL");
     gr_log_level lv;
     if (level && gr_log_parse_level(level, &lv) == 0)

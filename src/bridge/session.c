@@ -29,6 +29,7 @@ typedef struct appconn {
     struct appconn *next; /* in the idle list */
     bool reused;          /* came from the idle list: may have been closed */
     bool closing;
+    bool reading; /* kept on across exchanges: a stop and start costs two epoll_ctl */
 } appconn;
 
 static struct {
@@ -84,14 +85,32 @@ static void idle_remove(appconn *c)
         }
 }
 
-/* An idle connection that the app closes, or talks on, is dropped. */
-static void idle_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+static void exch_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+/* One read callback for the connection's whole life: bytes go to its
+ * exchange; an idle connection that the app closes, or talks on, is dropped. */
+static void conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     appconn *c = s->data;
+    if (c->x) {
+        exch_read(s, nread, buf);
+        return;
+    }
     if (nread == 0)
         return;
     idle_remove(c);
     conn_close(c);
+}
+
+static void conn_reading(appconn *c, bool on)
+{
+    if (c->reading == on || c->closing)
+        return;
+    c->reading = on;
+    if (on)
+        uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, conn_read);
+    else
+        uv_read_stop((uv_stream_t *)&c->tcp);
 }
 
 static void idle_put(appconn *c)
@@ -104,7 +123,7 @@ static void idle_put(appconn *c)
     c->next = app.idle;
     app.idle = c;
     app.nidle++;
-    uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, idle_read);
+    conn_reading(c, true);
 }
 
 static appconn *idle_take(void)
@@ -114,7 +133,6 @@ static appconn *idle_take(void)
         return NULL;
     app.idle = c->next;
     app.nidle--;
-    uv_read_stop((uv_stream_t *)&c->tcp);
     c->reused = true;
     c->next = NULL;
     return c;
@@ -239,7 +257,6 @@ static void exch_http_end(exch *x, bool keep)
     appconn *c = x->c;
     x->c = NULL;
     if (c) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
         /* An app may answer before it has read the whole request: a
          * connection with bytes still going out is not reused. */
         if (keep && x->kind == EX_HTTP && x->writes == 0)
@@ -537,14 +554,13 @@ static void ignore_response(const cp_response *resp, void *ud)
         gr_warn("response stream: %s", resp->exception->reason);
 }
 
-static void exch_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 static void flow_ready(cp_flow *flow, void *ud)
 {
     exch *x = ud;
     if (x->paused && x->c && !x->http_done) {
         x->paused = false;
-        uv_read_start((uv_stream_t *)&x->c->tcp, alloc_cb, exch_read);
+        conn_reading(x->c, true);
     }
 }
 
@@ -571,7 +587,7 @@ static int flow_push(exch *x, cp_cap *target, bool websocket, const char *data, 
     }
     if (r == 0 && x->c && !x->paused) {
         x->paused = true;
-        uv_read_stop((uv_stream_t *)&x->c->tcp);
+        conn_reading(x->c, false);
     }
     return 0;
 }
@@ -643,7 +659,6 @@ static const br_parser_callbacks parser_cb = {on_head, on_body, on_done};
 
 /* ---- the connection's life --------------------------------------------------------- */
 
-static void exch_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 static void ws_forward(exch *x, const char *data, size_t len)
 {
@@ -762,11 +777,24 @@ static void exch_write(exch *x, char *data, size_t len, cp_call *call)
         x->queue_tail = &q->next;
         return;
     }
+    uv_buf_t b = uv_buf_init(q->data, (unsigned)len);
+    if (call == NULL) {
+        /* Written at once when the socket takes it: a uv_write that
+         * completes still costs an epoll_ctl when libuv drains the queue.
+         * A failure goes the uv_write way, reported from the loop. */
+        int n = uv_try_write((uv_stream_t *)&x->c->tcp, &b, 1);
+        if (n == (int)len) {
+            free(q->data);
+            free(q);
+            return;
+        }
+        if (n > 0)
+            b = uv_buf_init(q->data + n, (unsigned)(len - (size_t)n));
+    }
     q->w.data = q;
     q->attempt = x->attempt;
     x->refs++;
     x->writes++;
-    uv_buf_t b = uv_buf_init(q->data, (unsigned)len);
     int r = uv_write(&q->w, (uv_stream_t *)&x->c->tcp, &b, 1, wreq_done);
     if (r < 0) {
         x->refs--;
@@ -811,7 +839,7 @@ static void exch_connected(exch *x)
     }
     if (x->http_done || x->c == NULL)
         return;
-    uv_read_start((uv_stream_t *)&x->c->tcp, alloc_cb, exch_read);
+    conn_reading(x->c, true);
 }
 
 static void on_connect(uv_connect_t *req, int status)

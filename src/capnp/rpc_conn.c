@@ -37,10 +37,16 @@ struct cp_rpc_conn {
     uint32_t outstanding; /* the peer's calls not yet returned */
     cp_cap *caps;         /* imports, to break on disconnect */
 
-    bool alive, in_read, closing, closed, free_requested;
+    bool alive, closing, closed, free_requested;
     int handles;       /* libuv handles not yet closed */
     int write_status;  /* the first write error */
     uv_timer_t linger; /* bounds the wait for the peer after an Abort */
+    /* Messages queue in `out` and go out in one write per loop iteration:
+     * before the loop polls (prepare) and after it ran the I/O callbacks
+     * (check), so that a batch of calls or returns costs one syscall. */
+    uv_prepare_t flush_prepare;
+    uv_check_t flush_check;
+    bool flush_armed;
     uv_shutdown_t shutdown;
     int busy;
     char *reason;
@@ -138,6 +144,41 @@ static void conn_flush(cp_rpc_conn *conn)
     }
 }
 
+/* Beyond this many queued bytes a message is written at once. */
+#define CP__OUT_EAGER (256 * 1024)
+
+static void flush_disarm(cp_rpc_conn *conn)
+{
+    if (!conn->flush_armed)
+        return;
+    conn->flush_armed = false;
+    uv_prepare_stop(&conn->flush_prepare);
+    uv_check_stop(&conn->flush_check);
+}
+
+static void on_flush_prepare(uv_prepare_t *h)
+{
+    cp_rpc_conn *conn = h->data;
+    flush_disarm(conn);
+    conn_flush(conn);
+}
+
+static void on_flush_check(uv_check_t *h)
+{
+    cp_rpc_conn *conn = h->data;
+    flush_disarm(conn);
+    conn_flush(conn);
+}
+
+static void flush_arm(cp_rpc_conn *conn)
+{
+    if (conn->flush_armed || !conn->stream || conn->closing)
+        return;
+    conn->flush_armed = true;
+    uv_prepare_start(&conn->flush_prepare, on_flush_prepare);
+    uv_check_start(&conn->flush_check, on_flush_check);
+}
+
 static void conn_send(cp_rpc_conn *conn, cp_message *m)
 {
     if (!conn->alive)
@@ -151,8 +192,10 @@ static void conn_send(cp_rpc_conn *conn, cp_message *m)
         return;
     }
     cp_message_write(m, &conn->out);
-    if (!conn->in_read)
+    if (conn->out.len >= CP__OUT_EAGER)
         conn_flush(conn);
+    else
+        flush_arm(conn);
 }
 
 static cp_struct_builder msg_start(cp_message *m, uint16_t which, uint16_t dw, uint16_t pw)
@@ -1060,9 +1103,12 @@ static void close_handles(cp_rpc_conn *conn)
     if (!conn->stream || conn->closing)
         return;
     conn->closing = true;
+    flush_disarm(conn);
     uv_read_stop(conn->stream);
     uv_close((uv_handle_t *)conn->stream, on_closed);
     uv_close((uv_handle_t *)&conn->linger, on_closed);
+    uv_close((uv_handle_t *)&conn->flush_prepare, on_closed);
+    uv_close((uv_handle_t *)&conn->flush_check, on_closed);
 }
 
 static void on_linger(uv_timer_t *t)
@@ -1180,11 +1226,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread > 0) {
         conn->busy++;
-        conn->in_read = true;
         cp__rpc_conn_feed(conn, buf->base, (size_t)nread);
-        conn->in_read = false;
-        if (conn->alive)
-            conn_flush(conn);
         conn->busy--;
         conn_maybe_free(conn);
     } else if (nread < 0) {
@@ -1212,7 +1254,11 @@ int cp_rpc_conn_adopt(uv_stream_t *stream, cp_cap *bootstrap, const cp_rpc_optio
     stream->data = conn;
     uv_timer_init(conn->loop, &conn->linger);
     conn->linger.data = conn;
-    conn->handles = 2;
+    uv_prepare_init(conn->loop, &conn->flush_prepare);
+    conn->flush_prepare.data = conn;
+    uv_check_init(conn->loop, &conn->flush_check);
+    conn->flush_check.data = conn;
+    conn->handles = 4;
     int r = uv_read_start(stream, on_alloc, on_read);
     if (r < 0) {
         cp_cap_unref(gr_steal_pointer(&conn->bootstrap));
