@@ -491,20 +491,62 @@ DEFINE_LIST_GET(f64, double, 64)
 /* ---- building ------------------------------------------------------------ */
 
 #define MAX_SEGMENT_WORDS (1u << 28)
+#define DEFAULT_SEGMENT_WORDS 1024u
 
 void cp_message_init(cp_message *m, uint32_t first_segment_words)
 {
     memset(m, 0, sizeof(*m));
-    m->next_seg_words = first_segment_words ? first_segment_words : 1024;
+    m->next_seg_words = first_segment_words ? first_segment_words : DEFAULT_SEGMENT_WORDS;
     m->traversal_left = INT64_MAX;
     m->nesting_limit = CP_DEFAULT_NESTING_LIMIT;
+}
+
+/* Built messages start with a segment of DEFAULT_SEGMENT_WORDS (8 KiB) and
+ * most RPC messages use a few dozen words of it. Released first segments are
+ * zeroed over their used part and kept per thread for the next message,
+ * instead of a calloc of the whole segment each time. Sanitizer builds keep
+ * nothing, so that a use after release is still caught. */
+#if defined(__SANITIZE_ADDRESS__)
+#define SEGMENT_CACHE 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SEGMENT_CACHE 0
+#endif
+#endif
+#ifndef SEGMENT_CACHE
+#define SEGMENT_CACHE 8
+#endif
+#if SEGMENT_CACHE
+static _Thread_local uint64_t *segment_cache[SEGMENT_CACHE];
+static _Thread_local unsigned segments_cached;
+#endif
+
+static uint64_t *segment_alloc(uint32_t words)
+{
+#if SEGMENT_CACHE
+    if (words == DEFAULT_SEGMENT_WORDS && segments_cached)
+        return segment_cache[--segments_cached];
+#endif
+    return gr_calloc(words, 8);
+}
+
+static void segment_free(cp_segment *s)
+{
+#if SEGMENT_CACHE
+    if (s->cap == DEFAULT_SEGMENT_WORDS && segments_cached < SEGMENT_CACHE) {
+        memset(s->words, 0, (size_t)s->len * 8);
+        segment_cache[segments_cached++] = s->words;
+        return;
+    }
+#endif
+    free(s->words);
 }
 
 void cp_message_release(cp_message *m)
 {
     for (uint32_t i = 0; i < m->nsegs; i++)
         if (m->segs[i].owned)
-            free(m->segs[i].words);
+            segment_free(&m->segs[i]);
     free(m->segs);
     free(m->caps);
     free(m->owned_buf);
@@ -520,7 +562,7 @@ static uint32_t new_segment(cp_message *m, uint32_t min_words)
     }
     uint32_t size = m->next_seg_words > min_words ? m->next_seg_words : min_words;
     cp_segment *s = &m->segs[m->nsegs];
-    s->words = gr_calloc(size, 8);
+    s->words = segment_alloc(size);
     s->len = 0;
     s->cap = size;
     s->owned = true;
