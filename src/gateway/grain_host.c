@@ -606,6 +606,10 @@ static int send_bytes(h2o_req_t *req, int status, const void *data, size_t len)
 {
     req->res.status = status;
     req->res.reason = status_reason(status);
+    /* A whole body goes out with its length rather than chunked; a HEAD
+     * answer's empty body says nothing of the length. */
+    if (status != 204 && status != 304 && !gw__method_is(req, "HEAD"))
+        req->res.content_length = len;
     h2o_send_inline(req, data, len);
     return 0;
 }

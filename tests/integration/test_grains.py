@@ -125,6 +125,24 @@ def test_a_grain_serves_the_app_through_the_bridge(grains):
     assert resp.status == 304
 
 
+def test_small_bodies_carry_their_length(grains):
+    # A body that came whole in the WebSession answer goes out with
+    # Content-Length, not chunked; HEAD and 204 say no length of their own.
+    gid = grains.new_grain()
+    host, cookie = grains.open(gid)
+    resp, body = grains.get(host, cookie, "/debug/status/200")
+    assert resp.status == 200 and body == b"status 200\n"
+    assert resp.getheader("Content-Length") == str(len(body))
+    assert resp.getheader("Transfer-Encoding") is None
+    resp, body = grains.get(host, cookie, "/debug/status/404")
+    assert resp.status == 404 and resp.getheader("Content-Length") == str(len(body))
+    resp, body = grains.get(host, cookie, "/debug/status/200", method="HEAD")
+    assert resp.status == 200 and body == b""
+    assert resp.getheader("Content-Length") in (None, str(len(b"status 200\n")))
+    resp, body = grains.get(host, cookie, "/debug/status/204")
+    assert resp.status == 204 and body == b"" and resp.getheader("Content-Length") is None
+
+
 def test_view_info_comes_from_the_grain(grains):
     gid = grains.new_grain()
     status, body, _ = grains.admin.get(f"/api/grains/{gid}/view-info")
