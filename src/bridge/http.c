@@ -131,14 +131,9 @@ void br_request_end(gr_buf *b, int64_t body_len)
 {
     if (body_len >= 0) {
         char digits[24];
-        size_t n = sizeof(digits);
-        uint64_t v = (uint64_t)body_len;
-        do
-            digits[--n] = (char)('0' + v % 10);
-        while ((v /= 10) && n);
-        put_header(b, "Content-Length", digits + n, sizeof(digits) - n);
-    }
-    else if (body_len == -1)
+        int n = snprintf(digits, sizeof(digits), "%lld", (long long)body_len);
+        put_header(b, "Content-Length", digits, (size_t)n);
+    } else if (body_len == -1)
         gr_buf_puts(b, "Transfer-Encoding: chunked\r\n");
     gr_buf_puts(b, "\r\n");
 }

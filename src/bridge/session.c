@@ -554,7 +554,6 @@ static void ignore_response(const cp_response *resp, void *ud)
         gr_warn("response stream: %s", resp->exception->reason);
 }
 
-
 static void flow_ready(cp_flow *flow, void *ud)
 {
     exch *x = ud;
@@ -658,7 +657,6 @@ static int on_done(void *ud)
 static const br_parser_callbacks parser_cb = {on_head, on_body, on_done};
 
 /* ---- the connection's life --------------------------------------------------------- */
-
 
 static void ws_forward(exch *x, const char *data, size_t len)
 {

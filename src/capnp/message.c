@@ -184,19 +184,16 @@ static size_t write_table(const cp_message *m, uint8_t *hdr)
 void cp_message_write_table(const cp_message *m, gr_buf *out)
 {
     uint32_t n = m->nsegs ? m->nsegs : 1;
-    _cleanup_free_ uint8_t *hdr = gr_malloc(table_bytes(n));
+    uint8_t small[64]; /* the table of up to 15 segments: no allocation */
+    _cleanup_free_ uint8_t *big = table_bytes(n) > sizeof(small) ? gr_malloc(table_bytes(n)) : NULL;
+    uint8_t *hdr = big ? big : small;
     size_t hl = write_table(m, hdr);
     gr_buf_append(out, hdr, hl);
 }
 
 void cp_message_write(const cp_message *m, gr_buf *out)
 {
-    uint32_t n = m->nsegs ? m->nsegs : 1;
-    uint8_t small[64]; /* the table of up to 15 segments */
-    _cleanup_free_ uint8_t *big = table_bytes(n) > sizeof(small) ? gr_malloc(table_bytes(n)) : NULL;
-    uint8_t *hdr = big ? big : small;
-    size_t hl = write_table(m, hdr);
-    gr_buf_append(out, hdr, hl);
+    cp_message_write_table(m, out);
     for (uint32_t i = 0; i < m->nsegs; i++)
         gr_buf_append(out, m->segs[i].words, (size_t)m->segs[i].len * 8);
 }

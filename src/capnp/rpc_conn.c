@@ -156,18 +156,20 @@ static void flush_disarm(cp_rpc_conn *conn)
     uv_check_stop(&conn->flush_check);
 }
 
-static void on_flush_prepare(uv_prepare_t *h)
+static void flush_queued(cp_rpc_conn *conn)
 {
-    cp_rpc_conn *conn = h->data;
     flush_disarm(conn);
     conn_flush(conn);
 }
 
+static void on_flush_prepare(uv_prepare_t *h)
+{
+    flush_queued(h->data);
+}
+
 static void on_flush_check(uv_check_t *h)
 {
-    cp_rpc_conn *conn = h->data;
-    flush_disarm(conn);
-    conn_flush(conn);
+    flush_queued(h->data);
 }
 
 static void flush_arm(cp_rpc_conn *conn)

@@ -115,15 +115,24 @@ static int parse(int argc, char **argv, spk_args *a)
     return 0;
 }
 
+/* Makes a key in the keyring and writes its app id to id; the private key
+ * does not stay in memory. */
+static int new_app_key(spk_args *a, char id[SPK_APP_ID_LEN + 1], gr_error_t *err)
+{
+    spk_key key;
+    if (spk_keygen(a->keyring, &key, err) < 0)
+        return -1;
+    spk_app_id_encode(key.public_key, id);
+    memset(&key, 0, sizeof(key));
+    return 0;
+}
+
 static int do_keygen(spk_args *a)
 {
     gr_error_t err = NULL;
-    spk_key key;
-    if (spk_keygen(a->keyring, &key, &err) < 0)
-        return fail(err);
     char id[SPK_APP_ID_LEN + 1];
-    spk_app_id_encode(key.public_key, id);
-    memset(&key, 0, sizeof(key));
+    if (new_app_key(a, id, &err) < 0)
+        return fail(err);
     printf("%s\n", id);
     return 0;
 }
@@ -191,12 +200,9 @@ static int do_init(spk_args *a)
         return 1;
     }
     gr_error_t err = NULL;
-    spk_key key;
-    if (spk_keygen(a->keyring, &key, &err) < 0)
-        return fail(err);
     char id[SPK_APP_ID_LEN + 1];
-    spk_app_id_encode(key.public_key, id);
-    memset(&key, 0, sizeof(key));
+    if (new_app_key(a, id, &err) < 0)
+        return fail(err);
     uint8_t rnd[8];
     if (gr_random_bytes(rnd, sizeof(rnd), &err) < 0)
         return fail(err);
