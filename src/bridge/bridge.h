@@ -33,6 +33,10 @@ typedef struct br_session_info {
  * that could split the request (space, control characters, NUL). */
 int br_request_begin(gr_buf *b, const char *method, const char *path, const br_session_info *s,
                      gr_error_t *err);
+/* The two halves of br_request_begin: the request line, and the headers that
+ * stay the same for every request of a session (which a session makes once). */
+int br_request_line(gr_buf *b, const char *method, const char *path, gr_error_t *err);
+int br_session_headers(gr_buf *b, const br_session_info *s, gr_error_t *err);
 
 /* Adds one header. A name that is not an HTTP token or a value holding CR,
  * LF or NUL is refused with err, so no app ever sees an injected header. */

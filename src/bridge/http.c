@@ -75,19 +75,23 @@ static const char *host_of(const char *base, size_t *len, bool *https)
     return h;
 }
 
-int br_request_begin(gr_buf *b, const char *method, const char *path, const br_session_info *s,
-                     gr_error_t *err)
+int br_request_line(gr_buf *b, const char *method, const char *path, gr_error_t *err)
 {
     if (!is_token(method))
         return gr_make_error(err, 0, "method '%.32s' is not an HTTP token", method);
     for (const unsigned char *p = (const unsigned char *)path; *p; p++)
         if (*p <= 0x20 || *p == 0x7f)
             return gr_make_error(err, 0, "the path holds a space or a control character");
+    gr_buf_reserve(b, 1000); /* a whole head, most often, in one 1 KiB allocation */
     gr_buf_puts(b, method);
     gr_buf_append(b, " /", 2);
     gr_buf_puts(b, path[0] == '/' ? path + 1 : path);
     gr_buf_puts(b, " HTTP/1.1\r\n");
+    return 0;
+}
 
+int br_session_headers(gr_buf *b, const br_session_info *s, gr_error_t *err)
+{
     const char *base = s && s->base_path ? s->base_path : NULL;
     if (base == NULL || base[0] == '\0') {
         gr_buf_puts(b, "Host: sandbox\r\n");
@@ -104,10 +108,9 @@ int br_request_begin(gr_buf *b, const char *method, const char *path, const br_s
     if (s == NULL)
         return 0;
 
-    gr_buf name = GR_BUF_INIT;
-    br_percent_encode(&name, s->username ? s->username : "Anonymous User");
-    put_header(b, "X-Sandstorm-Username", name.data, name.len);
-    gr_buf_release(&name);
+    gr_buf_puts(b, "X-Sandstorm-Username: ");
+    br_percent_encode(b, s->username ? s->username : "Anonymous User");
+    gr_buf_append(b, "\r\n", 2);
     struct {
         const char *header, *value;
     } fields[] = {
@@ -125,6 +128,14 @@ int br_request_begin(gr_buf *b, const char *method, const char *path, const br_s
         if (fields[i].value && br_request_header(b, fields[i].header, fields[i].value, err) < 0)
             return -1;
     return 0;
+}
+
+int br_request_begin(gr_buf *b, const char *method, const char *path, const br_session_info *s,
+                     gr_error_t *err)
+{
+    if (br_request_line(b, method, path, err) < 0)
+        return -1;
+    return br_session_headers(b, s, err);
 }
 
 void br_request_end(gr_buf *b, int64_t body_len)
@@ -477,8 +488,8 @@ static int take_header(br_parser *p)
         r->headers[r->nheaders].value = gr_strdup(v);
         r->nheaders++;
     }
-    gr_buf_release(&p->name);
-    gr_buf_release(&p->value);
+    gr_buf_clear(&p->name); /* their memory serves the next header */
+    gr_buf_clear(&p->value);
     return 0;
 }
 

@@ -486,6 +486,12 @@ static void exch_try_answer(exch *x)
     cp_call *call = x->call;
     x->call = NULL;
     x->answered = true;
+    if (!x->streaming) {
+        /* The answer carries the whole body: the stream goes unused, and
+         * dropping it first lets the Return release it (no Release). */
+        cp_cap_unref(x->response_stream);
+        x->response_stream = NULL;
+    }
     if (x->error) {
         cp_call_fail(call, CP_EXC_FAILED, "%s", x->error);
     } else if (x->answer == ANSWER_OPTIONS && x->resp->status >= 400) {
@@ -815,15 +821,21 @@ static void exch_connected(exch *x)
         if (x->kind == EX_WEBSOCKET)
             br_parser_expect_upgrade(x->parser);
     }
+    /* The head goes out at once when the socket takes it, as it most often
+     * does; what it does not take is queued. On a reused connection the head
+     * is kept until the answer starts, for exch_retry. */
     size_t len = x->req.len;
-    if (x->c->reused && !x->retried && x->kind == EX_HTTP) {
-        /* Kept until the answer starts, for exch_retry. */
-        char *copy = gr_malloc(len);
-        memcpy(copy, x->req.data, len);
-        exch_write(x, copy, len, NULL);
-    } else {
-        exch_write(x, gr_buf_steal(&x->req), len, NULL);
+    bool keep = x->c->reused && !x->retried && x->kind == EX_HTTP;
+    uv_buf_t head = uv_buf_init(x->req.data, (unsigned)len);
+    int took = uv_try_write((uv_stream_t *)&x->c->tcp, &head, 1);
+    size_t sent = took > 0 ? (size_t)took : 0; /* a failure goes the uv_write way below */
+    if (sent < len) {
+        char *rest = gr_malloc(len - sent);
+        memcpy(rest, x->req.data + sent, len - sent);
+        exch_write(x, rest, len - sent, NULL);
     }
+    if (!keep)
+        gr_buf_release(&x->req);
     if (x->http_done)
         return;
     wreq *q = x->queue;
@@ -979,6 +991,12 @@ void br__app_init(uv_loop_t *loop, int port, uint64_t listen_timeout_ms)
 typedef struct session {
     cp_server base;
     br__session_params p;
+    /* The headers every request of the session carries (Host, X-Sandstorm-*,
+     * User-Agent, Accept-Language), made at the first request; or why the
+     * session's fields cannot make them. */
+    gr_buf head;
+    char *head_error;
+    bool head_made;
 } session;
 
 void br__session_params_release(br__session_params *p)
@@ -1025,13 +1043,21 @@ static int begin_request(gr_buf *b, session *s, const char *method, cp_text path
 {
     if (strlen(path.str) != path.len)
         return gr_make_error(err, 0, "the path holds a NUL");
-    if (br_request_begin(b, method, path.str, &s->p.info, err) < 0)
+    if (!s->head_made) {
+        s->head_made = true;
+        _cleanup_error_ gr_error_t why = NULL;
+        if (br_session_headers(&s->head, &s->p.info, &why) < 0 ||
+            (s->p.user_agent &&
+             br_request_header(&s->head, "User-Agent", s->p.user_agent, &why) < 0) ||
+            (s->p.accept_language &&
+             br_request_header(&s->head, "Accept-Language", s->p.accept_language, &why) < 0))
+            s->head_error = gr_strdup(gr_error_msg(why));
+    }
+    if (s->head_error)
+        return gr_make_error(err, 0, "%s", s->head_error);
+    if (br_request_line(b, method, path.str, err) < 0)
         return -1;
-    if (s->p.user_agent && br_request_header(b, "User-Agent", s->p.user_agent, err) < 0)
-        return -1;
-    if (s->p.accept_language &&
-        br_request_header(b, "Accept-Language", s->p.accept_language, err) < 0)
-        return -1;
+    gr_buf_append(b, s->head.data, s->head.len);
 
     gr_buf v = GR_BUF_INIT;
     int r = 0;
@@ -1584,6 +1610,8 @@ static void session_destroy(cp_server *self)
 {
     session *s = (session *)self;
     br__session_params_release(&s->p);
+    gr_buf_release(&s->head);
+    free(s->head_error);
     free(s);
 }
 

@@ -616,8 +616,9 @@ static inline cp_ptr_builder cp_list_ptr_at(cp_list_builder l, uint32_t i)
  * it says when a whole framed message is buffered and hands it over. */
 
 typedef struct cp_stream_reader {
-    uint8_t *buf; /* bytes of the message being assembled */
-    size_t len, cap;
+    uint8_t *buf;  /* room for the segment list, then the frame being assembled */
+    size_t prefix; /* bytes before the frame (0 when it was not sized at once) */
+    size_t len, cap; /* frame bytes held, and room for them */
     size_t need;      /* total bytes of the current frame, once known */
     uint32_t nsegs;   /* segments of the current frame, once known */
     size_t max_bytes; /* frame size limit */

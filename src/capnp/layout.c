@@ -547,7 +547,8 @@ void cp_message_release(cp_message *m)
     for (uint32_t i = 0; i < m->nsegs; i++)
         if (m->segs[i].owned)
             segment_free(&m->segs[i]);
-    free(m->segs);
+    if ((void *)m->segs != m->owned_buf) /* else the list lives in front of the frame */
+        free(m->segs);
     free(m->caps);
     free(m->owned_buf);
     gr_error_release(&m->error);
@@ -558,7 +559,13 @@ static uint32_t new_segment(cp_message *m, uint32_t min_words)
 {
     if (m->nsegs == m->segs_cap) {
         m->segs_cap = m->segs_cap ? m->segs_cap * 2 : 4;
-        m->segs = gr_realloc(m->segs, m->segs_cap * sizeof(*m->segs));
+        if (m->segs != NULL && (void *)m->segs == m->owned_buf) { /* move out of the read buffer */
+            cp_segment *segs = gr_malloc(m->segs_cap * sizeof(*segs));
+            memcpy(segs, m->segs, m->nsegs * sizeof(*segs));
+            m->segs = segs;
+        } else {
+            m->segs = gr_realloc(m->segs, m->segs_cap * sizeof(*m->segs));
+        }
     }
     uint32_t size = m->next_seg_words > min_words ? m->next_seg_words : min_words;
     cp_segment *s = &m->segs[m->nsegs];

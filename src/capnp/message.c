@@ -40,15 +40,18 @@ static size_t table_bytes(uint64_t nsegs)
     return (size_t)((4 * (1 + nsegs) + 7) / 8 * 8);
 }
 
-/* Parses the frame in buf[0..len) (exactly one message) and points m's
- * segments into buf, which m takes ownership of (freed even on error). buf
- * must be 8-byte aligned. */
-static int adopt(cp_message *m, uint8_t *buf, size_t len, bool own, const cp_read_options *opts,
-                 gr_error_t *err)
+/* Parses the frame in buf[prefix..prefix+len) (exactly one message) and points
+ * m's segments into it; m takes ownership of buf when own (freed even on
+ * error). The frame must be 8-byte aligned. When the prefix has room for the
+ * segment list, the list lives there, so reading costs no allocation but buf. */
+static int adopt(cp_message *m, uint8_t *buf, size_t prefix, size_t len, bool own,
+                 const cp_read_options *opts, gr_error_t *err)
 {
     memset(m, 0, sizeof(*m));
     if (own)
         m->owned_buf = buf;
+    uint8_t *alloc = buf;
+    buf += prefix;
     if (len < 8) {
         cp_message_release(m);
         return gr_make_error(err, 0, "capnp frame truncated: %zu bytes", len);
@@ -73,13 +76,16 @@ static int adopt(cp_message *m, uint8_t *buf, size_t len, bool own, const cp_rea
                              total > len ? "truncated" : "has trailing bytes",
                              (unsigned long long)total, len);
     }
-    m->segs = gr_calloc((size_t)nsegs, sizeof(*m->segs));
+    if (own && prefix >= nsegs * sizeof(*m->segs))
+        m->segs = (cp_segment *)(void *)alloc; /* m->owned_buf: freed with it */
+    else
+        m->segs = gr_calloc((size_t)nsegs, sizeof(*m->segs));
     m->nsegs = m->segs_cap = (uint32_t)nsegs;
     size_t off = hdr;
     for (uint32_t i = 0; i < nsegs; i++) {
         uint32_t words = load32(buf + 4 + 4 * i);
-        m->segs[i].words = (uint64_t *)(void *)(buf + off);
-        m->segs[i].len = m->segs[i].cap = words;
+        m->segs[i] = (cp_segment){.words = (uint64_t *)(void *)(buf + off), .len = words,
+                                  .cap = words, .owned = false};
         off += (size_t)words * 8;
     }
     m->next_seg_words = 1024;
@@ -90,10 +96,17 @@ static int adopt(cp_message *m, uint8_t *buf, size_t len, bool own, const cp_rea
 int cp_message_read(cp_message *m, const void *buf, size_t len, const cp_read_options *opts,
                     gr_error_t *err)
 {
-    uint8_t *copy = gr_malloc(len ? len : 1);
+    /* Room before the copy for the segment list, when the count is sane. */
+    size_t prefix = 0;
+    if (len >= 4) {
+        uint64_t nsegs = (uint64_t)load32(buf) + 1;
+        if (nsegs <= max_segments(opts) && table_bytes(nsegs) <= len)
+            prefix = (size_t)nsegs * sizeof(cp_segment);
+    }
+    uint8_t *copy = gr_malloc(prefix + len + 1);
     if (len)
-        memcpy(copy, buf, len);
-    return adopt(m, copy, len, true, opts, err);
+        memcpy(copy + prefix, buf, len);
+    return adopt(m, copy, prefix, len, true, opts, err);
 }
 
 int cp_message_read_packed(cp_message *m, const void *buf, size_t len, size_t max_bytes,
@@ -106,13 +119,13 @@ int cp_message_read_packed(cp_message *m, const void *buf, size_t len, size_t ma
     }
     size_t n = out.len;
     /* gr_buf's storage comes from malloc, hence suitably aligned. */
-    return adopt(m, (uint8_t *)gr_buf_steal(&out), n, true, opts, err);
+    return adopt(m, (uint8_t *)gr_buf_steal(&out), 0, n, true, opts, err);
 }
 
 int cp_message_open(cp_message *m, const void *buf, size_t len, const cp_read_options *opts,
                     gr_error_t *err)
 {
-    return adopt(m, (uint8_t *)(uintptr_t)buf, len, false, opts, err);
+    return adopt(m, (uint8_t *)(uintptr_t)buf, 0, len, false, opts, err);
 }
 
 int cp_frame_size(const void *buf, size_t len, size_t max_bytes, const cp_read_options *opts,
@@ -249,6 +262,8 @@ int cp_message_write_fd(const cp_message *m, int fd, gr_error_t *err)
 
 /* ---- incremental stream reader ------------------------------------------- */
 
+_Static_assert(sizeof(cp_segment) % 8 == 0, "a frame after a segment list stays word-aligned");
+
 void cp_stream_reader_init(cp_stream_reader *sr, size_t max_bytes, const cp_read_options *opts)
 {
     memset(sr, 0, sizeof(*sr));
@@ -264,11 +279,30 @@ void cp_stream_reader_release(cp_stream_reader *sr)
     memset(sr, 0, sizeof(*sr));
 }
 
+/* At a frame's start, when the input holds the whole segment table: sizes the
+ * buffer once, with room in front for the message's segment list. Returns -1
+ * on a bad table, else 0 (nothing done when the table is not all there). */
+static int size_frame_at_once(cp_stream_reader *sr, const uint8_t *in, size_t avail,
+                              gr_error_t *err)
+{
+    size_t total;
+    int r = cp_frame_size(in, avail, sr->max_bytes, &sr->opts, &total, err);
+    if (r <= 0)
+        return r;
+    sr->nsegs = load32(in) + 1;
+    sr->prefix = (size_t)sr->nsegs * sizeof(cp_segment);
+    sr->buf = gr_malloc(sr->prefix + total);
+    sr->cap = sr->need = total;
+    return 0;
+}
+
 int cp_stream_reader_feed(cp_stream_reader *sr, const void *data, size_t len, size_t *consumed,
                           gr_error_t *err)
 {
     const uint8_t *in = data;
     *consumed = 0;
+    if (sr->len == 0 && sr->nsegs == 0 && size_frame_at_once(sr, in, len, err) < 0)
+        return -1;
     for (;;) {
         if (sr->len < sr->need) {
             size_t want = sr->need - sr->len;
@@ -277,17 +311,18 @@ int cp_stream_reader_feed(cp_stream_reader *sr, const void *data, size_t len, si
                 size_t cap = sr->cap ? sr->cap : 64;
                 while (cap < sr->need)
                     cap *= 2;
-                sr->buf = gr_realloc(sr->buf, cap);
+                sr->buf = gr_realloc(sr->buf, sr->prefix + cap);
                 sr->cap = cap;
             }
-            memcpy(sr->buf + sr->len, in + *consumed, n);
+            memcpy(sr->buf + sr->prefix + sr->len, in + *consumed, n);
             sr->len += n;
             *consumed += n;
             if (sr->len < sr->need)
                 return 0;
         }
+        const uint8_t *frame = sr->buf + sr->prefix;
         if (sr->nsegs == 0) {
-            uint64_t nsegs = (uint64_t)load32(sr->buf) + 1;
+            uint64_t nsegs = (uint64_t)load32(frame) + 1;
             if (nsegs > max_segments(&sr->opts))
                 return gr_make_error(err, 0, "capnp frame has %llu segments (limit %u)",
                                      (unsigned long long)nsegs, max_segments(&sr->opts));
@@ -299,7 +334,7 @@ int cp_stream_reader_feed(cp_stream_reader *sr, const void *data, size_t len, si
         if (sr->need == hdr) {
             uint64_t total = hdr;
             for (uint32_t i = 0; i < sr->nsegs; i++)
-                total += (uint64_t)load32(sr->buf + 4 + 4 * i) * 8;
+                total += (uint64_t)load32(frame + 4 + 4 * i) * 8;
             if (total > sr->max_bytes)
                 return gr_make_error(err, 0, "capnp message of %llu bytes exceeds the limit of %zu",
                                      (unsigned long long)total, sr->max_bytes);
@@ -317,14 +352,14 @@ int cp_stream_reader_take(cp_stream_reader *sr, cp_message *m, gr_error_t *err)
     if (sr->nsegs == 0 || sr->len != sr->need || sr->len < table_bytes(sr->nsegs))
         return gr_make_error(err, 0, "no complete capnp message buffered");
     uint8_t *buf = gr_steal_pointer(&sr->buf);
-    size_t len = sr->len;
+    size_t len = sr->len, prefix = sr->prefix;
     size_t max = sr->max_bytes;
     cp_read_options opts = sr->opts;
     memset(sr, 0, sizeof(*sr));
     sr->max_bytes = max;
     sr->opts = opts;
     sr->need = 4;
-    return adopt(m, buf, len, true, &opts, err);
+    return adopt(m, buf, prefix, len, true, &opts, err);
 }
 
 /* ---- packing ------------------------------------------------------------- */

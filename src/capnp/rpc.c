@@ -738,7 +738,7 @@ cp_struct_builder cp__call_payload(cp_call *call)
         cp_struct_builder root = cp_message_init_root(call->results_msg, 1, 1);
         cp_set_u16(root, 0, CP__MSG_RETURN, 0);
         call->ret = cp_init_struct(root, 0, 2, 1);
-        cp_set_bool(call->ret, 32, false, true); /* releaseParamCaps: we send Releases */
+        cp_set_bool(call->ret, 32, false, true); /* releaseParamCaps: set on sending */
         cp_init_struct(call->ret, 0, 0, 2);
     }
     return cp_ptr_get_struct_builder(cp_builder_ptr(call->ret, 0), 0, 2);

@@ -337,7 +337,7 @@ void cp__conn_release_import(cp_cap *cap)
     if (cp__idmap_get(&conn->imports, cap->import_id) == cap)
         cp__idmap_del(&conn->imports, cap->import_id);
     cp__conn_unlink_cap(cap);
-    if (conn->alive) {
+    if (conn->alive && cap->remote_refs > 0) { /* else a Return released them all */
         cp_message m;
         cp_struct_builder r = msg_start(&m, CP__MSG_RELEASE, 1, 0);
         cp_set_u32(r, 0, cap->import_id, 0);
@@ -564,6 +564,47 @@ void cp__conn_send_call(cp_rpc_conn *conn, cp_cap *target, cp_request *req, cp_p
     cp_request_free(req);
 }
 
+/* Whether the Return for call may say releaseParamCaps, so that the caller
+ * drops the capabilities it exported in the params and we send no Release for
+ * them: so when each of them (senderHosted) is held here only by the params,
+ * which go right after the Return. Their references are then counted off, and
+ * an import left with none leaves the table at once (the peer may reuse its
+ * id). A promise among them, or one kept by the callee, answers false. */
+static bool return_releases_params(cp_rpc_conn *conn, cp_call *call)
+{
+    cp_message *m = call->params_msg;
+    if (!m || m->ncaps == 0)
+        return false;
+    cp_struct_reader c = cp_get_struct(cp_message_root(m), 0, cp_ptr_null());
+    cp_struct_reader payload = cp_get_struct(c, 1, cp_ptr_null());
+    cp_list_reader table = cp_get_list(payload, 1, CP_ELEM_COMPOSITE, cp_ptr_null());
+    if (table.len != m->ncaps)
+        return false;
+    for (uint32_t i = 0; i < table.len; i++) {
+        cp_struct_reader d = cp_list_get_struct(table, i);
+        uint16_t which = cp_get_u16(d, 0, 0);
+        if (which == 0 || which == 3 || which == 4)
+            continue; /* none, or ours: not the caller's to release */
+        cp_cap *cap = m->caps[i];
+        if (which != 1 || !cap || cap->kind != CP__CAP_IMPORT || cap->conn != conn ||
+            cap->is_promise || cap->resolved || cap->import_id != cp_get_u32(d, 4, 0))
+            return false;
+        int held = 0;
+        for (uint32_t j = 0; j < m->ncaps; j++)
+            held += m->caps[j] == cap;
+        if (cap->refs != held || cap->remote_refs < (uint32_t)held)
+            return false;
+    }
+    for (uint32_t i = 0; i < table.len; i++) {
+        if (cp_get_u16(cp_list_get_struct(table, i), 0, 0) != 1)
+            continue;
+        cp_cap *cap = m->caps[i];
+        if (--cap->remote_refs == 0 && cp__idmap_get(&conn->imports, cap->import_id) == cap)
+            cp__idmap_del(&conn->imports, cap->import_id);
+    }
+    return true;
+}
+
 void cp__conn_send_return(cp_call *call)
 {
     cp_rpc_conn *conn = call->conn;
@@ -585,6 +626,7 @@ void cp__conn_send_return(cp_call *call)
         return;
     }
     cp_set_u32(call->ret, 0, call->answer_id, 0);
+    cp_set_bool(call->ret, 32, return_releases_params(conn, call), true);
     if (call->failed) {
         cp_set_u16(call->ret, 6, 1, 0);
         set_exception(cp_init_struct(call->ret, 0, 1, 2), call->exc.type, call->exc.reason);
@@ -594,6 +636,12 @@ void cp__conn_send_return(cp_call *call)
         call->content = cp_ptr_builder_as_reader(cp_builder_ptr(payload, 0));
     }
     conn_send(conn, call->results_msg);
+    if (call->results_msg->ncaps == 0) {
+        /* Nothing in the results can be pipelined on: they need not wait for
+         * the Finish (a builder's first segment goes back to the cache). */
+        cp__msg_free(gr_steal_pointer(&call->results_msg));
+        call->content = cp_ptr_null();
+    }
     call->returned = true;
     if (conn->outstanding)
         conn->outstanding--;

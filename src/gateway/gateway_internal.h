@@ -38,6 +38,9 @@ struct gw_server {
  * so a handler can end with `return gw__send_json(...)`. */
 void gw__add_header(h2o_req_t *req, const h2o_token_t *token, const char *value);
 void gw__add_header_str(h2o_req_t *req, const char *name, const char *value);
+/* Adds a header whose name and value outlive the request (literals, the
+ * server's own strings): nothing is copied. */
+void gw__add_header_lasting(h2o_req_t *req, const char *name, const char *value);
 void gw__add_common_headers(h2o_req_t *req);
 int gw__send_body(h2o_req_t *req, int status, const char *reason, const char *type,
                   const char *body, size_t len);

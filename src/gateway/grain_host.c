@@ -184,9 +184,8 @@ static char *header_copy(h2o_req_t *req, const char *name)
 
 static void add_grain_headers(gw_server *srv, h2o_req_t *req)
 {
-    gw__add_header_str(req, "content-security-policy", srv->csp_grain);
-    gw__add_header_str(req, "x-content-type-options", "nosniff");
-    gw__add_header_str(req, "referrer-policy", "same-origin");
+    gw__add_header_lasting(req, "content-security-policy", srv->csp_grain);
+    gw__add_common_headers(req);
 }
 
 static int grain_error_page(gw_server *srv, h2o_req_t *req, int status, const char *reason,
@@ -239,28 +238,32 @@ static void set_text(cp_struct_builder b, uint16_t slot, const char *s)
 static int fill_context(gw_server *srv, h2o_req_t *req, WebSession_Context_B ctx, cp_cap *stream,
                         gr_error_t *err)
 {
-    _cleanup_free_ char *cookie_header = NULL;
-    {
-        /* Cookie headers may repeat; join them as browsers do. */
-        gr_buf b = GR_BUF_INIT;
+    /* The browser's cookies but the platform's own, straight from the
+     * headers (which may repeat) into the message: counted, then copied. */
+    uint32_t nc = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        KeyValue_LB cl = {0};
+        if (pass == 1)
+            cl = WebSession_Context_init_cookies(ctx, nc);
+        uint32_t k = 0;
         for (ssize_t i = -1; (i = h2o_find_header(&req->headers, H2O_TOKEN_COOKIE, i)) != -1;) {
-            if (b.len)
-                gr_buf_puts(&b, "; ");
-            gr_buf_append(&b, req->headers.entries[i].value.base, req->headers.entries[i].value.len);
+            const h2o_iovec_t *v = &req->headers.entries[i].value;
+            const char *nul = memchr(v->base, '\0', v->len);
+            const char *p = v->base, *end = nul ? nul : v->base + v->len;
+            gw_cookie c;
+            while (gw__cookie_next(&p, end, &c)) {
+                if (h2o_memis(c.name, c.name_len, H2O_STRLIT(GRAIN_COOKIE)))
+                    continue;
+                if (pass == 0 && ++nc > GW_WS_MAX_ITEMS)
+                    return gr_make_error(err, 0, "too many cookies (at most %d)", GW_WS_MAX_ITEMS);
+                if (pass == 1) {
+                    KeyValue_B kv = KeyValue_list_at(cl, k++);
+                    KeyValue_set_key(kv, c.name, c.name_len);
+                    KeyValue_set_value(kv, c.value, c.value_len);
+                }
+            }
         }
-        cookie_header = b.data ? gr_buf_steal(&b) : NULL;
     }
-    gw_kv *cookies = NULL;
-    ssize_t nc = cookie_header ? gw__ws_parse_cookies(cookie_header, GRAIN_COOKIE, &cookies, err) : 0;
-    if (nc < 0)
-        return -1;
-    KeyValue_LB cl = WebSession_Context_init_cookies(ctx, (uint32_t)nc);
-    for (ssize_t i = 0; i < nc; i++) {
-        KeyValue_B kv = KeyValue_list_at(cl, (uint32_t)i);
-        KeyValue_set_key(kv, cookies[i].key, strlen(cookies[i].key));
-        KeyValue_set_value(kv, cookies[i].value, strlen(cookies[i].value));
-    }
-    gw__kv_free(cookies, nc > 0 ? (size_t)nc : 0);
 
     if (stream)
         WebSession_Context_set_responseStream(ctx, cp_cap_ref(stream));
@@ -1197,17 +1200,16 @@ int gw__route_grain(gw_server *srv, h2o_req_t *req, const char *label)
             return grain_error_page(srv, req, 403, "Forbidden",
                                     "Requests to a grain from another site are refused.", "");
     }
-    gw_kv *cookies = NULL;
-    _cleanup_error_ gr_error_t err = NULL;
     bool ok = false;
+    size_t secret_len = strlen(s->secret);
     for (ssize_t i = -1; !ok && (i = h2o_find_header(&req->headers, H2O_TOKEN_COOKIE, i)) != -1;) {
-        _cleanup_free_ char *v = gr_strndup(req->headers.entries[i].value.base,
-                                            req->headers.entries[i].value.len);
-        ssize_t n = gw__ws_parse_cookies(v, NULL, &cookies, &err);
-        for (ssize_t k = 0; k < n; k++)
-            ok |= strcmp(cookies[k].key, GRAIN_COOKIE) == 0 && au_secret_equal(cookies[k].value, s->secret);
-        gw__kv_free(cookies, n > 0 ? (size_t)n : 0);
-        gr_error_release(&err);
+        const h2o_iovec_t *v = &req->headers.entries[i].value;
+        const char *nul = memchr(v->base, '\0', v->len);
+        const char *p = v->base, *end = nul ? nul : v->base + v->len;
+        gw_cookie c;
+        while (!ok && gw__cookie_next(&p, end, &c))
+            ok = h2o_memis(c.name, c.name_len, H2O_STRLIT(GRAIN_COOKIE)) &&
+                 c.value_len == secret_len && sodium_memcmp(c.value, s->secret, secret_len) == 0;
     }
     if (!ok)
         return grain_error_page(srv, req, 403, "Forbidden",

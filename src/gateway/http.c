@@ -17,10 +17,16 @@ void gw__add_header_str(h2o_req_t *req, const char *name, const char *value)
     h2o_add_header_by_str(&req->pool, &req->res.headers, n.base, n.len, 0, NULL, v.base, v.len);
 }
 
+void gw__add_header_lasting(h2o_req_t *req, const char *name, const char *value)
+{
+    h2o_add_header_by_str(&req->pool, &req->res.headers, name, strlen(name), 0, NULL, value,
+                          strlen(value));
+}
+
 void gw__add_common_headers(h2o_req_t *req)
 {
-    gw__add_header_str(req, "x-content-type-options", "nosniff");
-    gw__add_header_str(req, "referrer-policy", "same-origin");
+    gw__add_header_lasting(req, "x-content-type-options", "nosniff");
+    gw__add_header_lasting(req, "referrer-policy", "same-origin");
 }
 
 /* Sends a body held in memory; h2o copies it into the request's pool. */

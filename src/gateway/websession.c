@@ -15,33 +15,57 @@ void gw__kv_free(gw_kv *kv, size_t n)
     free(kv);
 }
 
+static void trim(const char **s, size_t *len)
+{
+    while (*len && (**s == ' ' || **s == '\t')) {
+        (*s)++;
+        (*len)--;
+    }
+    while (*len && ((*s)[*len - 1] == ' ' || (*s)[*len - 1] == '\t'))
+        (*len)--;
+}
+
+bool gw__cookie_next(const char **p, const char *end, gw_cookie *c)
+{
+    while (*p && *p < end) {
+        const char *item = *p;
+        const char *semi = memchr(item, ';', (size_t)(end - item));
+        size_t len = semi ? (size_t)(semi - item) : (size_t)(end - item);
+        *p = semi ? semi + 1 : end;
+        const char *eq = memchr(item, '=', len);
+        if (!eq)
+            continue;
+        c->name = item;
+        c->name_len = (size_t)(eq - item);
+        trim(&c->name, &c->name_len);
+        if (c->name_len == 0)
+            continue;
+        c->value = eq + 1;
+        c->value_len = len - (size_t)(eq - item) - 1;
+        trim(&c->value, &c->value_len);
+        return true;
+    }
+    return false;
+}
+
 ssize_t gw__ws_parse_cookies(const char *header, const char *skip, gw_kv **out, gr_error_t *err)
 {
     *out = NULL;
     size_t n = 0;
     gw_kv *kv = NULL;
-    for (const char *p = header; p && *p;) {
-        const char *end = strchr(p, ';');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        const char *eq = memchr(p, '=', len);
-        if (eq) {
-            char *key = gr_strndup_trim(p, (size_t)(eq - p));
-            if (*key == '\0' || (skip && strcmp(key, skip) == 0)) {
-                free(key);
-            } else {
-                if (n >= GW_WS_MAX_ITEMS) {
-                    free(key);
-                    gw__kv_free(kv, n);
-                    return gr_make_error(err, 0, "too many cookies (at most %d)",
-                                         GW_WS_MAX_ITEMS);
-                }
-                kv = gr_realloc(kv, (n + 1) * sizeof(*kv));
-                kv[n].key = key;
-                kv[n].value = gr_strndup_trim(eq + 1, len - (size_t)(eq - p) - 1);
-                n++;
-            }
+    const char *p = header, *end = header ? header + strlen(header) : NULL;
+    gw_cookie c;
+    while (gw__cookie_next(&p, end, &c)) {
+        if (skip && c.name_len == strlen(skip) && memcmp(c.name, skip, c.name_len) == 0)
+            continue;
+        if (n >= GW_WS_MAX_ITEMS) {
+            gw__kv_free(kv, n);
+            return gr_make_error(err, 0, "too many cookies (at most %d)", GW_WS_MAX_ITEMS);
         }
-        p = end ? end + 1 : NULL;
+        kv = gr_realloc(kv, (n + 1) * sizeof(*kv));
+        kv[n].key = gr_strndup(c.name, c.name_len);
+        kv[n].value = gr_strndup(c.value, c.value_len);
+        n++;
     }
     *out = kv;
     return (ssize_t)n;

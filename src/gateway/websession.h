@@ -40,6 +40,17 @@ typedef struct gw_precondition {
     size_t n;
 } gw_precondition;
 
+/* One "name=value" item of a Cookie header, pointing into the header. */
+typedef struct gw_cookie {
+    const char *name, *value;
+    size_t name_len, value_len;
+} gw_cookie;
+
+/* Steps *p through a Cookie header (up to end) to its next item, trimmed of
+ * spaces and tabs; items without '=' or with an empty name are passed over.
+ * Returns false when none is left. Copies nothing. */
+bool gw__cookie_next(const char **p, const char *end, gw_cookie *c);
+
 /* Splits a Cookie header into pairs, leaving out the cookie named skip (the
  * platform's own, which the app must never see). Returns the number of pairs
  * (*out holds them, free with gw__kv_free), or -1 with err when the header

@@ -87,7 +87,7 @@ void gr_fclosep(FILE **fp)
     *fp = NULL;
 }
 
-static void buf_reserve(gr_buf *b, size_t extra)
+void gr_buf_reserve(gr_buf *b, size_t extra)
 {
     if (extra > SIZE_MAX - b->len - 1)
         oom(SIZE_MAX);
@@ -99,15 +99,6 @@ static void buf_reserve(gr_buf *b, size_t extra)
         cap = cap > SIZE_MAX / 2 ? need : cap * 2;
     b->data = gr_realloc(b->data, cap);
     b->cap = cap;
-}
-
-void gr_buf_append(gr_buf *b, const void *data, size_t len)
-{
-    buf_reserve(b, len);
-    if (len)
-        memcpy(b->data + b->len, data, len);
-    b->len += len;
-    b->data[b->len] = '\0';
 }
 
 void gr_buf_puts(gr_buf *b, const char *s)
@@ -124,10 +115,17 @@ void gr_buf_printf(gr_buf *b, const char *fmt, ...)
     va_end(ap);
     if (n < 0)
         abort();
-    buf_reserve(b, (size_t)n);
+    gr_buf_reserve(b, (size_t)n);
     vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap2);
     va_end(ap2);
     b->len += (size_t)n;
+}
+
+void gr_buf_clear(gr_buf *b)
+{
+    b->len = 0;
+    if (b->data)
+        b->data[0] = '\0';
 }
 
 void gr_buf_release(gr_buf *b)

@@ -121,9 +121,22 @@ typedef struct gr_buf {
 
 #define GR_BUF_INIT {NULL, 0, 0}
 
-void gr_buf_append(gr_buf *b, const void *data, size_t len);
+/* Makes room for extra more bytes (and the NUL) in one allocation. */
+void gr_buf_reserve(gr_buf *b, size_t extra);
+/* Inline: it runs for every piece of every request and response built. */
+static inline void gr_buf_append(gr_buf *b, const void *data, size_t len)
+{
+    if (b->cap - b->len <= len) /* no room for len bytes and the NUL (or no buffer) */
+        gr_buf_reserve(b, len);
+    if (len)
+        memcpy(b->data + b->len, data, len);
+    b->len += len;
+    b->data[b->len] = '\0';
+}
 void gr_buf_puts(gr_buf *b, const char *s);
 void gr_buf_printf(gr_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Empties the buffer, keeping its memory for what comes next. */
+void gr_buf_clear(gr_buf *b);
 /* Frees the buffer's memory and resets it to empty. */
 void gr_buf_release(gr_buf *b);
 /* Returns the buffer's data (caller frees) and resets the buffer. */

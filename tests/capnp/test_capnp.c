@@ -388,6 +388,49 @@ static void test_stream_reader_byte_by_byte(void **state)
     gr_buf_release(&stream);
 }
 
+/* A message read in one go keeps its segment list in front of its frame, in
+ * the one buffer: several segments must all read back, and building onto the
+ * read message (which adds a segment, so moves the list out) must neither lose
+ * the old segments nor free the list twice (the sanitizer build checks). */
+static void test_read_message_keeps_segment_list_in_its_buffer(void **state)
+{
+    cp_message a;
+    cp_message_init(&a, 4);
+    sample_build(&a);
+    assert_true(a.nsegs > 2);
+    gr_buf stream = GR_BUF_INIT;
+    cp_message_write(&a, &stream);
+    uint32_t nsegs = a.nsegs;
+    cp_message_release(&a);
+
+    for (int how = 0; how < 2; how++) {
+        cp_message m;
+        gr_error_t err = NULL;
+        cp_stream_reader sr;
+        if (how == 0) {
+            cp_stream_reader_init(&sr, 0, NULL);
+            size_t used;
+            assert_int_equal(cp_stream_reader_feed(&sr, stream.data, stream.len, &used, &err), 1);
+            assert_int_equal(used, stream.len);
+            assert_int_equal(cp_stream_reader_take(&sr, &m, &err), 0);
+            cp_stream_reader_release(&sr);
+        } else {
+            assert_int_equal(cp_message_read(&m, stream.data, stream.len, NULL, &err), 0);
+        }
+        assert_int_equal(m.nsegs, nsegs);
+        assert_ptr_equal((void *)m.segs, m.owned_buf);
+        assert_int_equal(sample_check(&m), 0);
+
+        cp_struct_builder extra = cp_ptr_init_struct(cp_message_root_builder(&m), 1, 0);
+        cp_set_u64(extra, 0, 99, 0);
+        assert_int_equal(m.nsegs, nsegs + 1);
+        assert_ptr_not_equal((void *)m.segs, m.owned_buf);
+        assert_int_equal(cp_get_u64(cp_message_root(&m), 0, 0), 99);
+        cp_message_release(&m);
+    }
+    gr_buf_release(&stream);
+}
+
 static void test_stream_reader_limits(void **state)
 {
     cp_stream_reader sr;
@@ -721,6 +764,7 @@ int main(void)
         cmocka_unit_test(test_caps_and_any_pointer),
         cmocka_unit_test(test_empty_struct_is_not_null),
         cmocka_unit_test(test_stream_reader_byte_by_byte),
+        cmocka_unit_test(test_read_message_keeps_segment_list_in_its_buffer),
         cmocka_unit_test(test_stream_reader_limits),
         cmocka_unit_test(test_frame_truncated_or_padded),
         cmocka_unit_test(test_frame_segment_counts),

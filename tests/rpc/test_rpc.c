@@ -639,6 +639,7 @@ typedef struct seen {
     uint32_t call_qid[4], call_target[4];
     uint32_t release_id[4], release_count[4];
     int64_t last_return_value;
+    bool last_return_releases_params;
     int disembargoes;
     uint32_t embargo_id, embargo_target;
     bool last_return_failed;
@@ -683,6 +684,7 @@ static void parse_sent(victim *v, seen *out)
             cp_struct_reader payload = cp_get_struct(body, 0, cp_ptr_null());
             out->last_return_value = cp_get_i64(cp_get_struct(payload, 0, cp_ptr_null()), 0, 0);
             out->last_return_failed = cp_get_u16(body, 6, 0) == 1;
+            out->last_return_releases_params = cp_get_bool(body, 32, true);
             if (out->last_return_failed)
                 gr_strlcpy(out->last_reason, cp_get_text(payload, 0, "").str,
                            sizeof(out->last_reason));
@@ -751,6 +753,107 @@ static victim *victim_calling_back(uint32_t promise_id)
     cp_set_u32(d, 4, promise_id, 0);
     assert_int_equal(inject_msg(v, &m), 0);
     return v;
+}
+
+/* Injects Call qid on the bootstrap: method (callBack or reflect) with the
+ * peer's capability export_id as params.cb (senderHosted), n = 0. */
+static void inject_cap_call(victim *v, uint32_t qid, uint16_t method, uint32_t export_id)
+{
+    cp_message m;
+    cp_struct_builder c = msg_body(&m, CP__MSG_CALL, 3, 3);
+    cp_set_u32(c, 0, qid, 0);
+    cp_set_u64(c, 8, Interop_TYPE_ID, 0);
+    cp_set_u16(c, 4, method, 0);
+    cp_init_struct(c, 0, 1, 1); /* importedCap 0: the bootstrap */
+    cp_struct_builder payload = cp_init_struct(c, 1, 0, 2);
+    cp_struct_builder params = cp_init_struct(payload, 0, 1, 1);
+    cp_set_cap(params, 0, 0);
+    cp_struct_builder d = cp_list_struct_at(cp_init_struct_list(payload, 1, 1, 1, 1), 0);
+    cp_set_u16(d, 0, 1, 0); /* senderHosted */
+    cp_set_u32(d, 4, export_id, 0);
+    assert_int_equal(inject_msg(v, &m), 0);
+}
+
+/* A callee that is done with the capabilities in its params says so in its
+ * Return (releaseParamCaps), instead of sending a Release for each; one that
+ * keeps them (here, in its results) says false and releases them itself. */
+static void test_return_releases_param_caps(void **state)
+{
+    victim *v = victim_new(NULL);
+    const uint32_t boot[] = {0, 0};
+    inject(v, CP__MSG_BOOTSTRAP, 1, 1, fill_u32s, boot);
+
+    /* callBack(cb, 0) uses cb no more once it returns. */
+    v->out.len = 0;
+    inject_cap_call(v, 1, Interop_callBack_METHOD_ID, 7);
+    seen s;
+    parse_sent(v, &s);
+    assert_int_equal(s.returns, 1);
+    assert_true(s.last_return_releases_params);
+    assert_int_equal(s.releases, 0);
+    cp_rpc_stats st;
+    cp_rpc_conn_stats(v->conn, &st);
+    assert_int_equal(st.imports, 0);
+
+    /* The caller may reuse the export id at once: it is a new import. */
+    v->out.len = 0;
+    inject_cap_call(v, 2, Interop_callBack_METHOD_ID, 7);
+    parse_sent(v, &s);
+    assert_true(s.last_return_releases_params);
+    assert_int_equal(s.releases, 0);
+
+    /* reflect(cb) keeps cb in its results until the caller's Finish. */
+    v->out.len = 0;
+    inject_cap_call(v, 3, Interop_reflect_METHOD_ID, 8);
+    parse_sent(v, &s);
+    assert_int_equal(s.returns, 1);
+    assert_false(s.last_return_releases_params);
+    assert_int_equal(s.releases, 0);
+    v->out.len = 0;
+    const uint32_t fin[] = {3, 0};
+    inject(v, CP__MSG_FINISH, 1, 0, fill_u32s, fin);
+    parse_sent(v, &s);
+    assert_int_equal(s.releases, 1);
+    assert_int_equal(s.release_id[0], 8);
+    assert_int_equal(s.release_count[0], 1);
+    cp_rpc_conn_stats(v->conn, &st);
+    assert_int_equal(st.imports, 0);
+    victim_free(v);
+}
+
+/* Results without capabilities are let go at the Return, not at the Finish:
+ * a call the peer then pipelines on such an answer still gets a clean
+ * exception, while an answer holding a capability keeps it for pipelining. */
+static void test_capless_results_go_at_return(void **state)
+{
+    victim *v = victim_new(NULL);
+    const uint32_t boot[] = {0, 0};
+    inject(v, CP__MSG_BOOTSTRAP, 1, 1, fill_u32s, boot);
+    const uint32_t ping[] = {1, 0, Interop_ping_METHOD_ID};
+    assert_int_equal(inject(v, CP__MSG_CALL, 3, 3, fill_call, ping), 0);
+    v->out.len = 0;
+    const uint32_t on_ping[] = {2, 1, Interop_ping_METHOD_ID};
+    assert_int_equal(inject(v, CP__MSG_CALL, 3, 3, fill_pipelined_call, on_ping), 0);
+    seen s;
+    parse_sent(v, &s);
+    assert_int_equal(s.returns, 1);
+    assert_true(s.last_return_failed);
+    assert_non_null(strstr(s.last_reason, "not a capability"));
+
+    const uint32_t made[] = {3, 0, Interop_newCounter_METHOD_ID};
+    assert_int_equal(inject(v, CP__MSG_CALL, 3, 3, fill_call, made), 0);
+    v->out.len = 0;
+    const uint32_t on_counter[] = {4, 3, Interop_ping_METHOD_ID};
+    assert_int_equal(inject(v, CP__MSG_CALL, 3, 3, fill_pipelined_call, on_counter), 0);
+    parse_sent(v, &s);
+    assert_int_equal(s.returns, 1);
+    assert_true(s.last_return_failed); /* a Counter has no Interop methods */
+    assert_null(strstr(s.last_reason, "not a capability"));
+    const uint32_t fins[][2] = {{1, 0}, {2, 0}, {3, 0}, {4, 0}};
+    for (int i = 0; i < 4; i++)
+        inject(v, CP__MSG_FINISH, 1, 0, fill_u32s, fins[i]);
+    assert_true(cp_rpc_conn_alive(v->conn));
+    victim_free(v);
 }
 
 static void test_promise_import_resolves_home(void **state)
@@ -1092,6 +1195,8 @@ int main(void)
         cmocka_unit_test(test_promise_import_resolves),
         cmocka_unit_test(test_hostile_pipeline_chain),
         cmocka_unit_test(test_hostile_resolve_chain),
+        cmocka_unit_test(test_return_releases_param_caps),
+        cmocka_unit_test(test_capless_results_go_at_return),
         cmocka_unit_test(test_promise_import_resolves_home),
         cmocka_unit_test(test_doc_example),
         cmocka_unit_test(test_unix_socket_path),
