@@ -449,25 +449,28 @@ static int take_header(br_parser *p)
     if (p->name.len == 0)
         return 0;
     const char *n = p->name.data;
+    size_t nlen = p->name.len;
     const char *v = p->value.data ? p->value.data : "";
     br_response *r = &p->resp;
+    /* The headers kept whole; their names are compared only at the same length. */
+    const struct {
+        const char *name;
+        size_t len;
+        char **slot;
+    } kept[] = {
+        {"content-type", 12, &r->content_type},
+        {"content-encoding", 16, &r->content_encoding},
+        {"content-language", 16, &r->content_language},
+        {"etag", 4, &r->etag},
+        {"location", 8, &r->location},
+        {"dav", 3, &r->dav},
+        {"sec-websocket-protocol", 22, &r->ws_protocol},
+        {"sec-websocket-accept", 20, &r->ws_accept},
+    };
     char **slot = NULL;
-    if (strcasecmp(n, "content-type") == 0)
-        slot = &r->content_type;
-    else if (strcasecmp(n, "content-encoding") == 0)
-        slot = &r->content_encoding;
-    else if (strcasecmp(n, "content-language") == 0)
-        slot = &r->content_language;
-    else if (strcasecmp(n, "etag") == 0)
-        slot = &r->etag;
-    else if (strcasecmp(n, "location") == 0)
-        slot = &r->location;
-    else if (strcasecmp(n, "dav") == 0)
-        slot = &r->dav;
-    else if (strcasecmp(n, "sec-websocket-protocol") == 0)
-        slot = &r->ws_protocol;
-    else if (strcasecmp(n, "sec-websocket-accept") == 0)
-        slot = &r->ws_accept;
+    for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]) && !slot; i++)
+        if (kept[i].len == nlen && strcasecmp(n, kept[i].name) == 0)
+            slot = kept[i].slot;
     if (slot) {
         free(*slot);
         *slot = gr_strdup(v);

@@ -66,6 +66,9 @@ typedef struct cp_message {
     unsigned nesting_limit;
     gr_error *error; /* first problem met while reading or building */
     void *owned_buf; /* one allocation holding all segments, for read messages */
+    bool segs_in_buf; /* segs lives in owned_buf, in front of the frame */
+    bool self_in_buf; /* this struct lives at the start of owned_buf (see
+                         cp_stream_reader_take_message): cp_message_release frees it */
 } cp_message;
 
 /* Starts an empty message to build; first_segment_words of 0 picks a default
@@ -642,6 +645,11 @@ int cp_stream_reader_feed(cp_stream_reader *sr, const void *data, size_t len, si
  * the reader for the next one. Returns 0, or -1 with err when no message is
  * ready. */
 int cp_stream_reader_take(cp_stream_reader *sr, cp_message *m, gr_error_t *err);
+/* Like cp_stream_reader_take, into a message it allocates: most often in the
+ * frame's own buffer, so that a message read costs one allocation. Returns
+ * NULL with err as take does. Free with cp_message_release alone when
+ * m->self_in_buf, else with cp_message_release and free. */
+cp_message *cp_stream_reader_take_message(cp_stream_reader *sr, gr_error_t *err);
 
 /* ---- packed encoding ----------------------------------------------------- */
 

@@ -547,11 +547,15 @@ void cp_message_release(cp_message *m)
     for (uint32_t i = 0; i < m->nsegs; i++)
         if (m->segs[i].owned)
             segment_free(&m->segs[i]);
-    if ((void *)m->segs != m->owned_buf) /* else the list lives in front of the frame */
+    if (!m->segs_in_buf) /* else the list lives in front of the frame */
         free(m->segs);
     free(m->caps);
-    free(m->owned_buf);
     gr_error_release(&m->error);
+    if (m->self_in_buf) { /* m goes with its buffer */
+        free(m->owned_buf);
+        return;
+    }
+    free(m->owned_buf);
     memset(m, 0, sizeof(*m));
 }
 
@@ -559,10 +563,11 @@ static uint32_t new_segment(cp_message *m, uint32_t min_words)
 {
     if (m->nsegs == m->segs_cap) {
         m->segs_cap = m->segs_cap ? m->segs_cap * 2 : 4;
-        if (m->segs != NULL && (void *)m->segs == m->owned_buf) { /* move out of the read buffer */
+        if (m->segs_in_buf) { /* move out of the read buffer */
             cp_segment *segs = gr_malloc(m->segs_cap * sizeof(*segs));
             memcpy(segs, m->segs, m->nsegs * sizeof(*segs));
             m->segs = segs;
+            m->segs_in_buf = false;
         } else {
             m->segs = gr_realloc(m->segs, m->segs_cap * sizeof(*m->segs));
         }

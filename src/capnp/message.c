@@ -40,18 +40,18 @@ static size_t table_bytes(uint64_t nsegs)
     return (size_t)((4 * (1 + nsegs) + 7) / 8 * 8);
 }
 
-/* Parses the frame in buf[prefix..prefix+len) (exactly one message) and points
- * m's segments into it; m takes ownership of buf when own (freed even on
- * error). The frame must be 8-byte aligned. When the prefix has room for the
- * segment list, the list lives there, so reading costs no allocation but buf. */
-static int adopt(cp_message *m, uint8_t *buf, size_t prefix, size_t len, bool own,
+/* Parses the frame in buf[frame_off..frame_off+len) (exactly one message)
+ * and points m's segments into it; m takes ownership of buf when own (freed
+ * even on error). The frame must be 8-byte aligned. When the bytes in front
+ * of the frame have room for the segment list, the list lives there, so
+ * reading costs no allocation but buf. */
+static int adopt(cp_message *m, uint8_t *buf, size_t frame_off, size_t len, bool own,
                  const cp_read_options *opts, gr_error_t *err)
 {
     memset(m, 0, sizeof(*m));
     if (own)
         m->owned_buf = buf;
-    uint8_t *alloc = buf;
-    buf += prefix;
+    buf += frame_off;
     if (len < 8) {
         cp_message_release(m);
         return gr_make_error(err, 0, "capnp frame truncated: %zu bytes", len);
@@ -76,8 +76,9 @@ static int adopt(cp_message *m, uint8_t *buf, size_t prefix, size_t len, bool ow
                              total > len ? "truncated" : "has trailing bytes",
                              (unsigned long long)total, len);
     }
-    if (own && prefix >= nsegs * sizeof(*m->segs))
-        m->segs = (cp_segment *)(void *)alloc; /* m->owned_buf: freed with it */
+    m->segs_in_buf = own && frame_off >= nsegs * sizeof(*m->segs);
+    if (m->segs_in_buf) /* freed with m->owned_buf */
+        m->segs = (cp_segment *)(void *)(buf - nsegs * sizeof(*m->segs));
     else
         m->segs = gr_calloc((size_t)nsegs, sizeof(*m->segs));
     m->nsegs = m->segs_cap = (uint32_t)nsegs;
@@ -280,8 +281,11 @@ void cp_stream_reader_release(cp_stream_reader *sr)
 }
 
 /* At a frame's start, when the input holds the whole segment table: sizes the
- * buffer once, with room in front for the message's segment list. Returns -1
+ * buffer once, with room in front for the message and its segment list. Returns -1
  * on a bad table, else 0 (nothing done when the table is not all there). */
+/* Room for a message struct at the start of a read buffer. */
+#define MESSAGE_ROOM ((sizeof(cp_message) + 7) / 8 * 8)
+
 static int size_frame_at_once(cp_stream_reader *sr, const uint8_t *in, size_t avail,
                               gr_error_t *err)
 {
@@ -290,7 +294,7 @@ static int size_frame_at_once(cp_stream_reader *sr, const uint8_t *in, size_t av
     if (r <= 0)
         return r;
     sr->nsegs = load32(in) + 1;
-    sr->prefix = (size_t)sr->nsegs * sizeof(cp_segment);
+    sr->prefix = MESSAGE_ROOM + (size_t)sr->nsegs * sizeof(cp_segment);
     sr->buf = gr_malloc(sr->prefix + total);
     sr->cap = sr->need = total;
     return 0;
@@ -360,6 +364,23 @@ int cp_stream_reader_take(cp_stream_reader *sr, cp_message *m, gr_error_t *err)
     sr->opts = opts;
     sr->need = 4;
     return adopt(m, buf, prefix, len, true, &opts, err);
+}
+
+cp_message *cp_stream_reader_take_message(cp_stream_reader *sr, gr_error_t *err)
+{
+    bool room = sr->prefix >= MESSAGE_ROOM + (size_t)sr->nsegs * sizeof(cp_segment);
+    cp_message read;
+    if (cp_stream_reader_take(sr, &read, err) < 0)
+        return NULL;
+    if (!room) {
+        cp_message *m = gr_malloc(sizeof(*m));
+        *m = read;
+        return m;
+    }
+    cp_message *m = read.owned_buf;
+    *m = read;
+    m->self_in_buf = true;
+    return m;
 }
 
 /* ---- packing ------------------------------------------------------------- */

@@ -110,8 +110,10 @@ void cp__msg_free(cp_message *m)
     for (uint32_t i = 0; i < m->ncaps; i++)
         cp_cap_unref(m->caps[i]);
     m->ncaps = 0;
+    bool self_in_buf = m->self_in_buf;
     cp_message_release(m);
-    free(m);
+    if (!self_in_buf)
+        free(m);
 }
 
 /* ---- capabilities -------------------------------------------------------------- */

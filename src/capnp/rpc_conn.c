@@ -1082,9 +1082,8 @@ int cp__rpc_conn_feed(cp_rpc_conn *conn, const void *data, size_t len)
         p += used;
         len -= used;
         if (r == 1) {
-            cp_message *m = gr_calloc(1, sizeof(*m));
-            if (cp_stream_reader_take(&conn->reader, m, &err) < 0) {
-                free(m);
+            cp_message *m = cp_stream_reader_take_message(&conn->reader, &err);
+            if (m == NULL) {
                 conn_abort(conn, "message rejected: %s", gr_error_msg(err));
                 break;
             }

@@ -389,9 +389,10 @@ static void test_stream_reader_byte_by_byte(void **state)
 }
 
 /* A message read in one go keeps its segment list in front of its frame, in
- * the one buffer: several segments must all read back, and building onto the
+ * the one buffer (and, taken with cp_stream_reader_take_message, the message
+ * struct too): several segments must all read back, and building onto the
  * read message (which adds a segment, so moves the list out) must neither lose
- * the old segments nor free the list twice (the sanitizer build checks). */
+ * the old segments nor free anything twice (the sanitizer build checks). */
 static void test_read_message_keeps_segment_list_in_its_buffer(void **state)
 {
     cp_message a;
@@ -403,30 +404,43 @@ static void test_read_message_keeps_segment_list_in_its_buffer(void **state)
     uint32_t nsegs = a.nsegs;
     cp_message_release(&a);
 
-    for (int how = 0; how < 2; how++) {
-        cp_message m;
+    for (int how = 0; how < 4; how++) {
+        cp_message local, *m = &local;
         gr_error_t err = NULL;
         cp_stream_reader sr;
-        if (how == 0) {
+        if (how == 0 || how == 2 || how == 3) {
             cp_stream_reader_init(&sr, 0, NULL);
-            size_t used;
-            assert_int_equal(cp_stream_reader_feed(&sr, stream.data, stream.len, &used, &err), 1);
-            assert_int_equal(used, stream.len);
-            assert_int_equal(cp_stream_reader_take(&sr, &m, &err), 0);
+            size_t used, fed = 0;
+            if (how == 3) /* the table comes in pieces: sized as it goes */
+                for (; fed < 6; fed++)
+                    assert_int_equal(cp_stream_reader_feed(&sr, stream.data + fed, 1, &used, &err), 0);
+            assert_int_equal(
+                cp_stream_reader_feed(&sr, stream.data + fed, stream.len - fed, &used, &err), 1);
+            assert_int_equal(fed + used, stream.len);
+            if (how == 0)
+                assert_int_equal(cp_stream_reader_take(&sr, m, &err), 0);
+            else
+                assert_non_null(m = cp_stream_reader_take_message(&sr, &err));
             cp_stream_reader_release(&sr);
         } else {
-            assert_int_equal(cp_message_read(&m, stream.data, stream.len, NULL, &err), 0);
+            assert_int_equal(cp_message_read(m, stream.data, stream.len, NULL, &err), 0);
         }
-        assert_int_equal(m.nsegs, nsegs);
-        assert_ptr_equal((void *)m.segs, m.owned_buf);
-        assert_int_equal(sample_check(&m), 0);
+        assert_int_equal(m->nsegs, nsegs);
+        assert_int_equal(m->segs_in_buf, how != 3);
+        assert_int_equal(m->self_in_buf, how == 2);
+        if (how == 2)
+            assert_ptr_equal((void *)m, m->owned_buf);
+        assert_int_equal(sample_check(m), 0);
 
-        cp_struct_builder extra = cp_ptr_init_struct(cp_message_root_builder(&m), 1, 0);
+        cp_struct_builder extra = cp_ptr_init_struct(cp_message_root_builder(m), 1, 0);
         cp_set_u64(extra, 0, 99, 0);
-        assert_int_equal(m.nsegs, nsegs + 1);
-        assert_ptr_not_equal((void *)m.segs, m.owned_buf);
-        assert_int_equal(cp_get_u64(cp_message_root(&m), 0, 0), 99);
-        cp_message_release(&m);
+        assert_int_equal(m->nsegs, nsegs + 1);
+        assert_false(m->segs_in_buf);
+        assert_int_equal(cp_get_u64(cp_message_root(m), 0, 0), 99);
+        bool self = m->self_in_buf;
+        cp_message_release(m);
+        if (m != &local && !self)
+            free(m);
     }
     gr_buf_release(&stream);
 }
