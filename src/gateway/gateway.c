@@ -253,6 +253,12 @@ int gw_server_start(gw_server **out, uv_loop_t *loop, const cfg *c, st_store *st
     h->srv = srv;
 
     h2o_context_init(&srv->ctx, loop, &srv->globalconf);
+    /* h2o keeps 16 freed socket input buffers (8 KiB each) for reuse; with
+     * more connections than that busy, every read took a fresh malloc (and
+     * glibc a consolidation of its fast bins). Keep one per connection up to
+     * 256 (2 MiB at most). The loop thread is this one. */
+    if (h2o_socket_buffer_prototype.allocator.max < 256)
+        h2o_socket_buffer_prototype.allocator.max = 256;
     srv->h2o_ready = true;
     srv->accept_ctx.ctx = &srv->ctx;
     srv->accept_ctx.hosts = srv->globalconf.hosts;
