@@ -25,17 +25,19 @@
 #define CHUNK (64 * 1024)
 
 typedef struct {
-    char *name, *value;
+    size_t name, value; /* offsets of NUL-terminated strings in nt_conn.hbytes */
 } header;
 
 struct nt_conn {
     uv_tcp_t tcp;
     llhttp_t parser;
     gr_buf url;
+    /* A request's headers, names and values one after another in one buffer
+     * that the next request reuses. */
+    gr_buf hbytes;
     header headers[MAX_HEADERS];
     int nheaders;
-    gr_buf hname, hvalue;
-    bool in_value;
+    header cur; /* the header being read */
     size_t header_bytes;
     gr_buf body;
     bool body_too_large;
@@ -91,13 +93,8 @@ void nt_write(nt_conn *c, const void *data, size_t len)
 static void on_closed(uv_handle_t *h)
 {
     nt_conn *c = (nt_conn *)h;
-    for (int i = 0; i < c->nheaders; i++) {
-        free(c->headers[i].name);
-        free(c->headers[i].value);
-    }
     gr_buf_release(&c->url);
-    gr_buf_release(&c->hname);
-    gr_buf_release(&c->hvalue);
+    gr_buf_release(&c->hbytes);
     gr_buf_release(&c->body);
     gr_buf_release(&c->pending);
     gr_buf_release(&c->ws_in);
@@ -244,11 +241,21 @@ static char *note_json(void)
 
 /* ---- requests ------------------------------------------------------------- */
 
+static const char *header_name(nt_conn *c, int i)
+{
+    return c->hbytes.data + c->headers[i].name;
+}
+
+static const char *header_value(nt_conn *c, int i)
+{
+    return c->hbytes.data + c->headers[i].value;
+}
+
 const char *nt_header(nt_conn *c, const char *name)
 {
     for (int i = 0; i < c->nheaders; i++)
-        if (strcasecmp(c->headers[i].name, name) == 0)
-            return c->headers[i].value;
+        if (strcasecmp(header_name(c, i), name) == 0)
+            return header_value(c, i);
     return NULL;
 }
 
@@ -332,9 +339,9 @@ static void serve_headers(nt_conn *c)
     gr_buf_printf(&b, ",\"body_bytes\":%zu,\"headers\":[", c->body.len);
     for (int i = 0; i < c->nheaders; i++) {
         gr_buf_puts(&b, i ? ",[" : "[");
-        json_string(&b, c->headers[i].name, strlen(c->headers[i].name));
+        json_string(&b, header_name(c, i), strlen(header_name(c, i)));
         gr_buf_puts(&b, ",");
-        json_string(&b, c->headers[i].value, strlen(c->headers[i].value));
+        json_string(&b, header_value(c, i), strlen(header_value(c, i)));
         gr_buf_puts(&b, "]");
     }
     gr_buf_puts(&b, "]}");
@@ -452,31 +459,18 @@ static void route(nt_conn *c)
 
 /* ---- llhttp callbacks ------------------------------------------------------ */
 
-static void push_header(nt_conn *c)
-{
-    if (c->hname.len == 0)
-        return;
-    if (c->nheaders < MAX_HEADERS) {
-        c->headers[c->nheaders].name = gr_buf_steal(&c->hname);
-        c->headers[c->nheaders].value = gr_buf_steal(&c->hvalue);
-        c->nheaders++;
-    }
-    gr_buf_release(&c->hname);
-    gr_buf_release(&c->hvalue);
-}
-
 static int on_message_begin(llhttp_t *p)
 {
     nt_conn *c = p->data;
-    for (int i = 0; i < c->nheaders; i++) {
-        free(c->headers[i].name);
-        free(c->headers[i].value);
-    }
     c->nheaders = 0;
     c->header_bytes = 0;
-    c->in_value = false;
-    gr_buf_release(&c->url);
-    gr_buf_release(&c->body);
+    gr_buf_clear(&c->hbytes);
+    c->cur = (header){0, 0};
+    gr_buf_clear(&c->url);
+    if (c->body.cap > CHUNK) /* a big body's memory is not kept for the next request */
+        gr_buf_release(&c->body);
+    else
+        gr_buf_clear(&c->body);
     c->body_too_large = false;
     c->upload_bytes = 0;
     c->is_upload = false;
@@ -498,30 +492,43 @@ static int count_header_bytes(nt_conn *c, size_t len)
     return c->header_bytes > MAX_HEADER_BYTES ? -1 : 0;
 }
 
+/* A name or value may come in pieces (split across reads): each is appended
+ * to hbytes, and ended with its NUL by the _complete callbacks. */
 static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
     nt_conn *c = p->data;
-    if (c->in_value) {
-        push_header(c);
-        c->in_value = false;
-    }
-    gr_buf_append(&c->hname, at, len);
+    gr_buf_append(&c->hbytes, at, len);
     return count_header_bytes(c, len);
+}
+
+static int on_header_field_complete(llhttp_t *p)
+{
+    nt_conn *c = p->data;
+    gr_buf_append(&c->hbytes, "", 1);
+    c->cur.value = c->hbytes.len;
+    return 0;
 }
 
 static int on_header_value(llhttp_t *p, const char *at, size_t len)
 {
     nt_conn *c = p->data;
-    c->in_value = true;
-    gr_buf_append(&c->hvalue, at, len);
+    gr_buf_append(&c->hbytes, at, len);
     return count_header_bytes(c, len);
+}
+
+static int on_header_value_complete(llhttp_t *p)
+{
+    nt_conn *c = p->data;
+    gr_buf_append(&c->hbytes, "", 1);
+    if (c->nheaders < MAX_HEADERS)
+        c->headers[c->nheaders++] = c->cur;
+    c->cur.name = c->hbytes.len;
+    return 0;
 }
 
 static int on_headers_complete(llhttp_t *p)
 {
     nt_conn *c = p->data;
-    push_header(c);
-    c->in_value = false;
     if (c->url.data && gr_starts_with(c->url.data, "/debug/upload")) {
         c->is_upload = true;
         if (c->upload_hash == NULL)
@@ -713,7 +720,9 @@ int main(int argc, char **argv)
     settings.on_message_begin = on_message_begin;
     settings.on_url = on_url;
     settings.on_header_field = on_header_field;
+    settings.on_header_field_complete = on_header_field_complete;
     settings.on_header_value = on_header_value;
+    settings.on_header_value_complete = on_header_value_complete;
     settings.on_headers_complete = on_headers_complete;
     settings.on_body = on_body;
     settings.on_message_complete = on_message_complete;

@@ -124,6 +124,28 @@ def test_headers_echo(notes):
     assert names["x-sandstorm-username"] == "Ada%20Admin" and names["cookie"] == "a=b"
 
 
+def test_headers_in_pieces_empty_and_per_request(notes):
+    """Headers arriving a byte at a time, an empty value, and a second request
+    on the connection: each request sees exactly its own headers."""
+    s = socket.create_connection(("127.0.0.1", notes.port), timeout=10)
+    first = (b"GET /debug/headers HTTP/1.1\r\nHost: x\r\nX-Empty:\r\n"
+             b"X-Sandstorm-Permissions: edit\r\nX-Long: " + b"v" * 300 + b"\r\n\r\n")
+    for i in range(len(first)):
+        s.sendall(first[i:i + 1])
+    second = b"GET /debug/headers HTTP/1.1\r\nHost: y\r\nX-Second: 2\r\n\r\n"
+    s.sendall(second)
+    data = b""
+    while data.count(b"}") < 2 or not data.rstrip().endswith(b"}"):
+        chunk = s.recv(65536)
+        assert chunk
+        data += chunk
+    s.close()
+    bodies = [json.loads(part[part.index(b"{"):]) for part in data.split(b"HTTP/1.1 200 OK")[1:]]
+    assert [[k, v] for k, v in bodies[0]["headers"]] == [
+        ["Host", "x"], ["X-Empty", ""], ["X-Sandstorm-Permissions", "edit"], ["X-Long", "v" * 300]]
+    assert [[k, v] for k, v in bodies[1]["headers"]] == [["Host", "y"], ["X-Second", "2"]]
+
+
 @pytest.mark.parametrize("status", [200, 201, 204, 301, 302, 303, 304, 307, 308, 400, 403, 404,
                                     409, 418, 500, 503])
 def test_any_status(notes, status):
