@@ -55,7 +55,7 @@ run: build web
 test: build web asan fuzz-build
 	scripts/run-tests
 
-bench: release web
+bench: build release web
 	bench/run-all
 
 # Longer fuzzing than the smoke run of `make test`: FUZZ_SECONDS per target.
