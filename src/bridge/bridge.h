@@ -52,6 +52,7 @@ void br_request_end(gr_buf *b, int64_t body_len);
  * (WebSession.Response.headerWhitelist). Names compare without case; an
  * entry ending in '*' matches a prefix. */
 bool br_request_header_allowed(const char *name);
+bool br_request_header_allowed_n(const char *name, size_t len); /* name need not end in NUL */
 bool br_response_header_allowed(const char *name);
 
 /* The Sec-WebSocket-Accept an app must answer to key (RFC 6455 4.2.2):

@@ -157,29 +157,34 @@ static const char *const request_whitelist[] = {
 };
 static const char *const response_whitelist[] = {"x-sandstorm-app-*", "x-oc-mtime"};
 
-static bool whitelisted(const char *name, const char *const *list, size_t n)
+static bool whitelisted(const char *name, size_t nlen, const char *const *list, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         size_t len = strlen(list[i]);
         if (list[i][len - 1] == '*') {
-            if (strncasecmp(name, list[i], len - 1) == 0)
+            if (nlen >= len - 1 && strncasecmp(name, list[i], len - 1) == 0)
                 return true;
-        } else if (strcasecmp(name, list[i]) == 0) {
+        } else if (nlen == len && strncasecmp(name, list[i], len) == 0) {
             return true;
         }
     }
     return false;
 }
 
+bool br_request_header_allowed_n(const char *name, size_t len)
+{
+    return whitelisted(name, len, request_whitelist,
+                       sizeof(request_whitelist) / sizeof(request_whitelist[0]));
+}
+
 bool br_request_header_allowed(const char *name)
 {
-    return whitelisted(name, request_whitelist,
-                       sizeof(request_whitelist) / sizeof(request_whitelist[0]));
+    return br_request_header_allowed_n(name, strlen(name));
 }
 
 bool br_response_header_allowed(const char *name)
 {
-    return whitelisted(name, response_whitelist,
+    return whitelisted(name, strlen(name), response_whitelist,
                        sizeof(response_whitelist) / sizeof(response_whitelist[0]));
 }
 

@@ -318,17 +318,15 @@ static int fill_context(gw_server *srv, h2o_req_t *req, WebSession_Context_B ctx
 
     /* Whitelisted extra headers, names in lower case. */
     size_t nh = 0;
-    for (size_t i = 0; i < req->headers.size; i++) {
-        _cleanup_free_ char *name = gr_strndup(req->headers.entries[i].name->base,
-                                               req->headers.entries[i].name->len);
-        nh += br_request_header_allowed(name);
-    }
+    for (size_t i = 0; i < req->headers.size; i++)
+        nh += br_request_header_allowed_n(req->headers.entries[i].name->base,
+                                          req->headers.entries[i].name->len);
     WebSession_Context_Header_LB hl = WebSession_Context_init_additionalHeaders(ctx, (uint32_t)nh);
     for (size_t i = 0, k = 0; i < req->headers.size && k < nh; i++) {
-        _cleanup_free_ char *name = gr_strndup(req->headers.entries[i].name->base,
-                                               req->headers.entries[i].name->len);
-        if (!br_request_header_allowed(name))
+        const h2o_iovec_t *n = req->headers.entries[i].name;
+        if (!br_request_header_allowed_n(n->base, n->len))
             continue;
+        _cleanup_free_ char *name = gr_strndup(n->base, n->len); /* a whitelisted one: rare */
         gr_ascii_lower(name);
         WebSession_Context_Header_B h = WebSession_Context_Header_list_at(hl, (uint32_t)k++);
         WebSession_Context_Header_set_name(h, name, strlen(name));

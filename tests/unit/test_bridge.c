@@ -90,6 +90,13 @@ static void test_whitelists(void **state)
     assert_true(br_response_header_allowed("x-sandstorm-app-thing"));
     assert_false(br_response_header_allowed("Set-Cookie"));
     assert_false(br_response_header_allowed("Content-Security-Policy"));
+    /* By length, on bytes that do not end in NUL (h2o's header names). */
+    const char names[] = "x-csrf-tokenx-csrf-tokensx-sandstorm-app-x-sandstorm-ap";
+    assert_true(br_request_header_allowed_n(names, 12));       /* x-csrf-token */
+    assert_false(br_request_header_allowed_n(names + 12, 13)); /* x-csrf-tokens */
+    assert_false(br_request_header_allowed_n(names, 11));      /* x-csrf-toke */
+    assert_true(br_request_header_allowed_n(names + 25, 16));  /* the bare prefix */
+    assert_false(br_request_header_allowed_n(names + 41, 14)); /* short of the prefix */
 }
 
 static void test_status_map(void **state)
