@@ -280,12 +280,13 @@ void cp_stream_reader_release(cp_stream_reader *sr)
     memset(sr, 0, sizeof(*sr));
 }
 
-/* At a frame's start, when the input holds the whole segment table: sizes the
- * buffer once, with room in front for the message and its segment list. Returns -1
- * on a bad table, else 0 (nothing done when the table is not all there). */
 /* Room for a message struct at the start of a read buffer. */
 #define MESSAGE_ROOM ((sizeof(cp_message) + 7) / 8 * 8)
 
+/* At a frame's start, when the input holds the whole segment table: sizes the
+ * buffer once, with room in front for the message and its segment list.
+ * Returns -1 on a bad table, else 0 (nothing done when the table is not all
+ * there). */
 static int size_frame_at_once(cp_stream_reader *sr, const uint8_t *in, size_t avail,
                               gr_error_t *err)
 {

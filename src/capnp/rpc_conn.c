@@ -569,11 +569,15 @@ void cp__conn_send_call(cp_rpc_conn *conn, cp_cap *target, cp_request *req, cp_p
  * them: so when each of them (senderHosted) is held here only by the params,
  * which go right after the Return. Their references are then counted off, and
  * an import left with none leaves the table at once (the peer may reuse its
- * id). A promise among them, or one kept by the callee, answers false. */
+ * id). A promise among them, or one kept by the callee, answers false; so
+ * do params with more than RELEASE_PARAMS_MAX capabilities, which keeps the
+ * pairwise count below cheap whatever table a peer sends. */
+#define RELEASE_PARAMS_MAX 8
+
 static bool return_releases_params(cp_rpc_conn *conn, cp_call *call)
 {
     cp_message *m = call->params_msg;
-    if (!m || m->ncaps == 0)
+    if (!m || m->ncaps == 0 || m->ncaps > RELEASE_PARAMS_MAX)
         return false;
     cp_struct_reader c = cp_get_struct(cp_message_root(m), 0, cp_ptr_null());
     cp_struct_reader payload = cp_get_struct(c, 1, cp_ptr_null());

@@ -235,6 +235,13 @@ static void set_text(cp_struct_builder b, uint16_t slot, const char *s)
 }
 
 /* Fills WebSession.Context from the browser's request. */
+/* Where a Cookie header's items end: at its first NUL, if any. */
+static const char *cookie_end(const h2o_iovec_t *v)
+{
+    const char *nul = memchr(v->base, '\0', v->len);
+    return nul ? nul : v->base + v->len;
+}
+
 static int fill_context(gw_server *srv, h2o_req_t *req, WebSession_Context_B ctx, cp_cap *stream,
                         gr_error_t *err)
 {
@@ -247,9 +254,8 @@ static int fill_context(gw_server *srv, h2o_req_t *req, WebSession_Context_B ctx
             cl = WebSession_Context_init_cookies(ctx, nc);
         uint32_t k = 0;
         for (ssize_t i = -1; (i = h2o_find_header(&req->headers, H2O_TOKEN_COOKIE, i)) != -1;) {
-            const h2o_iovec_t *v = &req->headers.entries[i].value;
-            const char *nul = memchr(v->base, '\0', v->len);
-            const char *p = v->base, *end = nul ? nul : v->base + v->len;
+            const char *p = req->headers.entries[i].value.base;
+            const char *end = cookie_end(&req->headers.entries[i].value);
             gw_cookie c;
             while (gw__cookie_next(&p, end, &c)) {
                 if (h2o_memis(c.name, c.name_len, H2O_STRLIT(GRAIN_COOKIE)))
@@ -1201,9 +1207,8 @@ int gw__route_grain(gw_server *srv, h2o_req_t *req, const char *label)
     bool ok = false;
     size_t secret_len = strlen(s->secret);
     for (ssize_t i = -1; !ok && (i = h2o_find_header(&req->headers, H2O_TOKEN_COOKIE, i)) != -1;) {
-        const h2o_iovec_t *v = &req->headers.entries[i].value;
-        const char *nul = memchr(v->base, '\0', v->len);
-        const char *p = v->base, *end = nul ? nul : v->base + v->len;
+        const char *p = req->headers.entries[i].value.base;
+        const char *end = cookie_end(&req->headers.entries[i].value);
         gw_cookie c;
         while (!ok && gw__cookie_next(&p, end, &c))
             ok = h2o_memis(c.name, c.name_len, H2O_STRLIT(GRAIN_COOKIE)) &&

@@ -61,14 +61,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
-    uint8_t mode = data[0] % 3;
+    uint8_t mode = data[0] % 4;
     data++;
     size--;
     cp_read_options opts = {.traversal_limit_words = 1u << 14, .nesting_limit = 32};
-    cp_message m;
+    cp_message m, *mp = &m;
     gr_error_t err = NULL;
     int rc;
-    if (mode == 0) {
+    if (mode == 3) {
+        /* Fed whole: the reader sizes the frame once and takes it into a
+         * message that lives in the frame's buffer. */
+        cp_stream_reader sr;
+        cp_stream_reader_init(&sr, 1u << 20, &opts);
+        size_t used;
+        rc = cp_stream_reader_feed(&sr, data, size, &used, &err) == 1 ? 0 : -1;
+        if (rc == 0) {
+            mp = cp_stream_reader_take_message(&sr, &err);
+            rc = mp ? 0 : -1;
+            if (mp)
+                cp_message_reset_limits(mp, &opts);
+        }
+        cp_stream_reader_release(&sr);
+    } else if (mode == 0) {
         rc = cp_message_read(&m, data, size, &opts, &err);
     } else if (mode == 1) {
         rc = cp_message_read_packed(&m, data, size, 1u << 20, &opts, &err);
@@ -96,17 +110,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         gr_error_release(&err);
         return 0;
     }
-    walk(cp_message_root_ptr(&m));
+    walk(cp_message_root_ptr(mp));
     /* Deep copy goes through the same checks. */
     cp_message c;
     cp_message_init(&c, 16);
-    cp_message_reset_limits(&m, &opts);
-    gr_error_release(&m.error);
-    cp_ptr_set_copy(cp_message_root_builder(&c), cp_message_root_ptr(&m));
+    cp_message_reset_limits(mp, &opts);
+    gr_error_release(&mp->error);
+    cp_ptr_set_copy(cp_message_root_builder(&c), cp_message_root_ptr(mp));
     gr_buf out = GR_BUF_INIT;
     cp_message_write_packed(&c, &out);
     gr_buf_release(&out);
     cp_message_release(&c);
-    cp_message_release(&m);
+    bool self_in_buf = mp->self_in_buf;
+    cp_message_release(mp);
+    if (mp != &m && !self_in_buf)
+        free(mp);
     return 0;
 }

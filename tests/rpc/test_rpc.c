@@ -731,33 +731,11 @@ static int inject_resolve(victim *v, uint32_t promise, uint16_t kind, uint32_t t
     return inject_msg(v, &m);
 }
 
-/* A victim (bootstrapped) answering callBack(cb, 2) where cb is the peer's
- * senderPromise promise_id: it has just sent its first cb.call(). */
-static victim *victim_calling_back(uint32_t promise_id)
-{
-    victim *v = victim_new(NULL);
-    const uint32_t boot[] = {0, 0};
-    inject(v, CP__MSG_BOOTSTRAP, 1, 1, fill_u32s, boot);
-    cp_message m;
-    cp_struct_builder c = msg_body(&m, CP__MSG_CALL, 3, 3);
-    cp_set_u32(c, 0, 1, 0);
-    cp_set_u64(c, 8, Interop_TYPE_ID, 0);
-    cp_set_u16(c, 4, Interop_callBack_METHOD_ID, 0);
-    cp_init_struct(c, 0, 1, 1); /* importedCap 0: the bootstrap */
-    cp_struct_builder payload = cp_init_struct(c, 1, 0, 2);
-    cp_struct_builder params = cp_init_struct(payload, 0, 1, 1);
-    Interop_callBack_Params_set_n((Interop_callBack_Params_B){params}, 2);
-    cp_set_cap(params, 0, 0);
-    cp_struct_builder d = cp_list_struct_at(cp_init_struct_list(payload, 1, 1, 1, 1), 0);
-    cp_set_u16(d, 0, 2, 0); /* senderPromise */
-    cp_set_u32(d, 4, promise_id, 0);
-    assert_int_equal(inject_msg(v, &m), 0);
-    return v;
-}
-
-/* Injects Call qid on the bootstrap: method (callBack or reflect) with the
- * peer's capability export_id as params.cb (senderHosted), n = 0. */
-static void inject_cap_call(victim *v, uint32_t qid, uint16_t method, uint32_t export_id)
+/* Injects Call qid on the bootstrap: method (callBack or reflect) with
+ * params {cb = capability 0, n}, whose capability table holds ncaps entries
+ * of kind (senderHosted 1, senderPromise 2) for the peer's export_id. */
+static void inject_cap_call(victim *v, uint32_t qid, uint16_t method, uint32_t n, uint16_t kind,
+                            uint32_t export_id, uint32_t ncaps)
 {
     cp_message m;
     cp_struct_builder c = msg_body(&m, CP__MSG_CALL, 3, 3);
@@ -767,11 +745,26 @@ static void inject_cap_call(victim *v, uint32_t qid, uint16_t method, uint32_t e
     cp_init_struct(c, 0, 1, 1); /* importedCap 0: the bootstrap */
     cp_struct_builder payload = cp_init_struct(c, 1, 0, 2);
     cp_struct_builder params = cp_init_struct(payload, 0, 1, 1);
+    Interop_callBack_Params_set_n((Interop_callBack_Params_B){params}, n);
     cp_set_cap(params, 0, 0);
-    cp_struct_builder d = cp_list_struct_at(cp_init_struct_list(payload, 1, 1, 1, 1), 0);
-    cp_set_u16(d, 0, 1, 0); /* senderHosted */
-    cp_set_u32(d, 4, export_id, 0);
+    cp_list_builder table = cp_init_struct_list(payload, 1, ncaps, 1, 1);
+    for (uint32_t i = 0; i < ncaps; i++) {
+        cp_struct_builder d = cp_list_struct_at(table, i);
+        cp_set_u16(d, 0, kind, 0);
+        cp_set_u32(d, 4, export_id, 0);
+    }
     assert_int_equal(inject_msg(v, &m), 0);
+}
+
+/* A victim (bootstrapped) answering callBack(cb, 2) where cb is the peer's
+ * senderPromise promise_id: it has just sent its first cb.call(). */
+static victim *victim_calling_back(uint32_t promise_id)
+{
+    victim *v = victim_new(NULL);
+    const uint32_t boot[] = {0, 0};
+    inject(v, CP__MSG_BOOTSTRAP, 1, 1, fill_u32s, boot);
+    inject_cap_call(v, 1, Interop_callBack_METHOD_ID, 2, 2, promise_id, 1);
+    return v;
 }
 
 /* A callee that is done with the capabilities in its params says so in its
@@ -785,7 +778,7 @@ static void test_return_releases_param_caps(void **state)
 
     /* callBack(cb, 0) uses cb no more once it returns. */
     v->out.len = 0;
-    inject_cap_call(v, 1, Interop_callBack_METHOD_ID, 7);
+    inject_cap_call(v, 1, Interop_callBack_METHOD_ID, 0, 1, 7, 1);
     seen s;
     parse_sent(v, &s);
     assert_int_equal(s.returns, 1);
@@ -797,14 +790,14 @@ static void test_return_releases_param_caps(void **state)
 
     /* The caller may reuse the export id at once: it is a new import. */
     v->out.len = 0;
-    inject_cap_call(v, 2, Interop_callBack_METHOD_ID, 7);
+    inject_cap_call(v, 2, Interop_callBack_METHOD_ID, 0, 1, 7, 1);
     parse_sent(v, &s);
     assert_true(s.last_return_releases_params);
     assert_int_equal(s.releases, 0);
 
     /* reflect(cb) keeps cb in its results until the caller's Finish. */
     v->out.len = 0;
-    inject_cap_call(v, 3, Interop_reflect_METHOD_ID, 8);
+    inject_cap_call(v, 3, Interop_reflect_METHOD_ID, 0, 1, 8, 1);
     parse_sent(v, &s);
     assert_int_equal(s.returns, 1);
     assert_false(s.last_return_releases_params);
@@ -818,6 +811,16 @@ static void test_return_releases_param_caps(void **state)
     assert_int_equal(s.release_count[0], 1);
     cp_rpc_conn_stats(v->conn, &st);
     assert_int_equal(st.imports, 0);
+
+    /* A table past the few capabilities the check looks through (it must not
+     * cost a peer's long table its square) is released the usual way. */
+    v->out.len = 0;
+    inject_cap_call(v, 4, Interop_callBack_METHOD_ID, 0, 1, 9, 9);
+    parse_sent(v, &s);
+    assert_false(s.last_return_releases_params);
+    assert_int_equal(s.releases, 1);
+    assert_int_equal(s.release_id[0], 9);
+    assert_int_equal(s.release_count[0], 9);
     victim_free(v);
 }
 
