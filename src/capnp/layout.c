@@ -11,6 +11,64 @@
 #define KIND_FAR 2u
 #define KIND_OTHER 3u
 
+/* Built messages start with a segment of DEFAULT_SEGMENT_WORDS (8 KiB) and
+ * most RPC messages use a few dozen words of it. Released first segments are
+ * zeroed over their used part and kept per thread for the next message,
+ * instead of a calloc of the whole segment each time. Sanitizer builds keep
+ * nothing, so that a use after release is still caught. */
+#if defined(__SANITIZE_ADDRESS__)
+#define SEGMENT_CACHE 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SEGMENT_CACHE 0
+#endif
+#endif
+#ifndef SEGMENT_CACHE
+#define SEGMENT_CACHE 8
+#endif
+#if SEGMENT_CACHE
+static _Thread_local uint64_t *segment_cache[SEGMENT_CACHE];
+static _Thread_local unsigned segments_cached;
+#endif
+
+/* Nearly every message also gets a segment list of FIRST_SEGS entries, and
+ * most RPC messages a capability table of FIRST_CAPS: released ones of just
+ * that size are kept per thread the same way (LIST_CACHE of each). A list
+ * block always holds exactly segs_cap (caps_cap) entries, so the size alone
+ * says whether it may go to the cache. */
+#define FIRST_SEGS 4u
+#define FIRST_CAPS 8u
+#define LIST_CACHE (SEGMENT_CACHE ? 64 : 0)
+enum { LIST_SEGS, LIST_CAPS };
+#if LIST_CACHE
+static _Thread_local void *list_cache[2][LIST_CACHE];
+static _Thread_local unsigned lists_cached[2];
+#endif
+
+static void *list_alloc(int which, size_t bytes)
+{
+#if LIST_CACHE
+    if (lists_cached[which])
+        return list_cache[which][--lists_cached[which]];
+#endif
+    (void)which;
+    return gr_malloc(bytes);
+}
+
+static void list_free(int which, void *list, bool cacheable)
+{
+#if LIST_CACHE
+    if (list && cacheable && lists_cached[which] < LIST_CACHE) {
+        list_cache[which][lists_cached[which]++] = list;
+        return;
+    }
+#endif
+    (void)which;
+    (void)cacheable;
+    free(list);
+}
+
+
 static inline uint64_t load64(const void *p)
 {
     uint64_t v;
@@ -69,8 +127,13 @@ void *cp_message_get_cap(const cp_message *m, uint32_t index)
 uint32_t cp_message_add_cap(cp_message *m, void *cap)
 {
     if (m->ncaps == m->caps_cap) {
-        m->caps_cap = m->caps_cap ? m->caps_cap * 2 : 8;
-        m->caps = gr_realloc(m->caps, m->caps_cap * sizeof(*m->caps));
+        if (m->caps_cap == 0) {
+            m->caps = list_alloc(LIST_CAPS, FIRST_CAPS * sizeof(*m->caps));
+            m->caps_cap = FIRST_CAPS;
+        } else {
+            m->caps_cap *= 2;
+            m->caps = gr_realloc(m->caps, m->caps_cap * sizeof(*m->caps));
+        }
     }
     m->caps[m->ncaps] = cap;
     return m->ncaps++;
@@ -501,26 +564,6 @@ void cp_message_init(cp_message *m, uint32_t first_segment_words)
     m->nesting_limit = CP_DEFAULT_NESTING_LIMIT;
 }
 
-/* Built messages start with a segment of DEFAULT_SEGMENT_WORDS (8 KiB) and
- * most RPC messages use a few dozen words of it. Released first segments are
- * zeroed over their used part and kept per thread for the next message,
- * instead of a calloc of the whole segment each time. Sanitizer builds keep
- * nothing, so that a use after release is still caught. */
-#if defined(__SANITIZE_ADDRESS__)
-#define SEGMENT_CACHE 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SEGMENT_CACHE 0
-#endif
-#endif
-#ifndef SEGMENT_CACHE
-#define SEGMENT_CACHE 8
-#endif
-#if SEGMENT_CACHE
-static _Thread_local uint64_t *segment_cache[SEGMENT_CACHE];
-static _Thread_local unsigned segments_cached;
-#endif
-
 static uint64_t *segment_alloc(uint32_t words)
 {
 #if SEGMENT_CACHE
@@ -548,8 +591,8 @@ void cp_message_release(cp_message *m)
         if (m->segs[i].owned)
             segment_free(&m->segs[i]);
     if (!m->segs_in_buf) /* else the list lives in front of the frame */
-        free(m->segs);
-    free(m->caps);
+        list_free(LIST_SEGS, m->segs, m->segs_cap == FIRST_SEGS);
+    list_free(LIST_CAPS, m->caps, m->caps_cap == FIRST_CAPS);
     gr_error_release(&m->error);
     if (m->self_in_buf) { /* m goes with its buffer */
         free(m->owned_buf);
@@ -561,8 +604,11 @@ void cp_message_release(cp_message *m)
 
 static uint32_t new_segment(cp_message *m, uint32_t min_words)
 {
-    if (m->nsegs == m->segs_cap) {
-        m->segs_cap = m->segs_cap ? m->segs_cap * 2 : 4;
+    if (m->nsegs == 0 && m->segs_cap == 0) {
+        m->segs = list_alloc(LIST_SEGS, FIRST_SEGS * sizeof(*m->segs));
+        m->segs_cap = FIRST_SEGS;
+    } else if (m->nsegs == m->segs_cap) {
+        m->segs_cap *= 2;
         if (m->segs_in_buf) { /* move out of the read buffer */
             cp_segment *segs = gr_malloc(m->segs_cap * sizeof(*segs));
             memcpy(segs, m->segs, m->nsegs * sizeof(*segs));

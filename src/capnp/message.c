@@ -162,7 +162,7 @@ void cp_message_init_segments(cp_message *m, const cp_segment *segs, uint32_t ns
                               const cp_read_options *opts)
 {
     memset(m, 0, sizeof(*m));
-    m->segs = gr_calloc(nsegs ? nsegs : 1, sizeof(*m->segs));
+    m->segs = nsegs ? gr_calloc(nsegs, sizeof(*m->segs)) : NULL; /* the list holds segs_cap */
     for (uint32_t i = 0; i < nsegs; i++) {
         m->segs[i] = segs[i];
         m->segs[i].owned = false;

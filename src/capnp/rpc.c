@@ -456,7 +456,7 @@ void cp__pending_unref(cp_pending *p)
     if (--p->refs == 0) {
         cp__msg_free(p->results_msg);
         free((char *)p->exc.reason);
-        free(p->param_exports);
+        cp__export_list_free(&p->param_exports);
         free(p);
         return;
     }
@@ -722,7 +722,7 @@ void cp__call_unref(cp_call *call)
     cp__msg_free(call->params_msg);
     cp__msg_free(call->results_msg);
     free((char *)call->exc.reason);
-    free(call->result_exports);
+    cp__export_list_free(&call->result_exports);
     free(call);
 }
 

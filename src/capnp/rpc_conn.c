@@ -470,10 +470,26 @@ static bool is_local_promise(cp_rpc_conn *conn, const cp_cap *c)
     return c->kind == CP__CAP_IMPORT && c->is_promise && c->conn != conn;
 }
 
-/* Describes capability c (NULL: none) to the peer of conn. The export ids
- * it made go to *exports (may be NULL). */
-static void write_desc(cp_rpc_conn *conn, cp_struct_builder d, cp_cap *c, uint32_t **exports,
-                       uint32_t *nexports)
+/* Makes room in l for more ids. */
+static void export_list_reserve(cp__export_list *l, uint32_t more)
+{
+    uint32_t need = l->n + more;
+    if (l->ids == NULL && need <= sizeof(l->inline_ids) / sizeof(l->inline_ids[0])) {
+        l->ids = l->inline_ids;
+    } else if (l->ids == l->inline_ids) {
+        if (need > sizeof(l->inline_ids) / sizeof(l->inline_ids[0])) {
+            uint32_t *a = gr_malloc(need * sizeof(*a));
+            memcpy(a, l->inline_ids, l->n * sizeof(*a));
+            l->ids = a;
+        }
+    } else {
+        l->ids = gr_realloc(l->ids, need * sizeof(*l->ids));
+    }
+}
+
+/* Describes capability c (NULL: none) to the peer of conn. The export id it
+ * made, if any, goes to exports (may be NULL), which has room for it. */
+static void write_desc(cp_rpc_conn *conn, cp_struct_builder d, cp_cap *c, cp__export_list *exports)
 {
     if (!c)
         return; /* none */
@@ -497,19 +513,19 @@ static void write_desc(cp_rpc_conn *conn, cp_struct_builder d, cp_cap *c, uint32
     id = export_cap(conn, c, promise);
     cp_set_u16(d, 0, promise ? 2 : 1, 0);
     cp_set_u32(d, 4, id, 0);
-    if (exports) {
-        *exports = gr_realloc(*exports, (*nexports + 1) * sizeof(**exports));
-        (*exports)[(*nexports)++] = id;
-    }
+    if (exports)
+        exports->ids[exports->n++] = id;
 }
 
 /* Writes the capTable of a Payload from m's capability table. */
 static void write_cap_table(cp_rpc_conn *conn, cp_struct_builder payload, cp_message *m,
-                            uint32_t **exports, uint32_t *nexports)
+                            cp__export_list *exports)
 {
     cp_list_builder table = cp_init_struct_list(payload, 1, m->ncaps, 1, 1);
+    if (m->ncaps)
+        export_list_reserve(exports, m->ncaps);
     for (uint32_t i = 0; i < m->ncaps; i++)
-        write_desc(conn, cp_list_struct_at(table, i), m->caps[i], exports, nexports);
+        write_desc(conn, cp_list_struct_at(table, i), m->caps[i], exports);
 }
 
 void cp__conn_promise_resolved(cp_cap *cap)
@@ -530,7 +546,7 @@ void cp__conn_promise_resolved(cp_cap *cap)
             cp_set_u16(r, 4, 1, 0);
             set_exception(cp_init_struct(r, 0, 1, 2), to->exc.type, to->exc.reason);
         } else {
-            write_desc(conn, cp_init_struct(r, 0, 1, 1), to, NULL, NULL);
+            write_desc(conn, cp_init_struct(r, 0, 1, 1), to, NULL);
         }
         conn->stats.resolves++;
         conn_send(conn, &m);
@@ -559,7 +575,7 @@ void cp__conn_send_call(cp_rpc_conn *conn, cp_cap *target, cp_request *req, cp_p
         write_transform(pa, target->path, target->npath);
     }
     cp_struct_builder payload = cp__request_payload(req);
-    write_cap_table(conn, payload, req->msg, &pending->param_exports, &pending->nparam_exports);
+    write_cap_table(conn, payload, req->msg, &pending->param_exports);
     conn_send(conn, req->msg);
     cp_request_free(req);
 }
@@ -635,8 +651,7 @@ void cp__conn_send_return(cp_call *call)
         cp_set_u16(call->ret, 6, 1, 0);
         set_exception(cp_init_struct(call->ret, 0, 1, 2), call->exc.type, call->exc.reason);
     } else {
-        write_cap_table(conn, payload, call->results_msg, &call->result_exports,
-                        &call->nresult_exports);
+        write_cap_table(conn, payload, call->results_msg, &call->result_exports);
         call->content = cp_ptr_builder_as_reader(cp_builder_ptr(payload, 0));
     }
     conn_send(conn, call->results_msg);
@@ -815,9 +830,9 @@ static void handle_return(cp_rpc_conn *conn, cp_message *m, cp_struct_reader r)
         return;
     }
     if (cp_get_bool(r, 32, true))
-        for (uint32_t i = 0; i < p->nparam_exports; i++)
-            export_release(conn, p->param_exports[i], 1);
-    p->nparam_exports = 0;
+        for (uint32_t i = 0; i < p->param_exports.n; i++)
+            export_release(conn, p->param_exports.ids[i], 1);
+    p->param_exports.n = 0;
     p->refs++;
     switch (cp_get_u16(r, 6, 0)) {
     case 0: {
@@ -897,9 +912,9 @@ static void handle_finish(cp_rpc_conn *conn, cp_struct_reader f)
                 conn->outstanding--;
         }
     } else if (cp_get_bool(f, 32, true)) {
-        for (uint32_t i = 0; i < call->nresult_exports; i++)
-            export_release(conn, call->result_exports[i], 1);
-        call->nresult_exports = 0;
+        for (uint32_t i = 0; i < call->result_exports.n; i++)
+            export_release(conn, call->result_exports.ids[i], 1);
+        call->result_exports.n = 0;
     }
     if (cp__idmap_get(&conn->answers, call->answer_id) == call)
         answer_remove(conn, call);

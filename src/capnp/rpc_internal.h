@@ -84,6 +84,21 @@ struct cp_request {
 };
 
 /* Who learns the outcome of a call. */
+/* Export ids a payload's capability table made, to release when the peer
+ * says so (releaseParamCaps, releaseResultCaps). Most make one or two, which
+ * stay inline. */
+typedef struct cp__export_list {
+    uint32_t *ids; /* inline_ids, or an allocation once more are needed */
+    uint32_t n;
+    uint32_t inline_ids[2];
+} cp__export_list;
+
+static inline void cp__export_list_free(cp__export_list *l)
+{
+    if (l->ids != l->inline_ids)
+        free(l->ids);
+}
+
 struct cp_pending {
     int refs; /* the caller's handle, pipelines, the connection's table */
     cp_response_cb cb;
@@ -99,8 +114,7 @@ struct cp_pending {
     cp_rpc_conn *conn;
     uint32_t question_id;
     bool finish_sent;
-    uint32_t *param_exports; /* export ids in our params, for releaseParamCaps */
-    uint32_t nparam_exports;
+    cp__export_list param_exports; /* made by our params, for releaseParamCaps */
     cp_call *local_call; /* the call a local object is answering */
     cp_flow *flow;       /* streaming: bytes to give back on return */
     size_t flow_bytes;
@@ -135,8 +149,7 @@ struct cp_call {
     cp_cap *waiters;
     cp_pending *forward;   /* the onward call when the target is not here */
     cp_ptr_reader content; /* results content once returned */
-    uint32_t *result_exports;
-    uint32_t nresult_exports;
+    cp__export_list result_exports;
     bool is_bootstrap;
     bool to_yourself; /* sendResultsTo.yourself: results kept for takeFromOtherQuestion */
 };

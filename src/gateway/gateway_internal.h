@@ -99,6 +99,8 @@ typedef struct gw_req_ref {
 } gw_req_ref;
 
 void gw__req_ref_init(gw_req_ref *ref, h2o_req_t *req);
+/* Two references to one request, for the price of one guard. */
+void gw__req_ref_init_pair(gw_req_ref *a, gw_req_ref *b, h2o_req_t *req);
 void gw__req_ref_clear(gw_req_ref *ref);
 
 /* Grain origins (grain_host.c). gw__grain_session_new opens a grain for a

@@ -1032,10 +1032,9 @@ static int call_grain(gw_server *srv, h2o_req_t *req, gw_grain_session *s)
     grain_call *gc = gr_calloc(1, sizeof(*gc));
     gc->srv = srv;
     gc->grain = g;
-    gw__req_ref_init(&gc->ref, req);
     gc->stream = gr_calloc(1, sizeof(*gc->stream));
     gc->stream->base.vt = &stream_vt;
-    gw__req_ref_init(&gc->stream->ref, req);
+    gw__req_ref_init_pair(&gc->ref, &gc->stream->ref, req);
     gc->stream_cap = cp_server_cap(&gc->stream->base);
 
     /* The WebSession path: no leading slash, query kept. */
@@ -1045,7 +1044,7 @@ static int call_grain(gw_server *srv, h2o_req_t *req, gw_grain_session *s)
         path++;
         plen--;
     }
-    _cleanup_free_ char *p = gr_strndup(path, plen);
+    _cleanup_free_ char *p = NULL; /* path as a C string, for the WebDAV calls */
     cp_request *call = NULL;
     WebSession_Context_B ctx;
     const char *method = NULL;
@@ -1054,7 +1053,7 @@ static int call_grain(gw_server *srv, h2o_req_t *req, gw_grain_session *s)
     if (gw__method_is(req, "GET") || gw__method_is(req, "HEAD")) {
         WebSession_get_Params_B gp;
         call = WebSession_get_request(ws, &gp);
-        WebSession_get_Params_set_path(gp, p, strlen(p));
+        WebSession_get_Params_set_path(gp, path, plen);
         WebSession_get_Params_set_ignoreBody(gp, gw__method_is(req, "HEAD"));
         ctx = WebSession_get_Params_init_context(gp);
         gc->head = gw__method_is(req, "HEAD");
@@ -1063,7 +1062,7 @@ static int call_grain(gw_server *srv, h2o_req_t *req, gw_grain_session *s)
     } else if (gw__method_is(req, "DELETE")) {
         WebSession_delete_Params_B dp;
         call = WebSession_delete_request(ws, &dp);
-        WebSession_delete_Params_set_path(dp, p, strlen(p));
+        WebSession_delete_Params_set_path(dp, path, plen);
         ctx = WebSession_delete_Params_init_context(dp);
         method = "delete";
     } else if (gw__method_is(req, "POST") || gw__method_is(req, "PATCH") ||
@@ -1078,7 +1077,7 @@ static int call_grain(gw_server *srv, h2o_req_t *req, gw_grain_session *s)
             WebSession_postStreaming_Params_B sp;
             cp_request *open = put ? WebSession_putStreaming_request(ws, (WebSession_putStreaming_Params_B *)&sp)
                                    : WebSession_postStreaming_request(ws, &sp);
-            WebSession_postStreaming_Params_set_path(sp, p, strlen(p));
+            WebSession_postStreaming_Params_set_path(sp, path, plen);
             set_text(sp.s, 1, mime ? mime : "application/octet-stream");
             set_text(sp.s, 2, encoding);
             /* postStreaming and putStreaming share a layout: path, mimeType,
@@ -1106,8 +1105,8 @@ static int call_grain(gw_server *srv, h2o_req_t *req, gw_grain_session *s)
                 return grain_error_page(srv, req, 502, "Bad Gateway",
                                         "The grain could not take the upload.", gr_error_msg(err));
             }
-            gr_debug("grain %s: %sStreaming /%s (%zu bytes)", s->grain_id, put ? "put" : "post", p,
-                     req->entity.len);
+            gr_debug("grain %s: %sStreaming /%.*s (%zu bytes)", s->grain_id, put ? "put" : "post",
+                     (int)plen, path, req->entity.len);
             upload_pump(gc);
             return 0;
         }
@@ -1115,21 +1114,21 @@ static int call_grain(gw_server *srv, h2o_req_t *req, gw_grain_session *s)
         if (gw__method_is(req, "PUT")) {
             WebSession_put_Params_B pp;
             call = WebSession_put_request(ws, &pp);
-            WebSession_put_Params_set_path(pp, p, strlen(p));
+            WebSession_put_Params_set_path(pp, path, plen);
             content = WebSession_put_Params_init_content(pp).s;
             ctx = WebSession_put_Params_init_context(pp);
             method = "put";
         } else if (gw__method_is(req, "PATCH")) {
             WebSession_patch_Params_B pp;
             call = WebSession_patch_request(ws, &pp);
-            WebSession_patch_Params_set_path(pp, p, strlen(p));
+            WebSession_patch_Params_set_path(pp, path, plen);
             content = WebSession_patch_Params_init_content(pp).s;
             ctx = WebSession_patch_Params_init_context(pp);
             method = "patch";
         } else {
             WebSession_post_Params_B pp;
             call = WebSession_post_request(ws, &pp);
-            WebSession_post_Params_set_path(pp, p, strlen(p));
+            WebSession_post_Params_set_path(pp, path, plen);
             content = WebSession_post_Params_init_content(pp).s;
             ctx = WebSession_post_Params_init_context(pp);
             method = "post";
@@ -1141,6 +1140,7 @@ static int call_grain(gw_server *srv, h2o_req_t *req, gw_grain_session *s)
     } else {
         const char *bad = NULL;
         bool options = false;
+        p = gr_strndup(path, plen);
         call = dav_call(srv, req, ws, p, s->label, &ctx, &bad, &options);
         if (call == NULL) {
             grain_call_free(gc);
@@ -1174,7 +1174,7 @@ static int call_grain(gw_server *srv, h2o_req_t *req, gw_grain_session *s)
         return grain_error_page(srv, req, 400, "Bad Request", "The request's headers are not valid.",
                                 gr_error_msg(err));
     }
-    gr_debug("grain %s: %s /%s", s->grain_id, method, p);
+    gr_debug("grain %s: %s /%.*s", s->grain_id, method, (int)plen, path);
     if (cp_request_send(call, on_response, gc, NULL, &err) < 0) {
         grain_call_free(gc);
         return grain_error_page(srv, req, 502, "Bad Gateway", "The grain could not take the request.",

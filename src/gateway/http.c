@@ -112,29 +112,44 @@ const h2o_iovec_t *gw__header(h2o_req_t *req, const char *name)
 }
 
 /* Lives in the request's memory pool: when h2o frees the request, the guard
- * is disposed and clears the reference that points at it. */
+ * is disposed and clears the references that point at it (one or two: a
+ * grain call and its response stream share one). */
 struct gw_req_guard {
-    gw_req_ref *ref;
+    gw_req_ref *refs[2];
 };
 
 static void on_guard_dispose(void *p)
 {
     struct gw_req_guard *g = p;
-    if (g->ref)
-        g->ref->req = NULL;
+    for (int i = 0; i < 2; i++)
+        if (g->refs[i])
+            g->refs[i]->req = NULL;
+}
+
+void gw__req_ref_init_pair(gw_req_ref *a, gw_req_ref *b, h2o_req_t *req)
+{
+    struct gw_req_guard *g = h2o_mem_alloc_shared(&req->pool, sizeof(*g), on_guard_dispose);
+    g->refs[0] = a;
+    g->refs[1] = b;
+    a->req = req;
+    a->guard = g;
+    if (b) {
+        b->req = req;
+        b->guard = g;
+    }
 }
 
 void gw__req_ref_init(gw_req_ref *ref, h2o_req_t *req)
 {
-    ref->req = req;
-    ref->guard = h2o_mem_alloc_shared(&req->pool, sizeof(*ref->guard), on_guard_dispose);
-    ref->guard->ref = ref;
+    gw__req_ref_init_pair(ref, NULL, req);
 }
 
 void gw__req_ref_clear(gw_req_ref *ref)
 {
     if (ref->req && ref->guard)
-        ref->guard->ref = NULL;
+        for (int i = 0; i < 2; i++)
+            if (ref->guard->refs[i] == ref)
+                ref->guard->refs[i] = NULL;
     ref->req = NULL;
     ref->guard = NULL;
 }
