@@ -37,8 +37,13 @@ struct gw_grain_session {
     cp_cap *web_session;              /* from UiView.newSession, for one grain start */
     uint64_t grain_generation;
     uint64_t last_used_ns;
-    gw_grain_session *next;
+    gw_grain_session *next;      /* the server's list, newest first */
+    gw_grain_session *slot_next; /* the chain of its slot in the label table */
 };
+
+/* One account may hold this many sessions; opening one more closes the one it
+ * used least recently (a shell opens a session per grain it shows). */
+#define MAX_SESSIONS_PER_ACCOUNT 256
 
 /* ---- sessions ------------------------------------------------------------- */
 
@@ -51,17 +56,88 @@ static void session_free(gw_grain_session *s)
     free(s);
 }
 
+/* ---- the label table: every request finds its session here ---------------- */
+
+static size_t label_slot(const gw_server *srv, const char *label)
+{
+    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a; labels are random already */
+    for (const char *p = label; *p; p++)
+        h = (h ^ (unsigned char)*p) * 0x100000001b3ull;
+    return (size_t)h & (srv->nsession_slots - 1);
+}
+
+static void slots_grow(gw_server *srv)
+{
+    size_t n = srv->nsession_slots ? srv->nsession_slots * 2 : 64;
+    free(srv->session_slots);
+    srv->session_slots = gr_calloc(n, sizeof(*srv->session_slots));
+    srv->nsession_slots = n;
+    for (gw_grain_session *s = srv->grain_sessions; s; s = s->next) {
+        size_t i = label_slot(srv, s->label);
+        s->slot_next = srv->session_slots[i];
+        srv->session_slots[i] = s;
+    }
+}
+
+/* Puts s at the head of the server's list and into the table. */
+static void session_add(gw_server *srv, gw_grain_session *s)
+{
+    s->next = srv->grain_sessions;
+    srv->grain_sessions = s;
+    if (++srv->nsessions > srv->nsession_slots) {
+        slots_grow(srv); /* places s too */
+        return;
+    }
+    size_t i = label_slot(srv, s->label);
+    s->slot_next = srv->session_slots[i];
+    srv->session_slots[i] = s;
+}
+
+/* Takes *link (an entry of the server's list) out of the list and the table,
+ * and frees it. */
+static void session_remove(gw_server *srv, gw_grain_session **link)
+{
+    gw_grain_session *s = *link;
+    *link = s->next;
+    for (gw_grain_session **p = &srv->session_slots[label_slot(srv, s->label)]; *p;
+         p = &(*p)->slot_next)
+        if (*p == s) {
+            *p = s->slot_next;
+            break;
+        }
+    srv->nsessions--;
+    session_free(s);
+}
+
 static gw_grain_session *find_session(gw_server *srv, const char *label)
 {
-    for (gw_grain_session *s = srv->grain_sessions; s; s = s->next)
+    if (srv->nsession_slots == 0)
+        return NULL;
+    for (gw_grain_session *s = srv->session_slots[label_slot(srv, label)]; s; s = s->slot_next)
         if (strcmp(s->label, label) == 0)
             return s;
     return NULL;
 }
 
+/* Keeps an account below MAX_SESSIONS_PER_ACCOUNT before it opens another. */
+static void account_make_room(gw_server *srv, const char *account_id)
+{
+    size_t n = 0;
+    gw_grain_session **oldest = NULL;
+    for (gw_grain_session **p = &srv->grain_sessions; *p; p = &(*p)->next)
+        if (strcmp((*p)->account_id, account_id) == 0) {
+            n++;
+            if (!oldest || (*p)->last_used_ns <= (*oldest)->last_used_ns)
+                oldest = p;
+        }
+    if (n >= MAX_SESSIONS_PER_ACCOUNT)
+        session_remove(srv, oldest);
+}
+
 char *gw__grain_session_new(gw_server *srv, const char *grain_id, const char *account_id,
                             const char *user_name, const char *path)
 {
+    account_make_room(srv, account_id);
     gw_grain_session *s = gr_calloc(1, sizeof(*s));
     unsigned char raw[16];
     randombytes_buf(raw, sizeof(raw));
@@ -82,8 +158,7 @@ char *gw__grain_session_new(gw_server *srv, const char *grain_id, const char *ac
     s->account_id = gr_strdup(account_id);
     s->user_name = gr_strdup(user_name ? user_name : "");
     s->last_used_ns = gr_monotonic_ns();
-    s->next = srv->grain_sessions;
-    srv->grain_sessions = s;
+    session_add(srv, s);
     const char *scheme = srv->cfg->base_https ? "https" : "http";
     gr_buf url = GR_BUF_INIT;
     gr_buf_printf(&url, "%s://%s%s/_granary/init?token=%s&path=", scheme, s->label,
@@ -104,12 +179,10 @@ void gw__grain_sessions_sweep(gw_server *srv, uint64_t idle_ns)
     uint64_t now = gr_monotonic_ns();
     for (gw_grain_session **p = &srv->grain_sessions; *p;) {
         gw_grain_session *s = *p;
-        if (now - s->last_used_ns > idle_ns) {
-            *p = s->next;
-            session_free(s);
-        } else {
+        if (now - s->last_used_ns > idle_ns)
+            session_remove(srv, p);
+        else
             p = &s->next;
-        }
     }
 }
 
@@ -125,22 +198,20 @@ void gw__grain_sessions_drop_grain(gw_server *srv, const char *grain_id)
 {
     for (gw_grain_session **p = &srv->grain_sessions; *p;) {
         gw_grain_session *s = *p;
-        if (strcmp(s->grain_id, grain_id) == 0) {
-            *p = s->next;
-            session_free(s);
-        } else {
+        if (strcmp(s->grain_id, grain_id) == 0)
+            session_remove(srv, p);
+        else
             p = &s->next;
-        }
     }
 }
 
 void gw__grain_sessions_free(gw_server *srv)
 {
-    while (srv->grain_sessions) {
-        gw_grain_session *s = srv->grain_sessions;
-        srv->grain_sessions = s->next;
-        session_free(s);
-    }
+    while (srv->grain_sessions)
+        session_remove(srv, &srv->grain_sessions);
+    free(srv->session_slots);
+    srv->session_slots = NULL;
+    srv->nsession_slots = 0;
 }
 
 /* ---- small helpers ----------------------------------------------------------- */
@@ -1205,14 +1276,15 @@ int gw__route_grain(gw_server *srv, h2o_req_t *req, const char *label)
                                     "Requests to a grain from another site are refused.", "");
     }
     bool ok = false;
-    size_t secret_len = strlen(s->secret);
+    _Static_assert(AU_TOKEN_HEX - 1 == crypto_verify_64_BYTES, "a session secret is 64 hex digits");
     for (ssize_t i = -1; !ok && (i = h2o_find_header(&req->headers, H2O_TOKEN_COOKIE, i)) != -1;) {
         const char *p = req->headers.entries[i].value.base;
         const char *end = cookie_end(&req->headers.entries[i].value);
         gw_cookie c;
         while (!ok && gw__cookie_next(&p, end, &c))
             ok = h2o_memis(c.name, c.name_len, H2O_STRLIT(GRAIN_COOKIE)) &&
-                 c.value_len == secret_len && sodium_memcmp(c.value, s->secret, secret_len) == 0;
+                 c.value_len == AU_TOKEN_HEX - 1 &&
+                 crypto_verify_64((const unsigned char *)c.value, (const unsigned char *)s->secret) == 0;
     }
     if (!ok)
         return grain_error_page(srv, req, 403, "Forbidden",

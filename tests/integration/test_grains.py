@@ -212,6 +212,23 @@ def test_origin_cookie_and_init_link_are_checked(grains):
     assert resp.status == 404
 
 
+def test_many_sessions_each_find_their_origin_and_one_account_is_capped(grains):
+    """Sessions are found by label in a table that grows past its first 64
+    slots; one account keeps at most 256, losing the least recently used."""
+    gid = grains.new_grain()
+    opened = [grains.open(gid) for _ in range(256)]
+    for host, cookie in opened[::15] + opened[-3:]:
+        resp, _ = grains.get(host, cookie, "/debug/status/200")
+        assert resp.status == 200, host
+    # opened[1] is now the least recently used (opened[0] was just used).
+    newest = grains.open(gid)  # the 257th: opened[1]'s origin closes
+    resp, body = grains.get(*opened[1], "/debug/status/200")
+    assert resp.status == 404 and b"No grain session is open" in body
+    for host, cookie in (opened[0], opened[2], newest):
+        resp, _ = grains.get(host, cookie, "/debug/status/200")
+        assert resp.status == 200, host
+
+
 def test_strangers_cannot_see_or_open_a_grain(grains):
     gid = grains.new_grain(title="Private plans")
     status, _, _ = grains.admin.post("/api/admin/accounts", {
