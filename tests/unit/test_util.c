@@ -2,7 +2,10 @@
 #include "testutil.h"
 #include "util.h"
 
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <setjmp.h>
 #include <cmocka.h>
@@ -152,6 +155,42 @@ static void test_log_levels(void **state)
     assert_int_equal(gr_log_parse_level("verbose", &l), -1);
 }
 
+/* Small zeroed blocks come from malloc and memset, large ones from calloc:
+ * both must be zero however dirty the memory they reuse, and a size that
+ * overflows must stop the program rather than give a short block. */
+static void test_calloc_zeroes_and_overflow_aborts(void **state)
+{
+    (void)state;
+    static const size_t sizes[] = {0, 1, 24, 1023, 1024, 1025, 65536};
+    for (int round = 0; round < 2; round++)
+        for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+            unsigned char *dirty = gr_malloc(sizes[i] + 1);
+            memset(dirty, 0xa5, sizes[i] + 1);
+            free(dirty); /* the next block of this size may well be this one */
+            unsigned char *p = gr_calloc(1, sizes[i]);
+            for (size_t k = 0; k < sizes[i]; k++)
+                assert_int_equal(p[k], 0);
+            free(p);
+            p = gr_calloc(sizes[i], 1);
+            for (size_t k = 0; k < sizes[i]; k++)
+                assert_int_equal(p[k], 0);
+            free(p);
+        }
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, STDERR_FILENO); /* the out-of-memory line */
+        void *volatile p = gr_calloc(SIZE_MAX / 2, 4);
+        (void)p;
+        _exit(0); /* not reached */
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(WTERMSIG(status), SIGABRT);
+}
+
 static void test_cleanup_and_steal(void **state)
 {
     char *kept;
@@ -183,6 +222,7 @@ int main(void)
         cmocka_unit_test(test_hex_and_random),
         cmocka_unit_test(test_files),
         cmocka_unit_test(test_log_levels),
+        cmocka_unit_test(test_calloc_zeroes_and_overflow_aborts),
         cmocka_unit_test(test_cleanup_and_steal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
