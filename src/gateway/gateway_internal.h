@@ -30,10 +30,7 @@ struct gw_server {
     char *csp_grain; /* every grain origin's */
     gm_manager *grains; /* NULL when this server runs no grains */
     struct gw_grain_session *grain_sessions;
-    /* The same sessions by label: chains in a table of a power-of-two size,
-     * at most one session per slot on average (grain_host.c). */
-    struct gw_grain_session **session_slots;
-    size_t nsession_slots, nsessions;
+    gr_index sessions_by_label; /* the same sessions, found by their origin's label */
     uv_timer_t sweep_timer;
     bool sweep_started;
 };

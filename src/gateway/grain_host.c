@@ -37,8 +37,7 @@ struct gw_grain_session {
     cp_cap *web_session;              /* from UiView.newSession, for one grain start */
     uint64_t grain_generation;
     uint64_t last_used_ns;
-    gw_grain_session *next;      /* the server's list, newest first */
-    gw_grain_session *slot_next; /* the chain of its slot in the label table */
+    gw_grain_session *next; /* the server's list, newest first */
 };
 
 /* One account may hold this many sessions; opening one more closes the one it
@@ -56,67 +55,27 @@ static void session_free(gw_grain_session *s)
     free(s);
 }
 
-/* ---- the label table: every request finds its session here ---------------- */
-
-static size_t label_slot(const gw_server *srv, const char *label)
-{
-    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a; labels are random already */
-    for (const char *p = label; *p; p++)
-        h = (h ^ (unsigned char)*p) * 0x100000001b3ull;
-    return (size_t)h & (srv->nsession_slots - 1);
-}
-
-static void slots_grow(gw_server *srv)
-{
-    size_t n = srv->nsession_slots ? srv->nsession_slots * 2 : 64;
-    free(srv->session_slots);
-    srv->session_slots = gr_calloc(n, sizeof(*srv->session_slots));
-    srv->nsession_slots = n;
-    for (gw_grain_session *s = srv->grain_sessions; s; s = s->next) {
-        size_t i = label_slot(srv, s->label);
-        s->slot_next = srv->session_slots[i];
-        srv->session_slots[i] = s;
-    }
-}
-
-/* Puts s at the head of the server's list and into the table. */
+/* Puts s at the head of the server's list and into its label index. */
 static void session_add(gw_server *srv, gw_grain_session *s)
 {
     s->next = srv->grain_sessions;
     srv->grain_sessions = s;
-    if (++srv->nsessions > srv->nsession_slots) {
-        slots_grow(srv); /* places s too */
-        return;
-    }
-    size_t i = label_slot(srv, s->label);
-    s->slot_next = srv->session_slots[i];
-    srv->session_slots[i] = s;
+    gr_index_add(&srv->sessions_by_label, s->label, s);
 }
 
-/* Takes *link (an entry of the server's list) out of the list and the table,
+/* Takes *link (an entry of the server's list) out of the list and the index,
  * and frees it. */
 static void session_remove(gw_server *srv, gw_grain_session **link)
 {
     gw_grain_session *s = *link;
     *link = s->next;
-    for (gw_grain_session **p = &srv->session_slots[label_slot(srv, s->label)]; *p;
-         p = &(*p)->slot_next)
-        if (*p == s) {
-            *p = s->slot_next;
-            break;
-        }
-    srv->nsessions--;
+    gr_index_remove(&srv->sessions_by_label, s->label, s);
     session_free(s);
 }
 
 static gw_grain_session *find_session(gw_server *srv, const char *label)
 {
-    if (srv->nsession_slots == 0)
-        return NULL;
-    for (gw_grain_session *s = srv->session_slots[label_slot(srv, label)]; s; s = s->slot_next)
-        if (strcmp(s->label, label) == 0)
-            return s;
-    return NULL;
+    return gr_index_find(&srv->sessions_by_label, label, NULL);
 }
 
 /* Keeps an account below MAX_SESSIONS_PER_ACCOUNT before it opens another. */
@@ -209,9 +168,7 @@ void gw__grain_sessions_free(gw_server *srv)
 {
     while (srv->grain_sessions)
         session_remove(srv, &srv->grain_sessions);
-    free(srv->session_slots);
-    srv->session_slots = NULL;
-    srv->nsession_slots = 0;
+    gr_index_release(&srv->sessions_by_label);
 }
 
 /* ---- small helpers ----------------------------------------------------------- */

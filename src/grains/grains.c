@@ -47,6 +47,7 @@ struct gm_manager {
     st_store *store;
     sbx_policy *policy;
     gm_grain *grains; /* running, and dead ones still held */
+    gr_index by_id;   /* the same grains by id (a dead one and its successor may share one) */
     uv_timer_t idle_timer;
 };
 
@@ -140,6 +141,7 @@ static void on_handle_closed(uv_handle_t *h)
 
 static void unlink_grain(gm_grain *g)
 {
+    gr_index_remove(&g->m->by_id, g->id, g);
     for (gm_grain **p = &g->m->grains; *p; p = &(*p)->next) {
         if (*p == g) {
             *p = g->next;
@@ -307,6 +309,7 @@ static int start_grain(gm_manager *m, const char *id, gm_grain **out, gr_error_t
     g->last_used_ns = gr_monotonic_ns();
     g->next = m->grains;
     m->grains = g;
+    gr_index_add(&m->by_id, g->id, g);
 
     if (!row.started && st_grain_set_started(m->store, id, err) < 0) {
         gr_warn("grain %s: %s", id, gr_error_msg(*err));
@@ -336,12 +339,15 @@ out:
     return r;
 }
 
+static bool is_live(const void *grain)
+{
+    const gm_grain *g = grain;
+    return !g->exited && !g->stopping && !g->broken;
+}
+
 static gm_grain *find_live(const gm_manager *m, const char *id)
 {
-    for (gm_grain *g = m->grains; g; g = g->next)
-        if (!g->exited && !g->stopping && !g->broken && strcmp(g->id, id) == 0)
-            return g;
-    return NULL;
+    return gr_index_find(&m->by_id, id, is_live);
 }
 
 int gm_grain_acquire(gm_manager *m, const char *id, gm_grain **out, gr_error_t *err)
@@ -512,6 +518,7 @@ void gm_manager_free(gm_manager *m)
         return;
     }
     sbx_policy_free(m->policy);
+    gr_index_release(&m->by_id);
     while (m->crashes) {
         gm_crash *c = m->crashes;
         m->crashes = c->next;

@@ -163,6 +163,24 @@ int gr_parse_long(const char *s, long min, long max, long *out, gr_error_t *err)
 /* Lowercases ASCII letters in place. */
 void gr_ascii_lower(char *s);
 
+/* ---- string-keyed index (index.c) ---------------------------------------
+ * Finds values by a string key in constant time on average. The index keeps
+ * the key pointer, not a copy: it must live as long as the entry (usually it
+ * is a field of the value). One key may hold several values. Zero-initialise
+ * to start; gr_index_release frees the index, not the values. */
+typedef struct gr_index {
+    struct gr_index_entry **slots;
+    size_t nslots, count;
+} gr_index;
+
+void gr_index_add(gr_index *ix, const char *key, void *value);
+/* Removes the entry of value under key; false if there is none. */
+bool gr_index_remove(gr_index *ix, const char *key, const void *value);
+/* A value under key that accept takes (NULL: any), or NULL. Which one, when
+ * several are taken, is not defined. */
+void *gr_index_find(const gr_index *ix, const char *key, bool (*accept)(const void *value));
+void gr_index_release(gr_index *ix);
+
 /* ---- files and randomness ----------------------------------------------- */
 
 /* Reads a whole regular file of at most max_size bytes into a new

@@ -191,6 +191,55 @@ static void test_calloc_zeroes_and_overflow_aborts(void **state)
     assert_int_equal(WTERMSIG(status), SIGABRT);
 }
 
+typedef struct {
+    char key[16];
+    int n;
+    bool live;
+} indexed;
+
+static bool indexed_live(const void *v)
+{
+    return ((const indexed *)v)->live;
+}
+
+/* Thousands of entries through several growths, a key held twice (a dead
+ * grain and its live successor), removal of one value of a key. */
+static void test_index(void **state)
+{
+    (void)state;
+    enum { N = 3000 };
+    gr_index ix = {0};
+    assert_null(gr_index_find(&ix, "nothing", NULL));
+    assert_false(gr_index_remove(&ix, "nothing", &ix));
+    indexed *v = gr_calloc(N, sizeof(*v));
+    for (int i = 0; i < N; i++) {
+        snprintf(v[i].key, sizeof(v[i].key), "k%d", i % (N - 1)); /* the last repeats k0 */
+        v[i].n = i;
+        v[i].live = i != 0;
+        gr_index_add(&ix, v[i].key, &v[i]);
+    }
+    assert_int_equal(ix.count, N);
+    assert_true(ix.nslots >= N);
+    for (int i = 1; i < N - 1; i++) {
+        indexed *f = gr_index_find(&ix, v[i].key, NULL);
+        assert_non_null(f);
+        assert_int_equal(f->n, i);
+    }
+    indexed *live = gr_index_find(&ix, "k0", indexed_live);
+    assert_ptr_equal(live, &v[N - 1]); /* not the dead v[0] under the same key */
+    assert_true(gr_index_remove(&ix, "k0", &v[N - 1]));
+    assert_null(gr_index_find(&ix, "k0", indexed_live));
+    assert_ptr_equal(gr_index_find(&ix, "k0", NULL), &v[0]);
+    assert_false(gr_index_remove(&ix, "k0", &v[N - 1])); /* only once */
+    assert_false(gr_index_remove(&ix, "k5", &v[6]));     /* a value under another key */
+    assert_null(gr_index_find(&ix, "k", NULL));
+    assert_int_equal(ix.count, N - 1);
+    gr_index_release(&ix);
+    assert_int_equal(ix.count, 0);
+    assert_null(gr_index_find(&ix, "k1", NULL));
+    free(v);
+}
+
 static void test_cleanup_and_steal(void **state)
 {
     char *kept;
@@ -223,6 +272,7 @@ int main(void)
         cmocka_unit_test(test_files),
         cmocka_unit_test(test_log_levels),
         cmocka_unit_test(test_calloc_zeroes_and_overflow_aborts),
+        cmocka_unit_test(test_index),
         cmocka_unit_test(test_cleanup_and_steal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
