@@ -446,17 +446,35 @@ static int read_desc(cp_rpc_conn *conn, cp_struct_reader d, cp_cap **out, const 
 }
 
 /* Fills m's capability table from a Payload's capTable. */
-static int read_cap_table(cp_rpc_conn *conn, cp_message *m, cp_struct_reader payload)
+#define RELEASE_PARAMS_MAX 8 /* see return_releases_params */
+#define PARAMS_TABLE_UNRELEASABLE 0xff
+
+/* Reads a payload's capability table into m's. When len and hosted are
+ * given, they get what return_releases_params needs to know of it. */
+static int read_cap_table(cp_rpc_conn *conn, cp_message *m, cp_struct_reader payload,
+                          uint8_t *len, uint8_t *hosted)
 {
     cp_list_reader table = cp_get_list(payload, 1, CP_ELEM_COMPOSITE, cp_ptr_null());
+    bool releasable = table.len <= RELEASE_PARAMS_MAX;
+    uint8_t mask = 0;
     for (uint32_t i = 0; i < table.len; i++) {
         cp_cap *c = NULL;
         const char *why = NULL;
-        if (read_desc(conn, cp_list_get_struct(table, i), &c, &why) < 0) {
+        cp_struct_reader d = cp_list_get_struct(table, i);
+        if (read_desc(conn, d, &c, &why) < 0) {
             conn_abort(conn, "bad capability table entry %u: %s", i, why);
             return -1;
         }
         cp_message_add_cap(m, c);
+        uint16_t which = cp_get_u16(d, 0, 0);
+        if (which == 1 && i < RELEASE_PARAMS_MAX)
+            mask |= (uint8_t)(1u << i);
+        else if (which != 0 && which != 3 && which != 4)
+            releasable = false; /* a promise, or a third party's */
+    }
+    if (len) {
+        *len = releasable ? (uint8_t)table.len : PARAMS_TABLE_UNRELEASABLE;
+        *hosted = mask;
     }
     return 0;
 }
@@ -587,27 +605,21 @@ void cp__conn_send_call(cp_rpc_conn *conn, cp_cap *target, cp_request *req, cp_p
  * an import left with none leaves the table at once (the peer may reuse its
  * id). A promise among them, or one kept by the callee, answers false; so
  * do params with more than RELEASE_PARAMS_MAX capabilities, which keeps the
- * pairwise count below cheap whatever table a peer sends. */
-#define RELEASE_PARAMS_MAX 8
-
+ * pairwise count below cheap whatever table a peer sends. The table is
+ * not read again: read_cap_table noted its length and its senderHosted
+ * entries (whose capabilities it made from their import ids). */
 static bool return_releases_params(cp_rpc_conn *conn, cp_call *call)
 {
     cp_message *m = call->params_msg;
-    if (!m || m->ncaps == 0 || m->ncaps > RELEASE_PARAMS_MAX)
+    if (!m || m->ncaps == 0 || call->params_table_len > RELEASE_PARAMS_MAX ||
+        m->ncaps != call->params_table_len)
         return false;
-    cp_struct_reader c = cp_get_struct(cp_message_root(m), 0, cp_ptr_null());
-    cp_struct_reader payload = cp_get_struct(c, 1, cp_ptr_null());
-    cp_list_reader table = cp_get_list(payload, 1, CP_ELEM_COMPOSITE, cp_ptr_null());
-    if (table.len != m->ncaps)
-        return false;
-    for (uint32_t i = 0; i < table.len; i++) {
-        cp_struct_reader d = cp_list_get_struct(table, i);
-        uint16_t which = cp_get_u16(d, 0, 0);
-        if (which == 0 || which == 3 || which == 4)
+    for (uint32_t i = 0; i < m->ncaps; i++) {
+        if (!(call->params_hosted & (1u << i)))
             continue; /* none, or ours: not the caller's to release */
         cp_cap *cap = m->caps[i];
-        if (which != 1 || !cap || cap->kind != CP__CAP_IMPORT || cap->conn != conn ||
-            cap->is_promise || cap->resolved || cap->import_id != cp_get_u32(d, 4, 0))
+        if (!cap || cap->kind != CP__CAP_IMPORT || cap->conn != conn || cap->is_promise ||
+            cap->resolved)
             return false;
         int held = 0;
         for (uint32_t j = 0; j < m->ncaps; j++)
@@ -615,8 +627,8 @@ static bool return_releases_params(cp_rpc_conn *conn, cp_call *call)
         if (cap->refs != held || cap->remote_refs < (uint32_t)held)
             return false;
     }
-    for (uint32_t i = 0; i < table.len; i++) {
-        if (cp_get_u16(cp_list_get_struct(table, i), 0, 0) != 1)
+    for (uint32_t i = 0; i < m->ncaps; i++) {
+        if (!(call->params_hosted & (1u << i)))
             continue;
         cp_cap *cap = m->caps[i];
         if (--cap->remote_refs == 0 && cp__idmap_get(&conn->imports, cap->import_id) == cap)
@@ -794,7 +806,8 @@ static void handle_call(cp_rpc_conn *conn, cp_message *m, cp_struct_reader c)
         return;
     }
     cp_struct_reader payload = cp_get_struct(c, 1, cp_ptr_null());
-    if (read_cap_table(conn, m, payload) < 0) {
+    uint8_t table_len = 0, hosted = 0;
+    if (read_cap_table(conn, m, payload, &table_len, &hosted) < 0) {
         cp__msg_free(m);
         return;
     }
@@ -805,6 +818,8 @@ static void handle_call(cp_rpc_conn *conn, cp_message *m, cp_struct_reader c)
     cp_struct_reader params = cp_ptr_get_struct(content, cp_ptr_null());
     cp_call *call = answer_new(conn, qid, m, params, cp_get_u64(c, 8, 0), cp_get_u16(c, 4, 0));
     call->params_ptr = content;
+    call->params_table_len = table_len;
+    call->params_hosted = hosted;
     uint16_t results_to = cp_get_u16(c, 6, 0);
     call->to_yourself = results_to == 1;
     if (results_to > 1) {
@@ -837,7 +852,7 @@ static void handle_return(cp_rpc_conn *conn, cp_message *m, cp_struct_reader r)
     switch (cp_get_u16(r, 6, 0)) {
     case 0: {
         cp_struct_reader payload = cp_get_struct(r, 0, cp_ptr_null());
-        if (read_cap_table(conn, m, payload) < 0) {
+        if (read_cap_table(conn, m, payload, NULL, NULL) < 0) {
             cp__msg_free(m);
             break;
         }

@@ -152,6 +152,11 @@ struct cp_call {
     cp__export_list result_exports;
     bool is_bootstrap;
     bool to_yourself; /* sendResultsTo.yourself: results kept for takeFromOtherQuestion */
+    /* What the params' capability table said, read as it arrived (so the
+     * Return need not read it again): its length, and which entries were
+     * senderHosted (bit i), or params_table_len 0xff when releaseParamCaps
+     * cannot apply (a promise or a third party in it, or too many). */
+    uint8_t params_table_len, params_hosted;
 };
 
 struct cp__queued {

@@ -821,6 +821,16 @@ static void test_return_releases_param_caps(void **state)
     assert_int_equal(s.releases, 1);
     assert_int_equal(s.release_id[0], 9);
     assert_int_equal(s.release_count[0], 9);
+
+    /* A senderPromise among them (noted as the table arrived, not read again
+     * at the Return) is not the caller's to drop: a Release follows. */
+    v->out.len = 0;
+    inject_cap_call(v, 5, Interop_callBack_METHOD_ID, 0, 2, 10, 1);
+    parse_sent(v, &s);
+    assert_int_equal(s.returns, 1);
+    assert_false(s.last_return_releases_params);
+    assert_int_equal(s.releases, 1);
+    assert_int_equal(s.release_id[0], 10);
     victim_free(v);
 }
 
