@@ -756,6 +756,22 @@ static void inject_cap_call(victim *v, uint32_t qid, uint16_t method, uint32_t n
     assert_int_equal(inject_msg(v, &m), 0);
 }
 
+/* callBack(cb, 0) with ncaps entries of one kind for export_id: the Return
+ * must not say releaseParamCaps, and one Release of all of them follows. */
+static void expect_released_after_return(victim *v, uint32_t qid, uint16_t kind, uint32_t export_id,
+                                         uint32_t ncaps)
+{
+    seen s;
+    v->out.len = 0;
+    inject_cap_call(v, qid, Interop_callBack_METHOD_ID, 0, kind, export_id, ncaps);
+    parse_sent(v, &s);
+    assert_int_equal(s.returns, 1);
+    assert_false(s.last_return_releases_params);
+    assert_int_equal(s.releases, 1);
+    assert_int_equal(s.release_id[0], export_id);
+    assert_int_equal(s.release_count[0], ncaps);
+}
+
 /* A victim (bootstrapped) answering callBack(cb, 2) where cb is the peer's
  * senderPromise promise_id: it has just sent its first cb.call(). */
 static victim *victim_calling_back(uint32_t promise_id)
@@ -814,23 +830,10 @@ static void test_return_releases_param_caps(void **state)
 
     /* A table past the few capabilities the check looks through (it must not
      * cost a peer's long table its square) is released the usual way. */
-    v->out.len = 0;
-    inject_cap_call(v, 4, Interop_callBack_METHOD_ID, 0, 1, 9, 9);
-    parse_sent(v, &s);
-    assert_false(s.last_return_releases_params);
-    assert_int_equal(s.releases, 1);
-    assert_int_equal(s.release_id[0], 9);
-    assert_int_equal(s.release_count[0], 9);
-
-    /* A senderPromise among them (noted as the table arrived, not read again
-     * at the Return) is not the caller's to drop: a Release follows. */
-    v->out.len = 0;
-    inject_cap_call(v, 5, Interop_callBack_METHOD_ID, 0, 2, 10, 1);
-    parse_sent(v, &s);
-    assert_int_equal(s.returns, 1);
-    assert_false(s.last_return_releases_params);
-    assert_int_equal(s.releases, 1);
-    assert_int_equal(s.release_id[0], 10);
+    expect_released_after_return(v, 4, 1, 9, 9);
+    /* So is a senderPromise (noted as the table arrived, not read again at
+     * the Return): it is not the caller's to drop. */
+    expect_released_after_return(v, 5, 2, 10, 1);
     victim_free(v);
 }
 
