@@ -586,39 +586,23 @@ static int on_message_complete(llhttp_t *h)
     return HPE_PAUSED; /* one response per request: stop here */
 }
 
-/* One freed parser is kept (per thread) for the next exchange, with the
- * memory of its header buffers; sanitizer builds keep none, so that a use
- * after free is still caught. */
-#if defined(__SANITIZE_ADDRESS__)
-#define KEEP_SPARE_PARSER 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define KEEP_SPARE_PARSER 0
-#endif
-#endif
-#ifndef KEEP_SPARE_PARSER
-#define KEEP_SPARE_PARSER 1
-#endif
-#if KEEP_SPARE_PARSER
-static _Thread_local br_parser *spare_parser;
-#endif
+/* Freed parsers are kept in a stash (util.h) for the next exchanges, with
+ * their header buffers when those are small. */
+#define KEPT_HEADER_BUFFER 256
+static _Thread_local gr_stash parser_stash;
 
 static br_parser *parser_alloc(void)
 {
-#if KEEP_SPARE_PARSER
-    br_parser *p = spare_parser;
-    if (p) {
-        spare_parser = NULL;
-        gr_buf name = p->name, value = p->value;
-        memset(p, 0, sizeof(*p));
-        p->name = name;
-        p->value = value;
-        gr_buf_clear(&p->name);
-        gr_buf_clear(&p->value);
-        return p;
-    }
-#endif
-    return gr_calloc(1, sizeof(br_parser));
+    br_parser *p = gr_stash_take(&parser_stash);
+    if (p == NULL)
+        return gr_calloc(1, sizeof(br_parser));
+    gr_buf name = p->name, value = p->value;
+    memset(p, 0, sizeof(*p));
+    p->name = name;
+    p->value = value;
+    gr_buf_clear(&p->name);
+    gr_buf_clear(&p->value);
+    return p;
 }
 
 br_parser *br_parser_new(const br_limits *limits, const br_parser_callbacks *cb, void *ud,
@@ -647,12 +631,12 @@ void br_parser_free(br_parser *p)
     if (p == NULL)
         return;
     br_response_release(&p->resp);
-#if KEEP_SPARE_PARSER
-    if (spare_parser == NULL && p->name.cap <= 4096 && p->value.cap <= 4096) {
-        spare_parser = p;
+    if (p->name.cap > KEPT_HEADER_BUFFER)
+        gr_buf_release(&p->name);
+    if (p->value.cap > KEPT_HEADER_BUFFER)
+        gr_buf_release(&p->value);
+    if (gr_stash_keep(&parser_stash, p))
         return;
-    }
-#endif
     gr_buf_release(&p->name);
     gr_buf_release(&p->value);
     free(p);

@@ -210,9 +210,12 @@ static void exch_begin(exch *x);
 static void exch_fail(exch *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void exch_try_answer(exch *x);
 
+/* Exchanges, one a request, are kept in a stash (util.h) for the next. */
+static _Thread_local gr_stash exch_stash;
+
 static exch *exch_new(ex_kind kind, ex_answer answer, cp_call *call)
 {
-    exch *x = gr_calloc(1, sizeof(*x));
+    exch *x = gr_stash_zalloc(&exch_stash, sizeof(*x));
     x->kind = kind;
     x->answer = answer;
     x->refs = 1; /* the HTTP side, until the response is complete or failed */
@@ -234,7 +237,7 @@ static void exch_unref(exch *x)
     cp_cap_unref(x->response_stream);
     cp_cap_unref(x->client_stream);
     free(x->error);
-    free(x);
+    gr_stash_free(&exch_stash, x);
 }
 
 static void waiting_remove(exch *x)

@@ -33,41 +33,25 @@ static _Thread_local unsigned segments_cached;
 
 /* Nearly every message also gets a segment list of FIRST_SEGS entries, and
  * most RPC messages a capability table of FIRST_CAPS: released ones of just
- * that size are kept per thread the same way (LIST_CACHE of each). A list
- * block always holds exactly segs_cap (caps_cap) entries, so the size alone
- * says whether it may go to the cache. */
+ * that size are kept per thread, in a stash each (util.h). A list block always
+ * holds exactly segs_cap (caps_cap) entries, so the size alone says whether
+ * it may go to the stash. */
 #define FIRST_SEGS 4u
 #define FIRST_CAPS 8u
-#define LIST_CACHE (SEGMENT_CACHE ? 64 : 0)
 enum { LIST_SEGS, LIST_CAPS };
-#if LIST_CACHE
-static _Thread_local void *list_cache[2][LIST_CACHE];
-static _Thread_local unsigned lists_cached[2];
-#endif
+static _Thread_local gr_stash list_stash[2];
 
 static void *list_alloc(int which, size_t bytes)
 {
-#if LIST_CACHE
-    if (lists_cached[which])
-        return list_cache[which][--lists_cached[which]];
-#endif
-    (void)which;
-    return gr_malloc(bytes);
+    void *list = gr_stash_take(&list_stash[which]);
+    return list ? list : gr_malloc(bytes);
 }
 
 static void list_free(int which, void *list, bool cacheable)
 {
-#if LIST_CACHE
-    if (list && cacheable && lists_cached[which] < LIST_CACHE) {
-        list_cache[which][lists_cached[which]++] = list;
-        return;
-    }
-#endif
-    (void)which;
-    (void)cacheable;
-    free(list);
+    if (list && (!cacheable || !gr_stash_keep(&list_stash[which], list)))
+        free(list);
 }
-
 
 static inline uint64_t load64(const void *p)
 {

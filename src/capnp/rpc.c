@@ -94,11 +94,15 @@ void cp__idmap_release(cp__idmap *m)
     memset(m, 0, sizeof(*m));
 }
 
+/* The objects every call makes and frees (messages, capabilities, requests,
+ * outcomes, calls) come from per-thread stashes (util.h). */
+static _Thread_local gr_stash msg_stash, cap_stash, pending_stash, request_stash, call_stash;
+
 /* ---- messages ---------------------------------------------------------------- */
 
 cp_message *cp__msg_new(void)
 {
-    cp_message *m = gr_calloc(1, sizeof(*m));
+    cp_message *m = gr_stash_zalloc(&msg_stash, sizeof(*m));
     cp_message_init(m, 0);
     return m;
 }
@@ -113,14 +117,14 @@ void cp__msg_free(cp_message *m)
     bool self_in_buf = m->self_in_buf;
     cp_message_release(m);
     if (!self_in_buf)
-        free(m);
+        gr_stash_free(&msg_stash, m);
 }
 
 /* ---- capabilities -------------------------------------------------------------- */
 
 cp_cap *cp__cap_new(cp__cap_kind kind)
 {
-    cp_cap *c = gr_calloc(1, sizeof(*c));
+    cp_cap *c = gr_stash_zalloc(&cap_stash, sizeof(*c));
     c->refs = 1;
     c->kind = kind;
     c->queue_tail = &c->queue;
@@ -231,7 +235,7 @@ static void cap_destroy(cp_cap *cap)
     }
     free((char *)cap->exc.reason);
     free(cap->path);
-    free(cap);
+    gr_stash_free(&cap_stash, cap);
 }
 
 cp_cap *cp_cap_broken(cp_exc_type type, const char *fmt, ...)
@@ -444,7 +448,7 @@ cp_cap *cp_server_cap(cp_server *srv)
 
 cp_pending *cp__pending_new(cp_response_cb cb, void *ud)
 {
-    cp_pending *p = gr_calloc(1, sizeof(*p));
+    cp_pending *p = gr_stash_zalloc(&pending_stash, sizeof(*p));
     p->refs = 1;
     p->cb = cb;
     p->ud = ud;
@@ -457,7 +461,7 @@ void cp__pending_unref(cp_pending *p)
         cp__msg_free(p->results_msg);
         free((char *)p->exc.reason);
         cp__export_list_free(&p->param_exports);
-        free(p);
+        gr_stash_free(&pending_stash, p);
         return;
     }
     /* Only the connection's table still needs the question: tell the peer. */
@@ -564,7 +568,7 @@ struct cp_flow {
 
 cp_request *cp_request_new(cp_cap *target, uint64_t interface_id, uint16_t method_id)
 {
-    cp_request *req = gr_calloc(1, sizeof(*req));
+    cp_request *req = gr_stash_zalloc(&request_stash, sizeof(*req));
     req->target = cp_cap_ref(target);
     req->msg = cp__msg_new();
     cp_struct_builder root = cp_message_init_root(req->msg, 1, 1);
@@ -600,7 +604,7 @@ void cp_request_free(cp_request *req)
         return;
     cp_cap_unref(req->target);
     cp__msg_free(req->msg);
-    free(req);
+    gr_stash_free(&request_stash, req);
 }
 
 void cp__deliver(cp_cap *cap, cp_request *req, cp_pending *pending)
@@ -700,7 +704,7 @@ int cp_request_send(cp_request *req, cp_response_cb cb, void *ud, cp_pending **o
 cp_call *cp__call_new(cp__call_origin origin, cp_message *params_msg, cp_struct_reader params,
                       uint64_t interface_id, uint16_t method_id)
 {
-    cp_call *call = gr_calloc(1, sizeof(*call));
+    cp_call *call = gr_stash_zalloc(&call_stash, sizeof(*call));
     call->refs = 1;
     call->origin = origin;
     call->params_msg = params_msg;
@@ -723,7 +727,7 @@ void cp__call_unref(cp_call *call)
     cp__msg_free(call->results_msg);
     free((char *)call->exc.reason);
     cp__export_list_free(&call->result_exports);
-    free(call);
+    gr_stash_free(&call_stash, call);
 }
 
 cp_struct_reader cp_call_params(cp_call *call)

@@ -265,13 +265,16 @@ static void promise_unlink(cp__export *e)
     e->pprev = NULL;
 }
 
+/* Export entries come and go with nearly every call: kept per thread. */
+static _Thread_local gr_stash export_stash;
+
 static void export_free(cp_rpc_conn *conn, cp__export *e)
 {
     promise_unlink(e);
     if (e->cap->export_conn == conn && e->cap->export_id == e->id)
         e->cap->export_conn = NULL;
     cp_cap_unref(e->cap);
-    free(e);
+    gr_stash_free(&export_stash, e);
 }
 
 static void export_release(cp_rpc_conn *conn, uint32_t id, uint32_t count)
@@ -296,7 +299,7 @@ static uint32_t export_cap(cp_rpc_conn *conn, cp_cap *cap, bool promise)
             return cap->export_id;
         }
     }
-    cp__export *e = gr_calloc(1, sizeof(*e));
+    cp__export *e = gr_stash_zalloc(&export_stash, sizeof(*e));
     e->cap = cp_cap_ref(cap);
     e->refs = 1;
     uint32_t id = id_take(&conn->next_export, &conn->free_exports, &conn->nfree_exports);
@@ -445,7 +448,6 @@ static int read_desc(cp_rpc_conn *conn, cp_struct_reader d, cp_cap **out, const 
     }
 }
 
-/* Fills m's capability table from a Payload's capTable. */
 #define RELEASE_PARAMS_MAX 8 /* see return_releases_params */
 #define PARAMS_TABLE_UNRELEASABLE 0xff
 

@@ -83,7 +83,6 @@ struct cp_request {
     uint16_t method_id;
 };
 
-/* Who learns the outcome of a call. */
 /* Export ids a payload's capability table made, to release when the peer
  * says so (releaseParamCaps, releaseResultCaps). Most make one or two, which
  * stay inline. */
@@ -99,6 +98,7 @@ static inline void cp__export_list_free(cp__export_list *l)
         free(l->ids);
 }
 
+/* Who learns the outcome of a call. */
 struct cp_pending {
     int refs; /* the caller's handle, pipelines, the connection's table */
     cp_response_cb cb;

@@ -506,12 +506,16 @@ static void stream_dispatch(cp_server *self, cp_call *call, uint64_t iface, uint
         cp_call_unimplemented(call, iface, method);
 }
 
+/* Each request makes a grain call and a response stream: kept in stashes
+ * (util.h) for the next ones. */
+static _Thread_local gr_stash stream_stash, call_stash;
+
 static void stream_destroy(cp_server *self)
 {
     body_stream *b = (body_stream *)self;
     gw__req_ref_clear(&b->ref);
     stream_fail_all(b, "the response stream was dropped");
-    free(b);
+    gr_stash_free(&stream_stash, b);
 }
 
 static const cp_server_vtable stream_vt = {"gateway ByteStream", stream_dispatch, stream_destroy};
@@ -541,7 +545,7 @@ static void grain_call_free(grain_call *gc)
     if (gc->grain)
         gm_grain_release(gc->grain);
     cp_cap_unref(gc->stream_cap);
-    free(gc);
+    gr_stash_free(&call_stash, gc);
 }
 
 static const int success_status[] = {200, 201, 202, 204, 206, 207, 304};
@@ -1057,10 +1061,10 @@ static int call_grain(gw_server *srv, h2o_req_t *req, gw_grain_session *s)
         _cleanup_free_ char *wp = gr_strndup(wpath, wlen);
         return gw__grain_websocket(srv, req, ws, g, wp, fill_context); /* takes the hold */
     }
-    grain_call *gc = gr_calloc(1, sizeof(*gc));
+    grain_call *gc = gr_stash_zalloc(&call_stash, sizeof(*gc));
     gc->srv = srv;
     gc->grain = g;
-    gc->stream = gr_calloc(1, sizeof(*gc->stream));
+    gc->stream = gr_stash_zalloc(&stream_stash, sizeof(*gc->stream));
     gc->stream->base.vt = &stream_vt;
     gw__req_ref_init_pair(&gc->ref, &gc->stream->ref, req);
     gc->stream_cap = cp_server_cap(&gc->stream->base);

@@ -158,6 +158,43 @@ static void test_log_levels(void **state)
 /* Small zeroed blocks come from malloc and memset, large ones from calloc:
  * both must be zero however dirty the memory they reuse, and a size that
  * overflows must stop the program rather than give a short block. */
+/* A stash gives back what it kept, last first, zeroed by zalloc; it keeps at
+ * most GR_STASH_MAX and, full (or in a sanitizer build, which keeps none),
+ * leaves the block to its caller. */
+static void test_stash(void **state)
+{
+    (void)state;
+    static gr_stash s;
+    assert_null(gr_stash_take(&s));
+    void *blocks[GR_STASH_MAX + 1];
+    for (int i = 0; i <= GR_STASH_MAX; i++) {
+        blocks[i] = gr_malloc(48);
+        memset(blocks[i], 0x5a, 48);
+    }
+    for (int i = 0; i < GR_STASH_MAX; i++)
+        assert_true(gr_stash_keep(&s, blocks[i]));
+    assert_false(gr_stash_keep(&s, blocks[GR_STASH_MAX])); /* full: the caller frees it */
+    free(blocks[GR_STASH_MAX]);
+    if (GR_STASH_MAX) {
+        unsigned char *z = gr_stash_zalloc(&s, 48);
+        assert_ptr_equal(z, blocks[GR_STASH_MAX - 1]);
+        for (int k = 0; k < 48; k++)
+            assert_int_equal(z[k], 0);
+        assert_ptr_equal(gr_stash_take(&s), blocks[GR_STASH_MAX - 2]);
+        gr_stash_free(&s, z); /* kept again: room for one more */
+        assert_ptr_equal(gr_stash_take(&s), z);
+        free(z);
+        free(blocks[GR_STASH_MAX - 2]);
+    }
+    gr_stash_free(&s, NULL);
+    for (void *p; (p = gr_stash_take(&s)) != NULL;)
+        free(p);
+    unsigned char *fresh = gr_stash_zalloc(&s, 32); /* empty: a new zeroed block */
+    for (int k = 0; k < 32; k++)
+        assert_int_equal(fresh[k], 0);
+    free(fresh);
+}
+
 static void test_calloc_zeroes_and_overflow_aborts(void **state)
 {
     (void)state;
@@ -272,6 +309,7 @@ int main(void)
         cmocka_unit_test(test_files),
         cmocka_unit_test(test_log_levels),
         cmocka_unit_test(test_calloc_zeroes_and_overflow_aborts),
+        cmocka_unit_test(test_stash),
         cmocka_unit_test(test_index),
         cmocka_unit_test(test_cleanup_and_steal),
     };
