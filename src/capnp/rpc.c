@@ -9,8 +9,6 @@
 
 /* ---- id maps ---------------------------------------------------------------- */
 
-static void *const CP__TOMBSTONE = (void *)&CP__TOMBSTONE;
-
 static uint32_t idmap_hash(uint32_t key)
 {
     key ^= key >> 16;
@@ -23,74 +21,79 @@ static void idmap_grow(cp__idmap *m)
 {
     cp__idmap old = *m;
     m->cap = old.cap ? old.cap * 2 : 16;
-    if (old.cap && old.count * 4 < old.cap)
-        m->cap = old.cap; /* mostly tombstones: rehash in place size */
-    m->keys = gr_calloc(m->cap, sizeof(*m->keys));
-    m->vals = gr_calloc(m->cap, sizeof(*m->vals));
-    m->count = m->used = 0;
+    m->slots = gr_calloc(m->cap, sizeof(*m->slots));
+    m->count = 0;
     for (uint32_t i = 0; i < old.cap; i++)
-        if (old.vals[i] && old.vals[i] != CP__TOMBSTONE)
-            cp__idmap_put(m, old.keys[i], old.vals[i]);
-    free(old.keys);
-    free(old.vals);
+        if (old.slots[i].val)
+            cp__idmap_put(m, old.slots[i].key, old.slots[i].val);
+    free(old.slots);
+}
+
+/* The slot of key, or of the free slot where its probe ends. */
+static uint32_t idmap_find(const cp__idmap *m, uint32_t key)
+{
+    uint32_t mask = m->cap - 1, i = idmap_hash(key) & mask;
+    while (m->slots[i].val && m->slots[i].key != key)
+        i = (i + 1) & mask;
+    return i;
 }
 
 void *cp__idmap_get(const cp__idmap *m, uint32_t key)
 {
-    if (!m->cap)
-        return NULL;
-    for (uint32_t i = idmap_hash(key) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
-        if (!m->vals[i])
-            return NULL;
-        if (m->vals[i] != CP__TOMBSTONE && m->keys[i] == key)
-            return m->vals[i];
-    }
+    return m->cap ? m->slots[idmap_find(m, key)].val : NULL;
 }
 
 void cp__idmap_put(cp__idmap *m, uint32_t key, void *val)
 {
-    if ((m->used + 1) * 4 >= m->cap * 3)
+    if ((m->count + 1) * 4 >= m->cap * 3)
         idmap_grow(m);
-    uint32_t i = idmap_hash(key) & (m->cap - 1);
-    for (;; i = (i + 1) & (m->cap - 1)) {
-        if (!m->vals[i] || m->vals[i] == CP__TOMBSTONE || m->keys[i] == key)
-            break;
-    }
-    if (!m->vals[i])
-        m->used++;
-    if (!m->vals[i] || m->vals[i] == CP__TOMBSTONE)
+    cp__idmap_slot *s = &m->slots[idmap_find(m, key)];
+    if (!s->val)
         m->count++;
-    m->keys[i] = key;
-    m->vals[i] = val;
+    s->key = key;
+    s->val = val;
 }
 
 void *cp__idmap_del(cp__idmap *m, uint32_t key)
 {
     if (!m->cap)
         return NULL;
-    for (uint32_t i = idmap_hash(key) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
-        if (!m->vals[i])
-            return NULL;
-        if (m->vals[i] != CP__TOMBSTONE && m->keys[i] == key) {
-            void *v = m->vals[i];
-            m->vals[i] = CP__TOMBSTONE;
-            m->count--;
-            return v;
+    uint32_t mask = m->cap - 1, hole = idmap_find(m, key);
+    void *v = m->slots[hole].val;
+    if (!v)
+        return NULL;
+    m->count--;
+    /* Entries after the hole whose probe passes through it move back into
+     * it, so that every entry stays reachable from its home slot. */
+    for (uint32_t j = (hole + 1) & mask; m->slots[j].val; j = (j + 1) & mask) {
+        uint32_t home = idmap_hash(m->slots[j].key) & mask;
+        if (((j - home) & mask) >= ((j - hole) & mask)) {
+            m->slots[hole] = m->slots[j];
+            hole = j;
         }
     }
+    m->slots[hole].val = NULL;
+    return v;
 }
 
 void cp__idmap_each(cp__idmap *m, void (*fn)(uint32_t key, void *val, void *ud), void *ud)
 {
+    /* Deletions move entries between slots: walk the keys as they were. */
+    uint32_t n = 0;
+    _cleanup_free_ uint32_t *keys = gr_malloc((m->count ? m->count : 1) * sizeof(*keys));
     for (uint32_t i = 0; i < m->cap; i++)
-        if (m->vals[i] && m->vals[i] != CP__TOMBSTONE)
-            fn(m->keys[i], m->vals[i], ud);
+        if (m->slots[i].val)
+            keys[n++] = m->slots[i].key;
+    for (uint32_t i = 0; i < n; i++) {
+        void *v = cp__idmap_get(m, keys[i]);
+        if (v)
+            fn(keys[i], v, ud);
+    }
 }
 
 void cp__idmap_release(cp__idmap *m)
 {
-    free(m->keys);
-    free(m->vals);
+    free(m->slots);
     memset(m, 0, sizeof(*m));
 }
 

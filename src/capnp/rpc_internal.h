@@ -23,18 +23,25 @@ enum {
     CP__MSG_DISEMBARGO = 13,
 };
 
-/* A table from 32-bit ids to pointers (open addressing). */
+/* A table from 32-bit ids to pointers: open addressing with linear probing,
+ * each slot's key beside its value (one cache line a probe); a deletion
+ * shifts the entries after it back, so no tombstones lengthen the probes. */
+typedef struct cp__idmap_slot {
+    void *val; /* NULL marks a free slot */
+    uint32_t key;
+} cp__idmap_slot;
+
 typedef struct cp__idmap {
-    uint32_t *keys;
-    void **vals; /* NULL marks a free slot; tombstones point at the map */
-    uint32_t cap, count, used;
+    cp__idmap_slot *slots;
+    uint32_t cap, count;
 } cp__idmap;
 
 void *cp__idmap_get(const cp__idmap *m, uint32_t key);
 void cp__idmap_put(cp__idmap *m, uint32_t key, void *val);
 void *cp__idmap_del(cp__idmap *m, uint32_t key);
 void cp__idmap_release(cp__idmap *m);
-/* Calls fn for each entry; fn may delete the entry it is given. */
+/* Calls fn for each entry there at the start and still there when its turn
+ * comes; fn may delete any entry, and may add some (not visited). */
 void cp__idmap_each(cp__idmap *m, void (*fn)(uint32_t key, void *val, void *ud), void *ud);
 
 typedef enum cp__cap_kind {

@@ -1198,9 +1198,62 @@ static void test_write_failure(void **state)
     free(reason);
 }
 
+/* The id map against a plain array, through many puts and deletions (which
+ * shift entries back): every key stays reachable, counts agree, and an
+ * each() whose callback deletes entries visits each survivor once. */
+static uint32_t idmap_seen[512];
+
+static void idmap_visit(uint32_t key, void *val, void *ud)
+{
+    cp__idmap *m = ud;
+    assert_ptr_equal(val, (void *)(uintptr_t)(key + 1));
+    idmap_seen[key]++;
+    cp__idmap_del(m, key);
+    cp__idmap_del(m, key ^ 1); /* and a neighbour, maybe not yet visited */
+}
+
+static void test_idmap(void **state)
+{
+    (void)state;
+    cp__idmap m = {0};
+    bool in[512] = {0};
+    uint32_t x = 12345, count = 0;
+    for (int step = 0; step < 200000; step++) {
+        x = x * 1103515245u + 12345u;
+        uint32_t key = (x >> 8) % 512;
+        /* Dense small ids as a peer allocates them, and a few far ones. */
+        uint32_t id = key < 500 ? key : 0xfffff000u + key;
+        if ((x >> 20) & 1) {
+            cp__idmap_put(&m, id, (void *)(uintptr_t)(id + 1));
+            count += !in[key];
+            in[key] = true;
+        } else {
+            void *v = cp__idmap_del(&m, id);
+            assert_ptr_equal(v, in[key] ? (void *)(uintptr_t)(id + 1) : NULL);
+            count -= in[key];
+            in[key] = false;
+        }
+        assert_int_equal(m.count, count);
+        if (step % 997 == 0)
+            for (uint32_t k = 0; k < 512; k++) {
+                uint32_t kid = k < 500 ? k : 0xfffff000u + k;
+                assert_ptr_equal(cp__idmap_get(&m, kid), in[k] ? (void *)(uintptr_t)(kid + 1) : NULL);
+            }
+    }
+    cp__idmap_release(&m);
+    for (uint32_t k = 0; k < 300; k++)
+        cp__idmap_put(&m, k, (void *)(uintptr_t)(k + 1));
+    cp__idmap_each(&m, idmap_visit, &m);
+    for (uint32_t k = 0; k < 300; k += 2)
+        assert_int_equal(idmap_seen[k] + idmap_seen[k + 1], 1); /* one of each pair, once */
+    assert_int_equal(m.count, 0);
+    cp__idmap_release(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_idmap),
         cmocka_unit_test(test_local_calls),
         cmocka_unit_test(test_promise_cycle),
         cmocka_unit_test(test_two_vats),
