@@ -69,6 +69,7 @@ typedef struct cp_message {
     bool segs_in_buf; /* segs lives in owned_buf, in front of the frame */
     bool self_in_buf; /* this struct lives at the start of owned_buf (see
                          cp_stream_reader_take_message): cp_message_release frees it */
+    bool owned_small; /* owned_buf is a CP__SMALL_READ block (goes back to a stash) */
 } cp_message;
 
 /* Starts an empty message to build; first_segment_words of 0 picks a default
@@ -626,7 +627,15 @@ typedef struct cp_stream_reader {
     uint32_t nsegs;   /* segments of the current frame, once known */
     size_t max_bytes; /* frame size limit */
     cp_read_options opts;
+    bool small;       /* buf is a CP__SMALL_READ block */
 } cp_stream_reader;
+
+/* Read buffers of up to CP__SMALL_READ bytes (most RPC messages, with the
+ * message struct and segment list in front) are blocks of that size, kept in
+ * a per-thread stash when freed. Internal to the library. */
+#define CP__SMALL_READ 1024u
+void *cp__small_read_alloc(void);
+void cp__small_read_free(void *buf);
 
 /* opts and max_bytes (0 = CP_DEFAULT_MAX_MESSAGE_BYTES) apply to every message.
  * Cannot fail. */

@@ -569,6 +569,19 @@ static void segment_free(cp_segment *s)
     free(s->words);
 }
 
+static _Thread_local gr_stash small_reads;
+
+void *cp__small_read_alloc(void)
+{
+    void *buf = gr_stash_take(&small_reads);
+    return buf ? buf : gr_malloc(CP__SMALL_READ);
+}
+
+void cp__small_read_free(void *buf)
+{
+    gr_stash_free(&small_reads, buf);
+}
+
 void cp_message_release(cp_message *m)
 {
     for (uint32_t i = 0; i < m->nsegs; i++)
@@ -578,12 +591,14 @@ void cp_message_release(cp_message *m)
         list_free(LIST_SEGS, m->segs, m->segs_cap == FIRST_SEGS);
     list_free(LIST_CAPS, m->caps, m->caps_cap == FIRST_CAPS);
     gr_error_release(&m->error);
-    if (m->self_in_buf) { /* m goes with its buffer */
-        free(m->owned_buf);
-        return;
-    }
-    free(m->owned_buf);
-    memset(m, 0, sizeof(*m));
+    void *buf = m->owned_buf;
+    bool small = m->owned_small;
+    if (!m->self_in_buf) /* else m goes with its buffer */
+        memset(m, 0, sizeof(*m));
+    if (small)
+        cp__small_read_free(buf);
+    else
+        free(buf);
 }
 
 static uint32_t new_segment(cp_message *m, uint32_t min_words)

@@ -276,7 +276,10 @@ void cp_stream_reader_init(cp_stream_reader *sr, size_t max_bytes, const cp_read
 
 void cp_stream_reader_release(cp_stream_reader *sr)
 {
-    free(sr->buf);
+    if (sr->small)
+        cp__small_read_free(sr->buf);
+    else
+        free(sr->buf);
     memset(sr, 0, sizeof(*sr));
 }
 
@@ -296,7 +299,8 @@ static int size_frame_at_once(cp_stream_reader *sr, const uint8_t *in, size_t av
         return r;
     sr->nsegs = load32(in) + 1;
     sr->prefix = MESSAGE_ROOM + (size_t)sr->nsegs * sizeof(cp_segment);
-    sr->buf = gr_malloc(sr->prefix + total);
+    sr->small = sr->prefix + total <= CP__SMALL_READ;
+    sr->buf = sr->small ? cp__small_read_alloc() : gr_malloc(sr->prefix + total);
     sr->cap = sr->need = total;
     return 0;
 }
@@ -317,6 +321,7 @@ int cp_stream_reader_feed(cp_stream_reader *sr, const void *data, size_t len, si
                 while (cap < sr->need)
                     cap *= 2;
                 sr->buf = gr_realloc(sr->buf, sr->prefix + cap);
+                sr->small = false;
                 sr->cap = cap;
             }
             memcpy(sr->buf + sr->prefix + sr->len, in + *consumed, n);
@@ -358,13 +363,17 @@ int cp_stream_reader_take(cp_stream_reader *sr, cp_message *m, gr_error_t *err)
         return gr_make_error(err, 0, "no complete capnp message buffered");
     uint8_t *buf = gr_steal_pointer(&sr->buf);
     size_t len = sr->len, prefix = sr->prefix;
+    bool small = sr->small;
     size_t max = sr->max_bytes;
     cp_read_options opts = sr->opts;
     memset(sr, 0, sizeof(*sr));
     sr->max_bytes = max;
     sr->opts = opts;
     sr->need = 4;
-    return adopt(m, buf, prefix, len, true, &opts, err);
+    if (adopt(m, buf, prefix, len, true, &opts, err) < 0)
+        return -1; /* buf is freed: a small block may go to free() too */
+    m->owned_small = small;
+    return 0;
 }
 
 cp_message *cp_stream_reader_take_message(cp_stream_reader *sr, gr_error_t *err)
