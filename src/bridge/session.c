@@ -210,8 +210,12 @@ static void exch_begin(exch *x);
 static void exch_fail(exch *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void exch_try_answer(exch *x);
 
-/* Exchanges, one a request, are kept in a stash (util.h) for the next. */
-static _Thread_local gr_stash exch_stash;
+/* Exchanges, one a request, are kept in a stash (util.h) for the next; so
+ * are the buffers of request heads (which nearly all fit HEAD_BLOCK) and of
+ * small response bodies (BODY_BLOCK). */
+#define HEAD_BLOCK 1024
+#define BODY_BLOCK 256
+static _Thread_local gr_stash exch_stash, head_stash, body_stash;
 
 static exch *exch_new(ex_kind kind, ex_answer answer, cp_call *call)
 {
@@ -230,8 +234,8 @@ static void exch_unref(exch *x)
 {
     if (--x->refs > 0)
         return;
-    gr_buf_release(&x->req);
-    gr_buf_release(&x->body);
+    gr_buf_release_to(&x->req, &head_stash, HEAD_BLOCK);
+    gr_buf_release_to(&x->body, &body_stash, BODY_BLOCK);
     br_parser_free(x->parser);
     cp_flow_free(x->flow);
     cp_cap_unref(x->response_stream);
@@ -645,6 +649,7 @@ static int on_body(void *ud, const char *data, size_t len)
     }
     if (x->body.len < ERROR_BODY) {
         size_t n = len < ERROR_BODY - x->body.len ? len : ERROR_BODY - x->body.len;
+        gr_buf_from_stash(&x->body, &body_stash, BODY_BLOCK);
         gr_buf_append(&x->body, data, n);
     }
     return 0;
@@ -723,7 +728,7 @@ static void exch_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (!x->got_bytes) {
         x->got_bytes = true;
-        gr_buf_release(&x->req); /* no retry once the app has answered */
+        gr_buf_release_to(&x->req, &head_stash, HEAD_BLOCK); /* no retry once the app has answered */
     }
     x->refs++; /* callbacks may end the exchange */
     int r = br_parser_feed(x->parser, buf->base, (size_t)nread, &err);
@@ -838,7 +843,7 @@ static void exch_connected(exch *x)
         exch_write(x, rest, len - sent, NULL);
     }
     if (!keep)
-        gr_buf_release(&x->req);
+        gr_buf_release_to(&x->req, &head_stash, HEAD_BLOCK);
     if (x->http_done)
         return;
     wreq *q = x->queue;
@@ -1046,6 +1051,7 @@ static int begin_request(gr_buf *b, session *s, const char *method, cp_text path
 {
     if (strlen(path.str) != path.len)
         return gr_make_error(err, 0, "the path holds a NUL");
+    gr_buf_from_stash(b, &head_stash, HEAD_BLOCK);
     if (!s->head_made) {
         s->head_made = true;
         _cleanup_error_ gr_error_t why = NULL;

@@ -163,6 +163,28 @@ void gr_buf_printf(gr_buf *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
+void gr_buf_from_stash(gr_buf *b, gr_stash *s, size_t block)
+{
+    if (b->data)
+        return;
+    b->data = gr_stash_take(s);
+    if (b->data == NULL)
+        b->data = gr_malloc(block);
+    b->cap = block;
+    b->len = 0;
+    b->data[0] = '\0';
+}
+
+void gr_buf_release_to(gr_buf *b, gr_stash *s, size_t block)
+{
+    if (b->data && b->cap == block) {
+        gr_stash_free(s, b->data);
+        *b = (gr_buf)GR_BUF_INIT;
+        return;
+    }
+    gr_buf_release(b);
+}
+
 void gr_buf_clear(gr_buf *b)
 {
     b->len = 0;

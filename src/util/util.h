@@ -175,6 +175,11 @@ void gr_buf_printf(gr_buf *b, const char *fmt, ...) __attribute__((format(printf
 void gr_buf_clear(gr_buf *b);
 /* Frees the buffer's memory and resets it to empty. */
 void gr_buf_release(gr_buf *b);
+/* Buffers that most often stay within `block` bytes: gives an unallocated b
+ * a block of that size (a kept one when s has one), and releases b, its
+ * memory back to s when it is still that block. */
+void gr_buf_from_stash(gr_buf *b, gr_stash *s, size_t block);
+void gr_buf_release_to(gr_buf *b, gr_stash *s, size_t block);
 /* Returns the buffer's data (caller frees) and resets the buffer. */
 char *gr_buf_steal(gr_buf *b);
 

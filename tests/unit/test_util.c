@@ -193,6 +193,29 @@ static void test_stash(void **state)
     for (int k = 0; k < 32; k++)
         assert_int_equal(fresh[k], 0);
     free(fresh);
+
+    /* Buffers on blocks: one that stayed a block goes back to the stash, one
+     * that grew past it is freed, and a buffer given a block is empty. */
+    static gr_stash bufs;
+    gr_buf b = GR_BUF_INIT;
+    gr_buf_from_stash(&b, &bufs, 64);
+    assert_int_equal(b.cap, 64);
+    assert_int_equal(b.len, 0);
+    assert_string_equal(b.data, "");
+    gr_buf_puts(&b, "GET / HTTP/1.1\r\n");
+    char *first = b.data;
+    gr_buf_release_to(&b, &bufs, 64);
+    assert_null(b.data);
+    assert_int_equal(b.cap, 0);
+    gr_buf_from_stash(&b, &bufs, 64);
+    if (GR_STASH_MAX)
+        assert_ptr_equal(b.data, first); /* the kept block, made empty */
+    assert_string_equal(b.data, "");
+    for (int i = 0; i < 10; i++)
+        gr_buf_puts(&b, "0123456789");
+    assert_true(b.cap > 64);
+    gr_buf_release_to(&b, &bufs, 64); /* grown: freed, not kept */
+    assert_null(gr_stash_take(&bufs));
 }
 
 static void test_calloc_zeroes_and_overflow_aborts(void **state)
