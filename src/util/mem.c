@@ -10,6 +10,16 @@ static void oom(size_t size)
     abort();
 }
 
+/* A size that does not fit in size_t: no allocation could be right. */
+static void overflow(size_t a, size_t b)
+{
+    char msg[128];
+    int n = snprintf(msg, sizeof(msg), "granary: allocation size overflows (%zu and %zu)\n", a, b);
+    ssize_t w = write(STDERR_FILENO, msg, (size_t)n);
+    (void)w;
+    abort();
+}
+
 void *gr_malloc(size_t size)
 {
     void *p = malloc(size ? size : 1);
@@ -28,7 +38,7 @@ void *gr_calloc(size_t n, size_t size)
 {
     size_t bytes;
     if (__builtin_mul_overflow(n, size, &bytes))
-        oom(SIZE_MAX);
+        overflow(n, size);
     if (bytes <= SMALL_CALLOC)
         return memset(gr_malloc(bytes), 0, bytes);
     void *p = calloc(n, size);
@@ -132,7 +142,7 @@ void gr_fclosep(FILE **fp)
 void gr_buf_reserve(gr_buf *b, size_t extra)
 {
     if (extra > SIZE_MAX - b->len - 1)
-        oom(SIZE_MAX);
+        overflow(b->len, extra);
     size_t need = b->len + extra + 1;
     if (need <= b->cap)
         return;
