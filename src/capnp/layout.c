@@ -13,23 +13,11 @@
 
 /* Built messages start with a segment of DEFAULT_SEGMENT_WORDS (8 KiB) and
  * most RPC messages use a few dozen words of it. Released first segments are
- * zeroed over their used part and kept per thread for the next message,
- * instead of a calloc of the whole segment each time. Sanitizer builds keep
- * nothing, so that a use after release is still caught. */
-#if defined(__SANITIZE_ADDRESS__)
-#define SEGMENT_CACHE 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SEGMENT_CACHE 0
-#endif
-#endif
-#ifndef SEGMENT_CACHE
-#define SEGMENT_CACHE 8
-#endif
-#if SEGMENT_CACHE
-static _Thread_local uint64_t *segment_cache[SEGMENT_CACHE];
-static _Thread_local unsigned segments_cached;
-#endif
+ * zeroed over their used part and kept per thread (up to SEGMENTS_KEPT, in a
+ * stash, util.h) for the next message, instead of a calloc of the whole
+ * segment each time. */
+#define SEGMENTS_KEPT 8
+static _Thread_local gr_stash segment_stash;
 
 /* Nearly every message also gets a segment list of FIRST_SEGS entries, and
  * most RPC messages a capability table of FIRST_CAPS: released ones of just
@@ -550,22 +538,17 @@ void cp_message_init(cp_message *m, uint32_t first_segment_words)
 
 static uint64_t *segment_alloc(uint32_t words)
 {
-#if SEGMENT_CACHE
-    if (words == DEFAULT_SEGMENT_WORDS && segments_cached)
-        return segment_cache[--segments_cached];
-#endif
-    return gr_calloc(words, 8);
+    uint64_t *w = words == DEFAULT_SEGMENT_WORDS ? gr_stash_take(&segment_stash) : NULL;
+    return w ? w : gr_calloc(words, 8);
 }
 
 static void segment_free(cp_segment *s)
 {
-#if SEGMENT_CACHE
-    if (s->cap == DEFAULT_SEGMENT_WORDS && segments_cached < SEGMENT_CACHE) {
+    if (s->cap == DEFAULT_SEGMENT_WORDS && segment_stash.n < SEGMENTS_KEPT) {
         memset(s->words, 0, (size_t)s->len * 8);
-        segment_cache[segments_cached++] = s->words;
-        return;
+        if (gr_stash_keep(&segment_stash, s->words))
+            return;
     }
-#endif
     free(s->words);
 }
 

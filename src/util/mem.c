@@ -55,37 +55,6 @@ void *gr_realloc(void *p, size_t size)
     return q;
 }
 
-void *gr_stash_take(gr_stash *s)
-{
-    return s->n ? s->blocks[--s->n] : NULL;
-}
-
-bool gr_stash_keep(gr_stash *s, void *p)
-{
-#if GR_STASH_MAX
-    if (s->n < GR_STASH_MAX) {
-        s->blocks[s->n++] = p;
-        return true;
-    }
-#else
-    (void)s;
-    (void)p;
-#endif
-    return false;
-}
-
-void *gr_stash_zalloc(gr_stash *s, size_t size)
-{
-    void *p = gr_stash_take(s);
-    return p ? memset(p, 0, size) : gr_calloc(1, size);
-}
-
-void gr_stash_free(gr_stash *s, void *p)
-{
-    if (p && !gr_stash_keep(s, p))
-        free(p);
-}
-
 char *gr_strdup(const char *s)
 {
     return gr_strndup(s, strlen(s));

@@ -108,14 +108,40 @@ typedef struct gr_stash {
 } gr_stash;
 
 /* A block given back earlier (its contents as they were), or NULL. */
-void *gr_stash_take(gr_stash *s);
+static inline void *gr_stash_take(gr_stash *s)
+{
+    return s->n ? s->blocks[--s->n] : NULL;
+}
+
 /* Keeps p for a later take; false when the stash is full (or keeps nothing),
  * and the caller frees p itself. */
-bool gr_stash_keep(gr_stash *s, void *p);
+static inline bool gr_stash_keep(gr_stash *s, void *p)
+{
+#if GR_STASH_MAX
+    if (s->n < GR_STASH_MAX) {
+        s->blocks[s->n++] = p;
+        return true;
+    }
+#else
+    (void)s;
+    (void)p;
+#endif
+    return false;
+}
+
 /* A zeroed block of size bytes: a kept one, else a new one. */
-void *gr_stash_zalloc(gr_stash *s, size_t size);
+static inline void *gr_stash_zalloc(gr_stash *s, size_t size)
+{
+    void *p = gr_stash_take(s);
+    return p ? memset(p, 0, size) : gr_calloc(1, size);
+}
+
 /* Keeps p, or frees it when the stash is full. p may be NULL. */
-void gr_stash_free(gr_stash *s, void *p);
+static inline void gr_stash_free(gr_stash *s, void *p)
+{
+    if (p && !gr_stash_keep(s, p))
+        free(p);
+}
 
 /* ---- cleanup attributes -------------------------------------------------
  * A variable declared with one of these is released when it goes out of

@@ -388,6 +388,54 @@ static void test_stream_reader_byte_by_byte(void **state)
     gr_buf_release(&stream);
 }
 
+/* Small frames (struct, segment list and frame within CP__SMALL_READ) are
+ * read into blocks of that size, which go back to a stash and serve the next
+ * small frame (in the plain build; sanitizer builds keep none); a larger frame
+ * gets a buffer of its own size. Each reads back whole. */
+static void test_stream_reader_small_blocks(void **state)
+{
+    (void)state;
+    gr_buf stream = GR_BUF_INIT;
+    for (int i = 0; i < 3; i++) {
+        cp_message b;
+        cp_message_init(&b, 0);
+        cp_struct_builder r = cp_message_init_root(&b, 1, 1);
+        cp_set_u64(r, 0, 100 + (uint64_t)i, 0);
+        static char big[4000];
+        memset(big, 'x', sizeof(big));
+        cp_set_data(r, 0, big, i == 1 ? sizeof(big) : 8);
+        cp_message_write(&b, &stream);
+        cp_message_release(&b);
+    }
+    cp_stream_reader sr;
+    cp_stream_reader_init(&sr, 0, NULL);
+    gr_error_t err = NULL;
+    size_t off = 0;
+    void *first_block = NULL;
+    for (int i = 0; i < 3; i++) {
+        size_t used;
+        assert_int_equal(
+            cp_stream_reader_feed(&sr, stream.data + off, stream.len - off, &used, &err), 1);
+        off += used;
+        cp_message *m = cp_stream_reader_take_message(&sr, &err);
+        assert_non_null(m);
+        assert_int_equal(m->owned_small, i != 1);
+        assert_int_equal(cp_get_u64(cp_message_root(m), 0, 0), 100 + (uint64_t)i);
+        assert_int_equal(cp_get_data(cp_message_root(m), 0, NULL, 0).len, i == 1 ? 4000 : 8);
+        if (i == 0)
+            first_block = m->owned_buf;
+        else if (i == 2 && GR_STASH_MAX)
+            assert_ptr_equal(m->owned_buf, first_block); /* the block came back */
+        bool in_buf = m->self_in_buf;
+        cp_message_release(m); /* a struct in the block goes with it */
+        if (!in_buf)
+            free(m);
+    }
+    assert_int_equal(off, stream.len);
+    cp_stream_reader_release(&sr);
+    gr_buf_release(&stream);
+}
+
 /* A message read in one go keeps its segment list in front of its frame, in
  * the one buffer (and, taken with cp_stream_reader_take_message, the message
  * struct too): several segments must all read back, and building onto the
@@ -766,6 +814,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_build_and_read_back),
         cmocka_unit_test(test_reused_segment_is_zeroed),
+        cmocka_unit_test(test_stream_reader_small_blocks),
         cmocka_unit_test(test_roundtrip_single_segment),
         cmocka_unit_test(test_roundtrip_many_segments),
         cmocka_unit_test(test_roundtrip_packed),
