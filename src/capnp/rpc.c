@@ -686,6 +686,8 @@ static int request_send(cp_request *req, cp_response_cb cb, void *ud, cp_flow *f
         return gr_make_error(err, 0, "too many outstanding calls on the connection (limit %u)",
                              cp__conn_max_questions(conn));
     }
+    if (!out) /* nobody can pipeline on these results: Call.noPromisePipelining */
+        cp_set_bool(req->call, CP__CALL_NO_PIPELINING_BIT, true, false);
     cp_pending *p = cp__pending_new(cb, ud);
     p->flow = flow;
     p->flow_bytes = flow_bytes;

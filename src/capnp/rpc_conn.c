@@ -639,6 +639,8 @@ static bool return_releases_params(cp_rpc_conn *conn, cp_call *call)
     return true;
 }
 
+static void answer_remove(cp_rpc_conn *conn, cp_call *call);
+
 void cp__conn_send_return(cp_call *call)
 {
     cp_rpc_conn *conn = call->conn;
@@ -668,6 +670,11 @@ void cp__conn_send_return(cp_call *call)
         write_cap_table(conn, payload, call->results_msg, &call->result_exports);
         call->content = cp_ptr_builder_as_reader(cp_builder_ptr(payload, 0));
     }
+    /* A caller that will not pipeline on results holding no capabilities
+     * has nothing to Finish: the answer goes now, and so does its id. */
+    bool no_finish = call->no_pipelining && call->results_msg->ncaps == 0;
+    if (no_finish)
+        cp_set_bool(call->ret, CP__RETURN_NO_FINISH_BIT, true, false);
     conn_send(conn, call->results_msg);
     if (call->results_msg->ncaps == 0) {
         /* Nothing in the results can be pipelined on: they need not wait for
@@ -678,6 +685,8 @@ void cp__conn_send_return(cp_call *call)
     call->returned = true;
     if (conn->outstanding)
         conn->outstanding--;
+    if (no_finish && cp__idmap_get(&conn->answers, call->answer_id) == call)
+        answer_remove(conn, call);
 }
 
 static void send_return_canceled(cp_rpc_conn *conn, uint32_t answer_id)
@@ -824,6 +833,7 @@ static void handle_call(cp_rpc_conn *conn, cp_message *m, cp_struct_reader c)
     call->params_hosted = hosted;
     uint16_t results_to = cp_get_u16(c, 6, 0);
     call->to_yourself = results_to == 1;
+    call->no_pipelining = cp_get_bool(c, CP__CALL_NO_PIPELINING_BIT, false);
     if (results_to > 1) {
         cp_cap_unref(target);
         cp_call_fail(call, CP_EXC_UNIMPLEMENTED, "sendResultsTo a third party");
@@ -846,6 +856,8 @@ static void handle_return(cp_rpc_conn *conn, cp_message *m, cp_struct_reader r)
         conn_abort(conn, "Return for %s question %u", p ? "an already answered" : "an unknown", id);
         return;
     }
+    /* Read now: m goes to the caller (or is freed) below. */
+    bool no_finish = cp_get_bool(r, CP__RETURN_NO_FINISH_BIT, false);
     if (cp_get_bool(r, 32, true))
         for (uint32_t i = 0; i < p->param_exports.n; i++)
             export_release(conn, p->param_exports.ids[i], 1);
@@ -906,6 +918,8 @@ static void handle_return(cp_rpc_conn *conn, cp_message *m, cp_struct_reader r)
         break;
     }
     if (p->conn == conn) {
+        if (no_finish)
+            p->finish_sent = true; /* the callee has already let the answer go */
         if (!p->finish_sent) {
             p->finish_sent = true;
             send_finish(conn, id);

@@ -23,6 +23,14 @@ enum {
     CP__MSG_DISEMBARGO = 13,
 };
 
+/* Bits of rpc.capnp fields that protocol 0.9 does not have (its readers
+ * ignore them): Call.noPromisePipelining (@9) and Return.noFinishNeeded (@8),
+ * offsets as capnp lays them out. */
+enum {
+    CP__CALL_NO_PIPELINING_BIT = 129,
+    CP__RETURN_NO_FINISH_BIT = 33,
+};
+
 /* A table from 32-bit ids to pointers: open addressing with linear probing,
  * each slot's key beside its value (one cache line a probe); a deletion
  * shifts the entries after it back, so no tombstones lengthen the probes. */
@@ -158,6 +166,7 @@ struct cp_call {
     cp_ptr_reader content; /* results content once returned */
     cp__export_list result_exports;
     bool is_bootstrap;
+    bool no_pipelining; /* Call.noPromisePipelining: the Return may say noFinishNeeded */
     bool to_yourself; /* sendResultsTo.yourself: results kept for takeFromOtherQuestion */
     /* What the params' capability table said, read as it arrived (so the
      * Return need not read it again): its length, and which entries were

@@ -242,7 +242,10 @@ int gw_server_start(gw_server **out, uv_loop_t *loop, const cfg *c, st_store *st
     srv->mimemap = h2o_mimemap_create();
 
     h2o_config_init(&srv->globalconf);
-    srv->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("granary"));
+    /* No Server header: it would tell every client (and every app the
+     * grain frames) what software to probe, and it costs each response a
+     * second sprintf in h2o. */
+    srv->globalconf.server_name = h2o_iovec_init("", 0);
     /* One catch-all host: routing by Host is ours, so unknown hosts get our
      * page rather than h2o's choice of a default host. */
     h2o_hostconf_t *host = h2o_config_register_host(&srv->globalconf,

@@ -115,6 +115,8 @@ def test_a_grain_serves_the_app_through_the_bridge(grains):
     csp = resp.getheader("Content-Security-Policy")
     assert "default-src 'none'" in csp and "frame-ancestors http://granary.localhost:6080" in csp
     assert resp.getheader("X-Content-Type-Options") == "nosniff"
+    assert resp.getheader("Referrer-Policy") == "same-origin"
+    assert resp.getheader("Server") is None  # nothing that names the software
     # Write, read back, and see the ETag round trip.
     resp, body = grains.get(host, cookie, "/api/note", "PUT", b"hello from the test")
     assert resp.status == 200, body

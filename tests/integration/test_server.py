@@ -77,6 +77,7 @@ def test_shell_index_and_assets(daemon):
     csp = resp.getheader("Content-Security-Policy")
     assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp
     assert resp.getheader("X-Content-Type-Options") == "nosniff"
+    assert resp.getheader("Server") is None
     html = body.decode()
     assert "<title>Granary</title>" in html
     # Every asset the page names is served, as immutable, with its MIME type.

@@ -643,6 +643,9 @@ typedef struct seen {
     int disembargoes;
     uint32_t embargo_id, embargo_target;
     bool last_return_failed;
+    bool last_return_no_finish; /* noFinishNeeded */
+    bool call_no_pipelining[4]; /* noPromisePipelining */
+    int finishes;
     char last_reason[160];
 } seen;
 
@@ -670,6 +673,8 @@ static void parse_sent(victim *v, seen *out)
                 out->call_qid[out->calls] = cp_get_u32(body, 0, 0);
                 out->call_target[out->calls] =
                     cp_get_u32(cp_get_struct(body, 0, cp_ptr_null()), 0, 0);
+                out->call_no_pipelining[out->calls] =
+                    cp_get_bool(body, CP__CALL_NO_PIPELINING_BIT, false);
             }
             out->calls++;
             break;
@@ -685,12 +690,16 @@ static void parse_sent(victim *v, seen *out)
             out->last_return_value = cp_get_i64(cp_get_struct(payload, 0, cp_ptr_null()), 0, 0);
             out->last_return_failed = cp_get_u16(body, 6, 0) == 1;
             out->last_return_releases_params = cp_get_bool(body, 32, true);
+            out->last_return_no_finish = cp_get_bool(body, CP__RETURN_NO_FINISH_BIT, false);
             if (out->last_return_failed)
                 gr_strlcpy(out->last_reason, cp_get_text(payload, 0, "").str,
                            sizeof(out->last_reason));
             out->returns++;
             break;
         }
+        case CP__MSG_FINISH:
+            out->finishes++;
+            break;
         case CP__MSG_DISEMBARGO:
             out->disembargoes++;
             out->embargo_id = cp_get_u32(body, 0, 0);
@@ -868,6 +877,127 @@ static void test_capless_results_go_at_return(void **state)
     const uint32_t fins[][2] = {{1, 0}, {2, 0}, {3, 0}, {4, 0}};
     for (int i = 0; i < 4; i++)
         inject(v, CP__MSG_FINISH, 1, 0, fill_u32s, fins[i]);
+    assert_true(cp_rpc_conn_alive(v->conn));
+    victim_free(v);
+}
+
+static void fill_call_no_pipelining(cp_struct_builder c, const uint32_t *a)
+{
+    fill_call(c, a);
+    cp_set_bool(c, CP__CALL_NO_PIPELINING_BIT, true, false);
+}
+
+static uint32_t answers_of(victim *v)
+{
+    cp_rpc_stats st;
+    cp_rpc_conn_stats(v->conn, &st);
+    return st.answers;
+}
+
+/* Call qid (method) built by fill: its Return does not say noFinishNeeded
+ * and its answer stays until the Finish. */
+static void expect_answer_kept_until_finish(victim *v, uint32_t qid, uint32_t method,
+                                            void (*fill)(cp_struct_builder, const uint32_t *))
+{
+    seen s;
+    v->out.len = 0;
+    const uint32_t call[] = {qid, 0, method};
+    assert_int_equal(inject(v, CP__MSG_CALL, 3, 3, fill, call), 0);
+    parse_sent(v, &s);
+    assert_int_equal(s.returns, 1);
+    assert_false(s.last_return_no_finish);
+    assert_int_equal(answers_of(v), 2);
+    const uint32_t fin[] = {qid, 0};
+    inject(v, CP__MSG_FINISH, 1, 0, fill_u32s, fin);
+    assert_int_equal(answers_of(v), 1);
+}
+
+/* A caller that says it will not pipeline on a call's results
+ * (noPromisePipelining) needs no Finish when the results hold no
+ * capabilities: the Return says noFinishNeeded and the answer goes at once.
+ * Callers that do not say so (protocol 0.9's) still Finish as before. */
+static void test_no_finish_needed(void **state)
+{
+    victim *v = victim_new(NULL);
+    const uint32_t boot[] = {0, 0};
+    inject(v, CP__MSG_BOOTSTRAP, 1, 1, fill_u32s, boot);
+    assert_int_equal(answers_of(v), 1); /* the bootstrap, until its Finish */
+
+    seen s;
+    v->out.len = 0;
+    const uint32_t ping[] = {1, 0, Interop_ping_METHOD_ID};
+    assert_int_equal(inject(v, CP__MSG_CALL, 3, 3, fill_call_no_pipelining, ping), 0);
+    parse_sent(v, &s);
+    assert_int_equal(s.returns, 1);
+    assert_false(s.last_return_failed);
+    assert_true(s.last_return_no_finish);
+    assert_int_equal(answers_of(v), 1);
+    /* The id is free again at once; a Finish sent anyway is ignored. */
+    assert_int_equal(inject(v, CP__MSG_CALL, 3, 3, fill_call_no_pipelining, ping), 0);
+    const uint32_t fin1[] = {1, 0};
+    assert_int_equal(inject(v, CP__MSG_FINISH, 1, 0, fill_u32s, fin1), 0);
+    /* A pipelined call on it anyway gets an exception, not an Abort. */
+    v->out.len = 0;
+    const uint32_t on_ping[] = {2, 1, Interop_ping_METHOD_ID};
+    assert_int_equal(inject(v, CP__MSG_CALL, 3, 3, fill_pipelined_call, on_ping), 0);
+    parse_sent(v, &s);
+    assert_int_equal(s.returns, 1);
+    assert_true(s.last_return_failed);
+    const uint32_t fin2[] = {2, 0};
+    inject(v, CP__MSG_FINISH, 1, 0, fill_u32s, fin2);
+    assert_true(cp_rpc_conn_alive(v->conn));
+    assert_int_equal(answers_of(v), 1);
+
+    /* Without the hint the answer waits for the Finish, and with it so do
+     * results holding a capability. */
+    expect_answer_kept_until_finish(v, 3, Interop_ping_METHOD_ID, fill_call);
+    expect_answer_kept_until_finish(v, 4, Interop_newCounter_METHOD_ID, fill_call_no_pipelining);
+
+    /* As the caller: callBack(cb, 2) makes the victim call our cb twice
+     * without pipelining, so each Call says so; a Return that says
+     * noFinishNeeded gets no Finish, one that does not gets one. */
+    v->out.len = 0;
+    inject_cap_call(v, 5, Interop_callBack_METHOD_ID, 2, 1, 7, 1);
+    parse_sent(v, &s);
+    assert_int_equal(s.calls, 1);
+    assert_true(s.call_no_pipelining[0]);
+    uint32_t q = s.call_qid[0];
+    cp_message m;
+    cp_struct_builder r = msg_body(&m, CP__MSG_RETURN, 2, 1);
+    cp_set_u32(r, 0, q, 0);
+    cp_set_bool(r, CP__RETURN_NO_FINISH_BIT, true, false);
+    cp_set_i64(cp_init_struct(cp_init_struct(r, 0, 0, 2), 0, 1, 0), 0, 20, 0);
+    v->out.len = 0;
+    assert_int_equal(inject_msg(v, &m), 0);
+    parse_sent(v, &s);
+    assert_int_equal(s.finishes, 0);
+    assert_int_equal(s.calls, 1); /* the second cb.call() */
+    v->out.len = 0;
+    assert_int_equal(inject_return(v, s.call_qid[0], 22), 0);
+    parse_sent(v, &s);
+    assert_int_equal(s.finishes, 1);
+    assert_int_equal(s.returns, 1);
+    assert_int_equal(s.last_return_value, 42);
+    /* So does an exception: callBack(cb, 1) whose cb.call() fails. */
+    v->out.len = 0;
+    inject_cap_call(v, 6, Interop_callBack_METHOD_ID, 1, 1, 7, 1);
+    parse_sent(v, &s);
+    assert_int_equal(s.calls, 1);
+    r = msg_body(&m, CP__MSG_RETURN, 2, 1);
+    cp_set_u32(r, 0, s.call_qid[0], 0);
+    cp_set_bool(r, CP__RETURN_NO_FINISH_BIT, true, false);
+    cp_set_u16(r, 6, 1, 0); /* exception */
+    cp_set_text(cp_init_struct(r, 0, 1, 2), 0, "no", 2);
+    v->out.len = 0;
+    assert_int_equal(inject_msg(v, &m), 0);
+    parse_sent(v, &s);
+    assert_int_equal(s.finishes, 0);
+    assert_int_equal(s.returns, 1);
+    assert_true(s.last_return_failed);
+    assert_non_null(strstr(s.last_reason, "callback failed: no"));
+    cp_rpc_stats st;
+    cp_rpc_conn_stats(v->conn, &st);
+    assert_int_equal(st.questions, 0);
     assert_true(cp_rpc_conn_alive(v->conn));
     victim_free(v);
 }
@@ -1266,6 +1396,7 @@ int main(void)
         cmocka_unit_test(test_hostile_resolve_chain),
         cmocka_unit_test(test_return_releases_param_caps),
         cmocka_unit_test(test_capless_results_go_at_return),
+        cmocka_unit_test(test_no_finish_needed),
         cmocka_unit_test(test_promise_import_resolves_home),
         cmocka_unit_test(test_doc_example),
         cmocka_unit_test(test_unix_socket_path),
