@@ -55,6 +55,11 @@ struct cp_rpc_conn {
     gr_buf out;
     char *read_buf;
     cp_rpc_stats stats;
+    /* Answers that needed no Finish: out of the table at their Return, but
+     * still holding their call (and its target) until the code that made
+     * the Return is done, so that returning never frees the object that
+     * returned under it. Dropped after each read and each flush. */
+    cp_call *done_answers;
 };
 
 static void conn_abort(cp_rpc_conn *conn, const char *fmt, ...)
@@ -156,10 +161,21 @@ static void flush_disarm(cp_rpc_conn *conn)
     uv_check_stop(&conn->flush_check);
 }
 
+static void drop_done_answers(cp_rpc_conn *conn)
+{
+    while (conn->done_answers) {
+        cp_call *call = conn->done_answers;
+        conn->done_answers = call->done_next;
+        call->done_next = NULL;
+        cp__call_unref(call); /* the answers table's reference */
+    }
+}
+
 static void flush_queued(cp_rpc_conn *conn)
 {
     flush_disarm(conn);
     conn_flush(conn);
+    drop_done_answers(conn);
 }
 
 static void on_flush_prepare(uv_prepare_t *h)
@@ -639,8 +655,6 @@ static bool return_releases_params(cp_rpc_conn *conn, cp_call *call)
     return true;
 }
 
-static void answer_remove(cp_rpc_conn *conn, cp_call *call);
-
 void cp__conn_send_return(cp_call *call)
 {
     cp_rpc_conn *conn = call->conn;
@@ -685,8 +699,14 @@ void cp__conn_send_return(cp_call *call)
     call->returned = true;
     if (conn->outstanding)
         conn->outstanding--;
-    if (no_finish && cp__idmap_get(&conn->answers, call->answer_id) == call)
-        answer_remove(conn, call);
+    if (no_finish && cp__idmap_get(&conn->answers, call->answer_id) == call) {
+        cp__idmap_del(&conn->answers, call->answer_id);
+        call->finished = true;
+        call->conn = NULL;
+        call->done_next = conn->done_answers;
+        conn->done_answers = call;
+        flush_arm(conn);
+    }
 }
 
 static void send_return_canceled(cp_rpc_conn *conn, uint32_t answer_id)
@@ -1141,6 +1161,8 @@ int cp__rpc_conn_feed(cp_rpc_conn *conn, const void *data, size_t len)
         }
     }
     conn->busy--;
+    if (conn->busy == 0)
+        drop_done_answers(conn);
     bool alive = conn->alive;
     conn_maybe_free(conn);
     return alive ? 0 : -1;
@@ -1248,6 +1270,8 @@ static void conn_end(cp_rpc_conn *conn, const char *reason, bool linger)
     }
     cp__idmap_each(&conn->questions, break_question, conn);
     cp__idmap_each(&conn->answers, cancel_answer, conn);
+    if (conn->busy == 0)
+        drop_done_answers(conn);
     cp__idmap_each(&conn->embargoes, lift_embargo, conn);
     cp__idmap_each(&conn->exports, drop_export, conn);
     cp_cap_unref(gr_steal_pointer(&conn->bootstrap));
@@ -1291,6 +1315,7 @@ static void conn_maybe_free(cp_rpc_conn *conn)
 {
     if (!conn->free_requested || conn->busy || !conn->closed)
         return;
+    drop_done_answers(conn);
     cp__idmap_release(&conn->questions);
     cp__idmap_release(&conn->answers);
     cp__idmap_release(&conn->exports);

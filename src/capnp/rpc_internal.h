@@ -167,6 +167,7 @@ struct cp_call {
     cp__export_list result_exports;
     bool is_bootstrap;
     bool no_pipelining; /* Call.noPromisePipelining: the Return may say noFinishNeeded */
+    cp_call *done_next; /* on the connection's list of answers let go at their Return */
     bool to_yourself; /* sendResultsTo.yourself: results kept for takeFromOtherQuestion */
     /* What the params' capability table said, read as it arrived (so the
      * Return need not read it again): its length, and which entries were

@@ -97,6 +97,7 @@ static void on_written(h2o_socket_t *sock, const char *err)
     ws_tunnel *t = sock->data;
     if (t == NULL)
         return;
+    t->refs++; /* answering the write may drop the grain's last hold on t */
     t->writing = false;
     ws_write *w = t->head;
     if (w) {
@@ -110,11 +111,11 @@ static void on_written(h2o_socket_t *sock, const char *err)
         free(w->data);
         free(w);
     }
-    if (err) {
+    if (err)
         tunnel_close(t, "write failed");
-        return;
-    }
-    write_next(t);
+    else
+        write_next(t);
+    tunnel_unref(t);
 }
 
 static void write_next(ws_tunnel *t)
