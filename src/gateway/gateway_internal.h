@@ -51,7 +51,12 @@ int gw__send_json_error(h2o_req_t *req, int status, const char *reason, const ch
 void gw__html_escape(gr_buf *b, const char *s, size_t len);
 int gw__send_error_page(gw_server *srv, h2o_req_t *req, int status, const char *reason,
                         const char *title, const char *detail, size_t detail_len);
-bool gw__method_is(h2o_req_t *req, const char *m);
+/* Whether the request's method is m. Inline, so that the length of a
+ * literal m is known when compiled rather than counted per request. */
+static inline bool gw__method_is(h2o_req_t *req, const char *m)
+{
+    return h2o_memis(req->method.base, req->method.len, m, strlen(m));
+}
 
 /* The JSON API of the shell under /api/ (api.c), and its accounts part
  * (api_auth.c), which returns -1 when the path is not one of its own. */
@@ -88,8 +93,13 @@ int gw__store_failure(h2o_req_t *req, gr_error_t *err);
 /* Prepares the accounts API (libsodium, the timing-equaliser hash). */
 int gw__auth_init(gr_error_t *err);
 
-/* Finds the value of a request header (name in lowercase), or NULL. */
-const h2o_iovec_t *gw__header(h2o_req_t *req, const char *name);
+/* Finds the value of a request header (name in lowercase), or NULL; inline
+ * for the same reason as gw__method_is. */
+static inline const h2o_iovec_t *gw__header(h2o_req_t *req, const char *name)
+{
+    ssize_t i = h2o_find_header_by_str(&req->headers, name, strlen(name), -1);
+    return i < 0 ? NULL : &req->headers.entries[i].value;
+}
 
 /* A pointer to a request that becomes NULL when h2o frees the request (the
  * client went away), for work that answers later. Clear it before freeing

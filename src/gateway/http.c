@@ -99,18 +99,6 @@ int gw__send_error_page(gw_server *srv, h2o_req_t *req, int status, const char *
     return 0;
 }
 
-bool gw__method_is(h2o_req_t *req, const char *m)
-{
-    return h2o_memis(req->method.base, req->method.len, m, strlen(m));
-}
-
-
-const h2o_iovec_t *gw__header(h2o_req_t *req, const char *name)
-{
-    ssize_t i = h2o_find_header_by_str(&req->headers, name, strlen(name), -1);
-    return i < 0 ? NULL : &req->headers.entries[i].value;
-}
-
 /* Lives in the request's memory pool: when h2o frees the request, the guard
  * is disposed and clears the references that point at it (one or two: a
  * grain call and its response stream share one). */
