@@ -58,7 +58,8 @@ struct cp_rpc_conn {
     /* Answers that needed no Finish: out of the table at their Return, but
      * still holding their call (and its target) until the code that made
      * the Return is done, so that returning never frees the object that
-     * returned under it. Dropped after each read and each flush. */
+     * returned under it. Dropped after each read callback, each flush, and
+     * once the connection's handles are closed (or when it is freed). */
     cp_call *done_answers;
 };
 
@@ -161,14 +162,19 @@ static void flush_disarm(cp_rpc_conn *conn)
     uv_check_stop(&conn->flush_check);
 }
 
+/* Drops the answers let go at their Return; called where none of the code
+ * that returned them is on the stack. Their targets' destructors may free
+ * conn: the caller checks with conn_maybe_free afterwards. */
 static void drop_done_answers(cp_rpc_conn *conn)
 {
+    conn->busy++;
     while (conn->done_answers) {
         cp_call *call = conn->done_answers;
         conn->done_answers = call->done_next;
         call->done_next = NULL;
         cp__call_unref(call); /* the answers table's reference */
     }
+    conn->busy--;
 }
 
 static void flush_queued(cp_rpc_conn *conn)
@@ -176,6 +182,7 @@ static void flush_queued(cp_rpc_conn *conn)
     flush_disarm(conn);
     conn_flush(conn);
     drop_done_answers(conn);
+    conn_maybe_free(conn);
 }
 
 static void on_flush_prepare(uv_prepare_t *h)
@@ -1160,9 +1167,9 @@ int cp__rpc_conn_feed(cp_rpc_conn *conn, const void *data, size_t len)
             handle_message(conn, m);
         }
     }
+    if (conn->busy == 1 && !conn->stream)
+        drop_done_answers(conn); /* a raw connection's outermost feed */
     conn->busy--;
-    if (conn->busy == 0)
-        drop_done_answers(conn);
     bool alive = conn->alive;
     conn_maybe_free(conn);
     return alive ? 0 : -1;
@@ -1216,6 +1223,7 @@ static void on_closed(uv_handle_t *h)
     free(conn->stream);
     conn->stream = NULL;
     conn->closed = true;
+    drop_done_answers(conn); /* the last flush may not have run */
     conn_maybe_free(conn);
 }
 
@@ -1270,8 +1278,6 @@ static void conn_end(cp_rpc_conn *conn, const char *reason, bool linger)
     }
     cp__idmap_each(&conn->questions, break_question, conn);
     cp__idmap_each(&conn->answers, cancel_answer, conn);
-    if (conn->busy == 0)
-        drop_done_answers(conn);
     cp__idmap_each(&conn->embargoes, lift_embargo, conn);
     cp__idmap_each(&conn->exports, drop_export, conn);
     cp_cap_unref(gr_steal_pointer(&conn->bootstrap));
@@ -1351,6 +1357,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread > 0) {
         conn->busy++;
         cp__rpc_conn_feed(conn, buf->base, (size_t)nread);
+        drop_done_answers(conn);
         conn->busy--;
         conn_maybe_free(conn);
     } else if (nread < 0) {

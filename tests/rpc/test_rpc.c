@@ -396,37 +396,59 @@ static int inject(victim *v, uint16_t which, uint16_t dw, uint16_t pw,
     return r;
 }
 
-/* The messages v sent, as (which, first u32 of the body) pairs; the last
- * Abort's reason goes to *abort_reason (caller frees). */
-static int sent_kinds(victim *v, uint16_t *which, uint32_t *first, int max, char **abort_reason)
+/* Calls fn(which, body, ud) for each message in data, in order, until it
+ * returns false. */
+static void each_message(const char *data, size_t len,
+                         bool (*fn)(uint16_t which, cp_struct_reader body, void *ud), void *ud)
 {
     cp_stream_reader sr;
     cp_stream_reader_init(&sr, 0, NULL);
     size_t off = 0;
-    int n = 0;
-    while (off < v->out.len && n < max) {
+    bool more = true;
+    while (off < len && more) {
         size_t used = 0;
         gr_error_t err = NULL;
-        int r = cp_stream_reader_feed(&sr, v->out.data + off, v->out.len - off, &used, &err);
+        int r = cp_stream_reader_feed(&sr, data + off, len - off, &used, &err);
         assert_true(r >= 0);
         off += used;
-        if (r == 1) {
-            cp_message m;
-            assert_int_equal(cp_stream_reader_take(&sr, &m, &err), 0);
-            cp_struct_reader root = cp_message_root(&m);
-            cp_struct_reader body = cp_get_struct(root, 0, cp_ptr_null());
-            which[n] = cp_get_u16(root, 0, 0);
-            first[n] = cp_get_u32(body, 0, 0);
-            if (which[n] == CP__MSG_ABORT && abort_reason) {
-                free(*abort_reason);
-                *abort_reason = gr_strdup(cp_get_text(body, 0, "").str);
-            }
-            n++;
-            cp_message_release(&m);
-        }
+        if (r != 1)
+            continue;
+        cp_message m;
+        assert_int_equal(cp_stream_reader_take(&sr, &m, &err), 0);
+        cp_struct_reader root = cp_message_root(&m);
+        more = fn(cp_get_u16(root, 0, 0), cp_get_struct(root, 0, cp_ptr_null()), ud);
+        cp_message_release(&m);
     }
     cp_stream_reader_release(&sr);
-    return n;
+}
+
+/* The messages v sent, as (which, first u32 of the body) pairs; the last
+ * Abort's reason goes to *abort_reason (caller frees). */
+typedef struct sent_list {
+    uint16_t *which;
+    uint32_t *first;
+    int n, max;
+    char **abort_reason;
+} sent_list;
+
+static bool note_kind(uint16_t which, cp_struct_reader body, void *ud)
+{
+    sent_list *k = ud;
+    k->which[k->n] = which;
+    k->first[k->n] = cp_get_u32(body, 0, 0);
+    if (which == CP__MSG_ABORT && k->abort_reason) {
+        free(*k->abort_reason);
+        *k->abort_reason = gr_strdup(cp_get_text(body, 0, "").str);
+    }
+    return ++k->n < k->max;
+}
+
+static int sent_kinds(victim *v, uint16_t *which, uint32_t *first, int max, char **abort_reason)
+{
+    sent_list k = {which, first, 0, max, abort_reason};
+    if (max > 0)
+        each_message(v->out.data, v->out.len, note_kind, &k);
+    return k.n;
 }
 
 static void fill_call(cp_struct_builder c, const uint32_t *a)
@@ -649,66 +671,55 @@ typedef struct seen {
     char last_reason[160];
 } seen;
 
+static bool note_sent(uint16_t which, cp_struct_reader body, void *ud)
+{
+    seen *out = ud;
+    switch (which) {
+    case CP__MSG_CALL:
+        if (out->calls < 4) {
+            out->call_qid[out->calls] = cp_get_u32(body, 0, 0);
+            out->call_target[out->calls] =
+                cp_get_u32(cp_get_struct(body, 0, cp_ptr_null()), 0, 0);
+            out->call_no_pipelining[out->calls] =
+                cp_get_bool(body, CP__CALL_NO_PIPELINING_BIT, false);
+        }
+        out->calls++;
+        break;
+    case CP__MSG_RELEASE:
+        if (out->releases < 4) {
+            out->release_id[out->releases] = cp_get_u32(body, 0, 0);
+            out->release_count[out->releases] = cp_get_u32(body, 4, 0);
+        }
+        out->releases++;
+        break;
+    case CP__MSG_RETURN: {
+        cp_struct_reader payload = cp_get_struct(body, 0, cp_ptr_null());
+        out->last_return_value = cp_get_i64(cp_get_struct(payload, 0, cp_ptr_null()), 0, 0);
+        out->last_return_failed = cp_get_u16(body, 6, 0) == 1;
+        out->last_return_releases_params = cp_get_bool(body, 32, true);
+        out->last_return_no_finish = cp_get_bool(body, CP__RETURN_NO_FINISH_BIT, false);
+        if (out->last_return_failed)
+            gr_strlcpy(out->last_reason, cp_get_text(payload, 0, "").str,
+                       sizeof(out->last_reason));
+        out->returns++;
+        break;
+    }
+    case CP__MSG_FINISH:
+        out->finishes++;
+        break;
+    case CP__MSG_DISEMBARGO:
+        out->disembargoes++;
+        out->embargo_id = cp_get_u32(body, 0, 0);
+        out->embargo_target = cp_get_u32(cp_get_struct(body, 0, cp_ptr_null()), 0, 0);
+        break;
+    }
+    return true;
+}
+
 static void parse_sent(victim *v, seen *out)
 {
     memset(out, 0, sizeof(*out));
-    cp_stream_reader sr;
-    cp_stream_reader_init(&sr, 0, NULL);
-    size_t off = 0;
-    while (off < v->out.len) {
-        size_t used = 0;
-        gr_error_t err = NULL;
-        int r = cp_stream_reader_feed(&sr, v->out.data + off, v->out.len - off, &used, &err);
-        assert_true(r >= 0);
-        off += used;
-        if (r != 1)
-            continue;
-        cp_message m;
-        assert_int_equal(cp_stream_reader_take(&sr, &m, &err), 0);
-        cp_struct_reader root = cp_message_root(&m);
-        cp_struct_reader body = cp_get_struct(root, 0, cp_ptr_null());
-        switch (cp_get_u16(root, 0, 0)) {
-        case CP__MSG_CALL:
-            if (out->calls < 4) {
-                out->call_qid[out->calls] = cp_get_u32(body, 0, 0);
-                out->call_target[out->calls] =
-                    cp_get_u32(cp_get_struct(body, 0, cp_ptr_null()), 0, 0);
-                out->call_no_pipelining[out->calls] =
-                    cp_get_bool(body, CP__CALL_NO_PIPELINING_BIT, false);
-            }
-            out->calls++;
-            break;
-        case CP__MSG_RELEASE:
-            if (out->releases < 4) {
-                out->release_id[out->releases] = cp_get_u32(body, 0, 0);
-                out->release_count[out->releases] = cp_get_u32(body, 4, 0);
-            }
-            out->releases++;
-            break;
-        case CP__MSG_RETURN: {
-            cp_struct_reader payload = cp_get_struct(body, 0, cp_ptr_null());
-            out->last_return_value = cp_get_i64(cp_get_struct(payload, 0, cp_ptr_null()), 0, 0);
-            out->last_return_failed = cp_get_u16(body, 6, 0) == 1;
-            out->last_return_releases_params = cp_get_bool(body, 32, true);
-            out->last_return_no_finish = cp_get_bool(body, CP__RETURN_NO_FINISH_BIT, false);
-            if (out->last_return_failed)
-                gr_strlcpy(out->last_reason, cp_get_text(payload, 0, "").str,
-                           sizeof(out->last_reason));
-            out->returns++;
-            break;
-        }
-        case CP__MSG_FINISH:
-            out->finishes++;
-            break;
-        case CP__MSG_DISEMBARGO:
-            out->disembargoes++;
-            out->embargo_id = cp_get_u32(body, 0, 0);
-            out->embargo_target = cp_get_u32(cp_get_struct(body, 0, cp_ptr_null()), 0, 0);
-            break;
-        }
-        cp_message_release(&m);
-    }
-    cp_stream_reader_release(&sr);
+    each_message(v->out.data, v->out.len, note_sent, out);
 }
 
 static void fill_pipelined_call(cp_struct_builder c, const uint32_t *a)
@@ -1000,6 +1011,292 @@ static void test_no_finish_needed(void **state)
     assert_int_equal(st.questions, 0);
     assert_true(cp_rpc_conn_alive(v->conn));
     victim_free(v);
+}
+
+/* ---- answers let go at their Return ------------------------------------------ *
+ * A "factory" bootstrap whose method 1 makes a "fragile" object; the fragile
+ * object's method 0 keeps its call until the test returns it, as a server
+ * answering from a later callback (a socket write done) would. */
+
+typedef struct fragile {
+    cp_server base;
+    cp_call *call;
+    bool *destroyed;
+    cp_rpc_conn **free_conn; /* the destructor frees this connection, if set */
+    int touched;
+} fragile;
+
+static fragile *last_fragile;
+static bool fragile_destroyed;
+static cp_rpc_conn *fragile_frees;
+
+static void fragile_destroy(cp_server *self)
+{
+    fragile *f = (fragile *)self;
+    *f->destroyed = true;
+    if (f->free_conn && *f->free_conn)
+        cp_rpc_conn_free(gr_steal_pointer(f->free_conn));
+    free(f);
+}
+
+static void fragile_dispatch(cp_server *self, cp_call *call, uint64_t iface, uint16_t method);
+static const cp_server_vtable fragile_vt = {"fragile", fragile_dispatch, fragile_destroy};
+
+static void fragile_dispatch(cp_server *self, cp_call *call, uint64_t iface, uint16_t method)
+{
+    (void)iface;
+    fragile *f = (fragile *)self;
+    if (f->destroyed == NULL && method == 1) { /* the factory */
+        fragile *c = gr_calloc(1, sizeof(*c));
+        c->base.vt = &fragile_vt;
+        c->destroyed = &fragile_destroyed;
+        c->free_conn = &fragile_frees;
+        last_fragile = c;
+        cp_set_capability(cp_call_results(call, 0, 1), 0, cp_server_cap(&c->base));
+        cp_call_return(call);
+    } else if (f->destroyed && method == 0) {
+        f->call = call; /* answered by fragile_answer */
+    } else {
+        cp_call_unimplemented(call, iface, method);
+    }
+}
+
+static void factory_destroy(cp_server *self)
+{
+    free(self);
+}
+
+static const cp_server_vtable factory_vt = {"factory", fragile_dispatch, factory_destroy};
+
+/* Answers the fragile object's kept call, then uses the object: which must
+ * still be there even if the call held its last reference. */
+static void fragile_answer(fragile *f)
+{
+    cp_call_return(gr_steal_pointer(&f->call));
+    f->touched++;
+}
+
+static void fill_call_on(cp_struct_builder c, const uint32_t *a)
+{
+    /* args: question id, import id, method: noPromisePipelining */
+    fill_call_no_pipelining(c, a);
+    cp_set_u64(c, 8, 0x1234, 0);
+}
+
+/* The export id of the first capability in the Return for answer_id among
+ * the messages in data; fails the test if there is none. */
+typedef struct wanted_return {
+    uint32_t answer_id, cap;
+} wanted_return;
+
+static bool note_cap(uint16_t which, cp_struct_reader ret, void *ud)
+{
+    wanted_return *w = ud;
+    if (which != CP__MSG_RETURN || cp_get_u32(ret, 0, 0) != w->answer_id)
+        return true;
+    assert_false(cp_get_bool(ret, CP__RETURN_NO_FINISH_BIT, false)); /* it holds a cap */
+    cp_list_reader table =
+        cp_get_list(cp_get_struct(ret, 0, cp_ptr_null()), 1, CP_ELEM_COMPOSITE, cp_ptr_null());
+    assert_int_equal(table.len, 1);
+    w->cap = cp_get_u32(cp_list_get_struct(table, 0), 4, 0);
+    return false;
+}
+
+static uint32_t returned_cap(const char *data, size_t len, uint32_t answer_id)
+{
+    wanted_return w = {answer_id, UINT32_MAX};
+    each_message(data, len, note_cap, &w);
+    assert_int_not_equal(w.cap, UINT32_MAX);
+    return w.cap;
+}
+
+/* A raw victim serving the factory; returns the fragile object's export id
+ * (its Return's first capability), with the factory call finished. */
+static victim *fragile_victim(uint32_t *export_id)
+{
+    victim *v = gr_calloc(1, sizeof(*v));
+    fragile *factory = gr_calloc(1, sizeof(*factory)); /* one with no destroyed flag */
+    factory->base.vt = &factory_vt;
+    cp_cap *boot = cp_server_cap(&factory->base);
+    v->conn = cp__rpc_conn_new_raw(boot, NULL, collect, v);
+    cp_cap_unref(boot);
+    fragile_destroyed = false;
+    fragile_frees = NULL;
+    /* The Finish keeps the results' capability (releaseResultCaps false). */
+    const uint32_t b[] = {0, 0}, make[] = {1, 0, 1}, fin[] = {1, 1};
+    inject(v, CP__MSG_BOOTSTRAP, 1, 1, fill_u32s, b);
+    v->out.len = 0;
+    assert_int_equal(inject(v, CP__MSG_CALL, 3, 3, fill_call_on, make), 0);
+    *export_id = returned_cap(v->out.data, v->out.len, 1);
+    inject(v, CP__MSG_FINISH, 1, 0, fill_u32s, fin);
+    return v;
+}
+
+/* A call whose caller released the object while the call was in flight
+ * holds the last reference to it; the Return (noFinishNeeded) must not free
+ * the object under the code that returned, only at the next read. */
+static void test_done_answer_outlives_its_return(void **state)
+{
+    uint32_t id;
+    victim *v = fragile_victim(&id);
+    fragile *f = last_fragile;
+    const uint32_t call[] = {2, id, 0}, rel[] = {id, 1}, other[] = {99, 0};
+    assert_int_equal(inject(v, CP__MSG_CALL, 3, 3, fill_call_on, call), 0);
+    assert_int_equal(inject(v, CP__MSG_RELEASE, 1, 0, fill_u32s, rel), 0);
+    assert_false(fragile_destroyed); /* the call holds it */
+    v->out.len = 0;
+    fragile_answer(f);
+    assert_int_equal(f->touched, 1);
+    assert_false(fragile_destroyed);
+    seen s;
+    parse_sent(v, &s);
+    assert_int_equal(s.returns, 1);
+    assert_true(s.last_return_no_finish);
+    assert_int_equal(answers_of(v), 1); /* the bootstrap: id 2 is free already */
+    inject(v, CP__MSG_FINISH, 1, 0, fill_u32s, other); /* the next read */
+    assert_true(fragile_destroyed);
+    victim_free(v);
+}
+
+/* The object whose last reference a done answer held may free the very
+ * connection in its destructor (a grain's last hold going): the read that
+ * drops it then ends cleanly. */
+static void test_done_answer_destructor_frees_the_connection(void **state)
+{
+    uint32_t id;
+    victim *v = fragile_victim(&id);
+    const uint32_t call[] = {2, id, 0}, rel[] = {id, 1}, other[] = {99, 0};
+    assert_int_equal(inject(v, CP__MSG_CALL, 3, 3, fill_call_on, call), 0);
+    assert_int_equal(inject(v, CP__MSG_RELEASE, 1, 0, fill_u32s, rel), 0);
+    fragile_answer(last_fragile);
+    fragile_frees = v->conn;
+    assert_true(inject(v, CP__MSG_FINISH, 1, 0, fill_u32s, other) < 0); /* freed in the read */
+    assert_true(fragile_destroyed);
+    assert_null(fragile_frees);
+    gr_buf_release(&v->out);
+    free(v);
+}
+
+/* Over a socket: the peer's call (noPromisePipelining) is answered at once,
+ * and the peer aborts in the same read. The answer's target goes when the
+ * connection's handles close, not only when its owner frees it. */
+static void test_done_answers_go_at_disconnect(void **state)
+{
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    fragile *f = gr_calloc(1, sizeof(*f));
+    bool destroyed = false;
+    f->base.vt = &fragile_vt;
+    f->destroyed = &destroyed;
+    cp_cap *cap = cp_server_cap(&f->base);
+    cp_rpc_conn *conn = NULL;
+    _cleanup_error_ gr_error_t err = NULL;
+    assert_int_equal(cp_rpc_conn_open(&loop, sv[0], cap, NULL, &conn, &err), 0);
+    cp_cap_unref(cap); /* the connection's bootstrap holds it */
+    gr_buf b = GR_BUF_INIT;
+    cp_message m;
+    cp_set_u32(msg_body(&m, CP__MSG_BOOTSTRAP, 1, 1), 0, 0, 0);
+    cp_message_write(&m, &b);
+    cp_message_release(&m);
+    const uint32_t call[] = {1, 0, 7}; /* unimplemented: answered at once */
+    fill_call_on(msg_body(&m, CP__MSG_CALL, 3, 3), call);
+    cp_message_write(&m, &b);
+    cp_message_release(&m);
+    const uint32_t two[] = {0, 1};
+    fill_u32s(msg_body(&m, CP__MSG_FINISH, 1, 0), two); /* the bootstrap's answer */
+    cp_message_write(&m, &b);
+    cp_message_release(&m);
+    fill_u32s(msg_body(&m, CP__MSG_RELEASE, 1, 0), two); /* and its export */
+    cp_message_write(&m, &b);
+    cp_message_release(&m);
+    cp_set_text(msg_body(&m, CP__MSG_ABORT, 1, 2), 0, "bye", 3);
+    cp_message_write(&m, &b);
+    cp_message_release(&m);
+    assert_int_equal(write(sv[1], b.data, b.len), (ssize_t)b.len);
+    gr_buf_release(&b);
+    for (int i = 0; i < 50 && !destroyed; i++)
+        uv_run(&loop, UV_RUN_NOWAIT);
+    assert_false(cp_rpc_conn_alive(conn));
+    assert_true(destroyed);
+    cp_rpc_conn_free(conn);
+    while (uv_run(&loop, UV_RUN_DEFAULT))
+        ;
+    assert_int_equal(uv_loop_close(&loop), 0);
+    close(sv[1]);
+}
+
+/* Over a socket, the object answers from outside any read (as a socket
+ * write done would), and the connection is closed before its flush runs:
+ * the done answer goes when the handles close, and the object's destructor
+ * may free the connection there (a grain's last hold going). */
+static void test_done_answers_go_when_closed(void **state)
+{
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    fragile *factory = gr_calloc(1, sizeof(*factory));
+    factory->base.vt = &factory_vt;
+    cp_cap *boot = cp_server_cap(&factory->base);
+    cp_rpc_conn *conn = NULL;
+    _cleanup_error_ gr_error_t err = NULL;
+    assert_int_equal(cp_rpc_conn_open(&loop, sv[0], boot, NULL, &conn, &err), 0);
+    cp_cap_unref(boot);
+    fragile_destroyed = false;
+    last_fragile = NULL;
+
+    gr_buf b = GR_BUF_INIT;
+    cp_message m;
+    cp_set_u32(msg_body(&m, CP__MSG_BOOTSTRAP, 1, 1), 0, 0, 0);
+    cp_message_write(&m, &b);
+    cp_message_release(&m);
+    const uint32_t make[] = {1, 0, 1}, fin[] = {1, 1};
+    fill_call_on(msg_body(&m, CP__MSG_CALL, 3, 3), make);
+    cp_message_write(&m, &b);
+    cp_message_release(&m);
+    fill_u32s(msg_body(&m, CP__MSG_FINISH, 1, 0), fin);
+    cp_message_write(&m, &b);
+    cp_message_release(&m);
+    assert_int_equal(write(sv[1], b.data, b.len), (ssize_t)b.len);
+    b.len = 0;
+    gr_buf got = GR_BUF_INIT;
+    char chunk[4096];
+    for (int i = 0; i < 50 && got.len < 100; i++) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        ssize_t n;
+        while ((n = recv(sv[1], chunk, sizeof(chunk), MSG_DONTWAIT)) > 0)
+            gr_buf_append(&got, chunk, (size_t)n);
+    }
+    uint32_t id = returned_cap(got.data, got.len, 1);
+    gr_buf_release(&got);
+
+    const uint32_t call[] = {2, id, 0}, rel[] = {id, 1};
+    fill_call_on(msg_body(&m, CP__MSG_CALL, 3, 3), call);
+    cp_message_write(&m, &b);
+    cp_message_release(&m);
+    fill_u32s(msg_body(&m, CP__MSG_RELEASE, 1, 0), rel);
+    cp_message_write(&m, &b);
+    cp_message_release(&m);
+    assert_int_equal(write(sv[1], b.data, b.len), (ssize_t)b.len);
+    gr_buf_release(&b);
+    for (int i = 0; i < 50 && !(last_fragile && last_fragile->call); i++)
+        uv_run(&loop, UV_RUN_NOWAIT);
+    assert_non_null(last_fragile->call);
+    assert_false(fragile_destroyed);
+
+    fragile_frees = conn;
+    fragile_answer(last_fragile);
+    cp_rpc_conn_close(conn);
+    for (int i = 0; i < 50 && !fragile_destroyed; i++)
+        uv_run(&loop, UV_RUN_NOWAIT);
+    assert_true(fragile_destroyed);
+    assert_null(fragile_frees); /* and its destructor freed the connection */
+    while (uv_run(&loop, UV_RUN_DEFAULT))
+        ;
+    assert_int_equal(uv_loop_close(&loop), 0);
+    close(sv[1]);
 }
 
 static void test_promise_import_resolves_home(void **state)
@@ -1397,6 +1694,10 @@ int main(void)
         cmocka_unit_test(test_return_releases_param_caps),
         cmocka_unit_test(test_capless_results_go_at_return),
         cmocka_unit_test(test_no_finish_needed),
+        cmocka_unit_test(test_done_answer_outlives_its_return),
+        cmocka_unit_test(test_done_answer_destructor_frees_the_connection),
+        cmocka_unit_test(test_done_answers_go_at_disconnect),
+        cmocka_unit_test(test_done_answers_go_when_closed),
         cmocka_unit_test(test_promise_import_resolves_home),
         cmocka_unit_test(test_doc_example),
         cmocka_unit_test(test_unix_socket_path),
