@@ -662,6 +662,14 @@ static bool return_releases_params(cp_rpc_conn *conn, cp_call *call)
     return true;
 }
 
+/* Takes call out of the answers table, whose reference the caller then owns. */
+static void answer_detach(cp_rpc_conn *conn, cp_call *call)
+{
+    cp__idmap_del(&conn->answers, call->answer_id);
+    call->finished = true;
+    call->conn = NULL;
+}
+
 void cp__conn_send_return(cp_call *call)
 {
     cp_rpc_conn *conn = call->conn;
@@ -707,9 +715,7 @@ void cp__conn_send_return(cp_call *call)
     if (conn->outstanding)
         conn->outstanding--;
     if (no_finish && cp__idmap_get(&conn->answers, call->answer_id) == call) {
-        cp__idmap_del(&conn->answers, call->answer_id);
-        call->finished = true;
-        call->conn = NULL;
+        answer_detach(conn, call);
         call->done_next = conn->done_answers;
         conn->done_answers = call;
         flush_arm(conn);
@@ -768,9 +774,7 @@ static cp_call *answer_new(cp_rpc_conn *conn, uint32_t id, cp_message *params_ms
 
 static void answer_remove(cp_rpc_conn *conn, cp_call *call)
 {
-    cp__idmap_del(&conn->answers, call->answer_id);
-    call->finished = true;
-    call->conn = NULL;
+    answer_detach(conn, call);
     cp__call_unref(call);
 }
 
