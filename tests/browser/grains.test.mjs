@@ -40,7 +40,7 @@ async function grains(page) {
   return page.evaluate(async () => (await (await fetch('/api/grains')).json()).grains);
 }
 
-let adminCtx, admin, firstId, firstFrameUrl;
+let adminCtx, admin, firstId;
 
 test('the administrator installs the notes app from its package', async () => {
   assert.ok(SPK, 'notes.spk is built');
@@ -70,7 +70,7 @@ test('two notes are made; one is written in', async () => {
   firstId = admin.url().split('/').pop();
   const frame = admin.frameLocator('iframe.grain-frame');
   await frame.getByRole('heading', { name: 'Notes' }).waitFor({ timeout: 20000 });
-  firstFrameUrl = await admin.locator('iframe.grain-frame').getAttribute('src');
+  const firstFrameUrl = await admin.locator('iframe.grain-frame').getAttribute('src');
   // The bar shows what the app says about itself, read from the grain.
   await admin.locator('.grain-bar-info').filter({ hasText: 'you can: read, write' }).waitFor();
   assert.match(firstFrameUrl, /^http:\/\/ui-[0-9a-f]{32}\.granary\.localhost:\d+\/_granary\/init\?token=/);
@@ -134,10 +134,16 @@ test('another user cannot see or open the grain, even with its URL', async () =>
   await bob.getByRole('heading', { name: 'This grain cannot be opened' }).waitFor();
   await bob.getByRole('alert').filter({ hasText: 'no such grain' }).waitFor();
   await shot(bob, 'g06-bob-refused');
-  // The admin's own (already used) frame URL gives Bob nothing either.
-  const resp = await bob.goto(firstFrameUrl.replace('/_granary/init', '/_granary/init'));
+  // The admin's own frame URL, already used by the admin's browser, gives Bob
+  // nothing either. It is read from a session opened just now: a session
+  // left idle for three idle periods (6 s here) is closed, and its address
+  // would answer 404 instead, which is a refusal too but not the one tested.
+  await admin.goto(`${daemon.base}/grain/${firstId}`);
+  await admin.frameLocator('iframe.grain-frame').getByLabel('Your note').waitFor({ timeout: 20000 });
+  const liveFrameUrl = await admin.locator('iframe.grain-frame').getAttribute('src');
+  const resp = await bob.goto(liveFrameUrl);
   assert.equal(resp.status(), 403);
-  const grainOrigin = new URL(firstFrameUrl).origin;
+  const grainOrigin = new URL(liveFrameUrl).origin;
   const resp2 = await bob.goto(grainOrigin + '/api/note');
   assert.equal(resp2.status(), 403);
   await shot(bob, 'g07-bob-grain-origin-refused');
