@@ -351,16 +351,20 @@ def test_a_crashing_app_restarts_on_the_next_request(grains):
 
 
 def test_idle_grains_stop_and_come_back_with_their_data(tmp_path):
-    g = Grains(tmp_path, idle=1)
+    # Idle periods of 2 s: the grain stops 2 to 4 s after the PUT, while the
+    # session (closed after three idle periods, 6 s) is still open, with room
+    # to spare on a slow machine.
+    g = Grains(tmp_path, idle=2)
     try:
         gid = g.new_grain()
         host, cookie = g.open(gid)
         assert g.get(host, cookie, "/api/note", "PUT", b"written before the stop")[0].status == 200
         deadline = time.time() + 20
         while "stopping it" not in g.d.read_log() and time.time() < deadline:
-            time.sleep(0.2)
+            time.sleep(0.1)
         assert f"grain {gid}: idle" in g.d.read_log()
-        time.sleep(0.5)
+        while g.admin.get("/api/grains")[1]["grains"][0]["running"] and time.time() < deadline:
+            time.sleep(0.1)
         assert g.admin.get("/api/grains")[1]["grains"][0]["running"] is False
         resp, body = g.get(host, cookie, "/api/note")
         assert resp.status == 200, body
