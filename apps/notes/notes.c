@@ -5,7 +5,8 @@
  *
  * It also answers a few /debug/ paths that the platform's tests use to look
  * at what reaches an app: the request headers, any status code, large bodies
- * streamed both ways, a WebSocket echo and a crash.
+ * streamed both ways, a WebSocket echo, a crash, and calls to the platform
+ * through the app API (api.c).
  *
  * Usage: notes [PORT]   (default 8000, on 127.0.0.1) */
 #include <llhttp.h>
@@ -48,6 +49,7 @@ struct nt_conn {
     uint64_t stream_left;
     gr_buf pending; /* bytes read while paused */
     bool paused;
+    bool waiting; /* for an answer from elsewhere (nt_respond_later) */
     bool keep_alive;
     bool closing_after_write;
     bool closing;
@@ -109,6 +111,7 @@ void nt_close(nt_conn *c)
     if (c->closing)
         return;
     c->closing = true;
+    nt_api_conn_closed(c);
     for (nt_conn **p = &live_conns; *p; p = &(*p)->live_next) {
         if (*p == c) {
             *p = c->live_next;
@@ -415,6 +418,39 @@ static void serve_upload(nt_conn *c)
     nt_respond(c, 200, "application/json", NULL, body, (size_t)len);
 }
 
+static void serve_stay_awake(nt_conn *c, const char *query)
+{
+    long ms = 0;
+    gr_error_t err = NULL;
+    const char *v = query && gr_starts_with(query, "ms=") ? query + 3 : "";
+    if (gr_parse_long(v, 1, 3600 * 1000, &ms, &err) < 0) {
+        gr_error_release(&err);
+        nt_respond(c, 400, "text/plain", NULL, "ms=N (1 to 3600000)\n", 20);
+        return;
+    }
+    c->waiting = true;
+    nt_stay_awake(loop, c, (uint64_t)ms);
+}
+
+static void serve_activity(nt_conn *c, const char *query)
+{
+    /* ?session=ID asks for another session's context than this one's. */
+    const char *id = query && gr_starts_with(query, "session=") ? query + 8
+                                                                 : nt_header(c, "X-Sandstorm-Session-Id");
+    if (id == NULL) {
+        nt_respond(c, 400, "text/plain", NULL, "no X-Sandstorm-Session-Id\n", 26);
+        return;
+    }
+    c->waiting = true;
+    nt_post_activity(loop, c, id);
+}
+
+void nt_respond_later(nt_conn *c, int status, const void *body, size_t len)
+{
+    c->waiting = false;
+    nt_respond(c, status, "text/plain", NULL, body, len);
+}
+
 static void route(nt_conn *c)
 {
     const char *url = c->url.data ? c->url.data : "/";
@@ -451,6 +487,10 @@ static void route(nt_conn *c)
         serve_big(c, q);
     else if (strcmp(path, "/debug/upload") == 0 && (method == HTTP_POST || method == HTTP_PUT))
         serve_upload(c);
+    else if (strcmp(path, "/debug/stay-awake") == 0 && get)
+        serve_stay_awake(c, q);
+    else if (strcmp(path, "/debug/activity") == 0 && get)
+        serve_activity(c, q);
     else if (strcmp(path, "/debug/crash") == 0)
         abort(); /* the platform's tests check what a crashing app looks like */
     else
@@ -558,8 +598,9 @@ static int on_message_complete(llhttp_t *p)
     nt_conn *c = p->data;
     c->keep_alive = llhttp_should_keep_alive(p) && !llhttp_get_upgrade(p);
     route(c);
-    if (c->stream_left) {
-        /* Hold further pipelined requests until the stream is out. */
+    if (c->stream_left || c->waiting) {
+        /* Hold further pipelined requests until the stream (or the answer
+         * waited for) is out. */
         c->paused = true;
         return HPE_PAUSED;
     }

@@ -4,6 +4,8 @@
 #define NOTES_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
 
 typedef struct nt_conn nt_conn;
 
@@ -16,6 +18,16 @@ void nt_respond(nt_conn *c, int status, const char *type, const char *extra_head
                 const void *body, size_t len);
 const char *nt_header(nt_conn *c, const char *name);
 void nt_live_add(nt_conn *c);
+
+/* Answers a request that route() left waiting (text/plain). */
+void nt_respond_later(nt_conn *c, int status, const void *body, size_t len);
+
+/* api.c: /debug/stay-awake and /debug/activity; c waits for the platform's
+ * answer. */
+void nt_stay_awake(uv_loop_t *loop, nt_conn *c, uint64_t ms);
+void nt_post_activity(uv_loop_t *loop, nt_conn *c, const char *session_id);
+/* c is closing: nothing may answer it any more. */
+void nt_api_conn_closed(nt_conn *c);
 
 /* ws.c: answers the upgrade (or refuses it) and switches c to frames. */
 void nt_ws_accept(nt_conn *c, int kind);

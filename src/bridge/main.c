@@ -20,6 +20,7 @@
 #include "util.h"
 
 #define CONFIG_PATH "/sandstorm-http-bridge-config"
+#define API_SOCKET_PATH "/tmp/sandstorm-api"
 
 static struct {
     uv_loop_t *loop;
@@ -31,6 +32,7 @@ static struct {
     char **perm_names;
     uint32_t nperms;
     uint64_t sessions;
+    cp_cap *platform_api;
 } g;
 
 /* ---- the config ------------------------------------------------------------- */
@@ -90,14 +92,18 @@ static char *text_or_null(cp_text t)
 
 /* The session's headers from newSession's arguments (facts §16). */
 static int session_params(UserInfo_R user, uint64_t type, cp_ptr_reader params, cp_data tab,
-                          const char *session_type, br__session_params *out, gr_error_t *err)
+                          cp_cap *context, const char *session_type, br__session_params *out,
+                          gr_error_t *err)
 {
-    if (type != WebSession_TYPE_ID)
+    if (type != WebSession_TYPE_ID) {
+        cp_cap_unref(context);
         return gr_make_error(err, 0,
                              "session type 0x%016llx is not served by this bridge (only WebSession "
                              "0x%016llx)",
                              (unsigned long long)type, (unsigned long long)WebSession_TYPE_ID);
+    }
     memset(out, 0, sizeof(*out));
+    out->context = context;
     br_session_info *i = &out->info;
     i->tab_id = hex_of(tab, tab.len);
     i->session_type = gr_strdup(session_type);
@@ -161,7 +167,8 @@ static void mv_new_session(cp_server *self, cp_call *call, UiView_newSession_Par
     int r = session_params(UiView_newSession_Params_get_userInfo(params),
                            UiView_newSession_Params_get_sessionType(params),
                            UiView_newSession_Params_get_sessionParams(params),
-                           UiView_newSession_Params_get_tabId(params), "normal", &p, &err);
+                           UiView_newSession_Params_get_tabId(params),
+                           UiView_newSession_Params_get_context(params), "normal", &p, &err);
     answer_session(call, r, &p, &err);
 }
 
@@ -173,7 +180,8 @@ static void mv_new_request_session(cp_server *self, cp_call *call,
     int r = session_params(UiView_newRequestSession_Params_get_userInfo(params),
                            UiView_newRequestSession_Params_get_sessionType(params),
                            UiView_newRequestSession_Params_get_sessionParams(params),
-                           UiView_newRequestSession_Params_get_tabId(params), "request", &p, &err);
+                           UiView_newRequestSession_Params_get_tabId(params),
+                           UiView_newRequestSession_Params_get_context(params), "request", &p, &err);
     answer_session(call, r, &p, &err);
 }
 
@@ -185,7 +193,8 @@ static void mv_new_offer_session(cp_server *self, cp_call *call,
     int r = session_params(UiView_newOfferSession_Params_get_userInfo(params),
                            UiView_newOfferSession_Params_get_sessionType(params),
                            UiView_newOfferSession_Params_get_sessionParams(params),
-                           UiView_newOfferSession_Params_get_tabId(params), "offer", &p, &err);
+                           UiView_newOfferSession_Params_get_tabId(params),
+                           UiView_newOfferSession_Params_get_context(params), "offer", &p, &err);
     answer_session(call, r, &p, &err);
 }
 
@@ -220,6 +229,16 @@ static void mv_destroy(cp_server *self)
 }
 
 static const cp_server_vtable mainview_vt = {"MainView", mv_dispatch, mv_destroy};
+
+cp_cap *br__platform_api(void)
+{
+    if (g.platform_api == NULL) {
+        if (g.conn == NULL)
+            return cp_cap_broken(CP_EXC_DISCONNECTED, "the bridge has no connection to the platform");
+        g.platform_api = cp_rpc_conn_bootstrap(g.conn);
+    }
+    return cp_cap_ref(g.platform_api);
+}
 
 /* ---- the app process -------------------------------------------------------------- */
 
@@ -262,6 +281,7 @@ int main(int argc, char **argv)
                "Runs COMMAND, an HTTP server on 127.0.0.1:PORT, and serves it to Granary\n"
                "as WebSession over Cap'n Proto on fd 3.\n\n"
                "Environment: GRANARY_BRIDGE_CONFIG (default " CONFIG_PATH "),\n"
+               "GRANARY_BRIDGE_API_SOCKET (default " API_SOCKET_PATH ", the app's API),\n"
                "GRANARY_BRIDGE_LISTEN_TIMEOUT_MS (default 30000).\n");
         return 0;
     }
@@ -300,6 +320,13 @@ int main(int argc, char **argv)
         gr_die("%s", gr_error_msg(err));
 
     g.loop = uv_default_loop();
+    /* The app's API socket exists before the app starts. Without it the app
+     * still runs: only its calls to the platform are lost. */
+    const char *api_path = getenv("GRANARY_BRIDGE_API_SOCKET");
+    if (br__api_listen(g.loop, api_path && *api_path ? api_path : API_SOCKET_PATH, &err) < 0) {
+        gr_warn("%s; the app runs without it", gr_error_msg(err));
+        gr_error_release(&err);
+    }
     uv_stdio_container_t stdio[3] = {
         {.flags = UV_INHERIT_FD, .data.fd = 0},
         {.flags = UV_INHERIT_FD, .data.fd = 1},

@@ -1005,6 +1005,7 @@ typedef struct session {
     gr_buf head;
     char *head_error;
     bool head_made;
+    struct session *next, **prev; /* in open_sessions */
 } session;
 
 void br__session_params_release(br__session_params *p)
@@ -1019,6 +1020,8 @@ void br__session_params_release(br__session_params *p)
         free(*fields[k]);
         *fields[k] = NULL;
     }
+    cp_cap_unref(p->context);
+    p->context = NULL;
 }
 
 static int etag_list(gr_buf *b, WebSession_ETag_LR l, gr_error_t *err)
@@ -1615,9 +1618,26 @@ static void session_dispatch(cp_server *self, cp_call *call, uint64_t iface, uin
         cp_call_unimplemented(call, iface, method);
 }
 
+/* The open sessions, for the app's getSessionContext. */
+static session *open_sessions;
+
+bool br__session_context(const char *id, cp_cap **context)
+{
+    for (session *s = open_sessions; s; s = s->next) {
+        if (strcmp(s->p.info.session_id, id) == 0) {
+            *context = cp_cap_ref(s->p.context);
+            return true;
+        }
+    }
+    return false;
+}
+
 static void session_destroy(cp_server *self)
 {
     session *s = (session *)self;
+    *s->prev = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
     br__session_params_release(&s->p);
     gr_buf_release(&s->head);
     free(s->head_error);
@@ -1632,5 +1652,10 @@ cp_cap *br__websession_new(br__session_params *p)
     s->base.vt = &session_vt;
     s->p = *p;
     memset(p, 0, sizeof(*p));
+    s->next = open_sessions;
+    if (s->next)
+        s->next->prev = &s->next;
+    s->prev = &open_sessions;
+    open_sessions = s;
     return cp_server_cap(&s->base);
 }

@@ -179,6 +179,14 @@ static json_t *grain_json(gw_server *srv, const st_grain *g)
     json_object_set_new(o, "size_bytes", json_integer((json_int_t)grain_size(srv, g->id)));
     int status;
     int64_t at;
+    const char *awake[8];
+    size_t nawake = srv->grains ? gm_kept_awake(srv->grains, g->id, awake, 8) : 0;
+    if (nawake) {
+        json_t *a = json_array();
+        for (size_t i = 0; i < nawake && i < 8; i++)
+            json_array_append_new(a, json_string(awake[i]));
+        json_object_set_new(o, "kept_awake", a);
+    }
     if (srv->grains && gm_last_crash(srv->grains, g->id, &status, &at))
         json_object_set_new(o, "crashed", json_pack("{s:i, s:I}", "status", status, "at", (json_int_t)at));
     return o;

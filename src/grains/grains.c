@@ -6,12 +6,19 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include "activity.capnp.h"
+#include "grain.capnp.h"
 #include "package.capnp.h"
 #include "sandbox.h"
 #include "util.capnp.h"
 
 #define DEFAULT_IDLE_MS 120000
 #define MAX_MANIFEST (8u << 20)
+#define MAX_WAKE_LOCKS 64    /* per grain start */
+#define MAX_CAPTION_BYTES 200 /* of a wake lock's caption, in the log */
+
+typedef struct gm_wake_lock gm_wake_lock;
+typedef struct gm_api gm_api;
 
 struct gm_grain {
     gm_manager *m;
@@ -29,6 +36,9 @@ struct gm_grain {
     bool broken;    /* its RPC connection ended: of no use, and a crash */
     int handles_open;
     uint64_t generation;
+    gm_api *api;            /* our bootstrap on its connection, while it lives */
+    gm_wake_lock *wake_locks; /* stayAwake handles it holds: no idle stop */
+    unsigned nwake_locks;
     gm_grain *next;
 };
 
@@ -52,6 +62,7 @@ struct gm_manager {
 };
 
 static void grain_free_when_closed(gm_grain *g);
+static void api_detach(gm_grain *g);
 
 /* ---- paths and the manifest ---------------------------------------------- */
 
@@ -157,6 +168,7 @@ static void grain_free_when_closed(gm_grain *g)
     unlink_grain(g);
     cp_cap_unref(g->main_view);
     cp_rpc_conn_free(g->conn);
+    api_detach(g);
     sbx_grain_free(g->proc);
     sbx_log_close(g->log);
     free(g->id);
@@ -238,6 +250,141 @@ static void on_disconnect(cp_rpc_conn *conn, const char *reason, void *ud)
     }
 }
 
+/* ---- SandstormApi: what the platform offers a grain ------------------------------
+ * The bootstrap capability on the grain's connection. Of its methods only
+ * stayAwake is offered so far; the others need the powerbox, persistent
+ * capabilities or notifications, which Granary does not have yet, and fail
+ * with "unimplemented" and the method's name. The objects point back at
+ * their grain until it goes (grain_free_when_closed detaches them). */
+
+struct gm_api {
+    cp_server base;
+    gm_grain *g;
+};
+
+struct gm_wake_lock {
+    cp_server base;
+    gm_grain *g;
+    cp_cap *notification; /* the app's OngoingNotification, kept while held */
+    char *caption;
+    gm_wake_lock *next;
+};
+
+static void wake_unlink(gm_wake_lock *w)
+{
+    gm_grain *g = w->g;
+    if (g == NULL)
+        return;
+    for (gm_wake_lock **p = &g->wake_locks; *p; p = &(*p)->next) {
+        if (*p == w) {
+            *p = w->next;
+            break;
+        }
+    }
+    g->nwake_locks--;
+    g->last_used_ns = gr_monotonic_ns(); /* the idle period starts now */
+    gr_info("grain %s: no longer kept awake for \"%s\"", g->id, w->caption);
+    w->g = NULL;
+}
+
+static void handle_ping(cp_server *self, cp_call *call, Handle_ping_Params_R params)
+{
+    cp_call_return(call);
+}
+
+static const Handle_methods wake_methods = {.ping = handle_ping};
+
+static void wake_dispatch(cp_server *self, cp_call *call, uint64_t iface, uint16_t method)
+{
+    if (!Handle_dispatch(&wake_methods, self, call, iface, method))
+        cp_call_unimplemented(call, iface, method);
+}
+
+static void wake_destroy(cp_server *self)
+{
+    gm_wake_lock *w = (gm_wake_lock *)self;
+    wake_unlink(w);
+    cp_cap_unref(w->notification);
+    free(w->caption);
+    free(w);
+}
+
+static const cp_server_vtable wake_vt = {"SandstormApi.stayAwake handle", wake_dispatch, wake_destroy};
+
+/* A caption fit for one log line: printable ASCII kept, anything else '?',
+ * cut at MAX_CAPTION_BYTES. */
+static char *log_caption(cp_text t)
+{
+    size_t n = t.len < MAX_CAPTION_BYTES ? t.len : MAX_CAPTION_BYTES;
+    char *out = gr_malloc(n + 4);
+    for (size_t i = 0; i < n; i++)
+        out[i] = t.str[i] >= 0x20 && t.str[i] < 0x7f && t.str[i] != '"' ? t.str[i] : '?';
+    memcpy(out + n, t.len > n ? "..." : "", t.len > n ? 4 : 1);
+    return out;
+}
+
+static void api_stay_awake(cp_server *self, cp_call *call, SandstormApi_stayAwake_Params_R params)
+{
+    gm_grain *g = ((gm_api *)self)->g;
+    if (g == NULL || g->exited || g->stopping) {
+        cp_call_fail(call, CP_EXC_DISCONNECTED, "the grain is stopping");
+        return;
+    }
+    if (g->nwake_locks >= MAX_WAKE_LOCKS) {
+        cp_call_fail(call, CP_EXC_OVERLOADED, "a grain may hold at most %d stayAwake handles",
+                     MAX_WAKE_LOCKS);
+        return;
+    }
+    gm_wake_lock *w = gr_calloc(1, sizeof(*w));
+    w->base.vt = &wake_vt;
+    w->g = g;
+    w->notification = SandstormApi_stayAwake_Params_get_notification(params);
+    w->caption = log_caption(LocalizedText_get_defaultText(
+        NotificationDisplayInfo_get_caption(SandstormApi_stayAwake_Params_get_displayInfo(params))));
+    w->next = g->wake_locks;
+    g->wake_locks = w;
+    g->nwake_locks++;
+    gr_info("grain %s: kept awake for \"%s\"", g->id, w->caption);
+    SandstormApi_stayAwake_Results_set_handle(SandstormApi_stayAwake_results(call),
+                                              cp_server_cap(&w->base));
+    cp_call_return(call);
+}
+
+static const SandstormApi_methods api_methods = {.stayAwake = api_stay_awake};
+
+static void api_dispatch(cp_server *self, cp_call *call, uint64_t iface, uint16_t method)
+{
+    static const char *const names[] = {
+        "deprecatedPublish", "deprecatedRegisterAction", "shareCap", "shareView", "restore",
+        "drop", "deleted", "stayAwake", "save", "backgroundActivity", "getIdentityId", "schedule"};
+    if (iface == SandstormApi_TYPE_ID && method != SandstormApi_stayAwake_METHOD_ID &&
+        method < sizeof(names) / sizeof(names[0]))
+        cp_call_fail(call, CP_EXC_UNIMPLEMENTED, "SandstormApi.%s is not offered by Granary yet",
+                     names[method]);
+    else if (!SandstormApi_dispatch(&api_methods, self, call, iface, method))
+        cp_call_unimplemented(call, iface, method);
+}
+
+static void api_destroy(cp_server *self)
+{
+    gm_api *a = (gm_api *)self;
+    if (a->g)
+        a->g->api = NULL;
+    free(a);
+}
+
+static const cp_server_vtable api_vt = {"SandstormApi", api_dispatch, api_destroy};
+
+/* The objects of a grain about to be freed forget it. */
+static void api_detach(gm_grain *g)
+{
+    if (g->api)
+        g->api->g = NULL;
+    g->api = NULL;
+    while (g->wake_locks)
+        wake_unlink(g->wake_locks);
+}
+
 static int start_grain(gm_manager *m, const char *id, gm_grain **out, gr_error_t *err)
 {
     st_grain row = {0};
@@ -289,7 +436,13 @@ static int start_grain(gm_manager *m, const char *id, gm_grain **out, gr_error_t
 
     int fd = sv[0];
     sv[0] = -1;
-    if (cp_rpc_conn_open(m->loop, fd, NULL, NULL, &g->conn, err) < 0) {
+    g->api = gr_calloc(1, sizeof(*g->api));
+    g->api->base.vt = &api_vt;
+    g->api->g = g;
+    cp_cap *api = cp_server_cap(&g->api->base);
+    r = cp_rpc_conn_open(m->loop, fd, api, NULL, &g->conn, err);
+    cp_cap_unref(api);
+    if (r < 0) {
         gr_error_prefix(err, "grain %s", id);
         sbx_kill(g->proc, NULL);
         goto out;
@@ -323,6 +476,7 @@ out:
     if (g) {
         sbx_grain_free(g->proc);
         cp_rpc_conn_free(g->conn);
+        api_detach(g);
         sbx_log_close(g->log);
         free(g->id);
         free(g);
@@ -409,6 +563,16 @@ void gm_stop(gm_manager *m, const char *id)
         stop_grain(g);
 }
 
+size_t gm_kept_awake(const gm_manager *m, const char *id, const char **out, size_t max)
+{
+    gm_grain *g = find_live(m, id);
+    size_t n = 0;
+    for (gm_wake_lock *w = g ? g->wake_locks : NULL; w; w = w->next, n++)
+        if (n < max)
+            out[n] = w->caption;
+    return n;
+}
+
 bool gm_last_crash(const gm_manager *m, const char *id, int *status, int64_t *at)
 {
     for (gm_crash *c = m->crashes; c; c = c->next) {
@@ -440,7 +604,7 @@ static void on_idle_tick(uv_timer_t *t)
     gm_manager *m = t->data;
     uint64_t now = gr_monotonic_ns();
     for (gm_grain *g = m->grains; g; g = g->next) {
-        if (g->holds == 0 && !g->exited && !g->stopping && !g->broken &&
+        if (g->holds == 0 && g->nwake_locks == 0 && !g->exited && !g->stopping && !g->broken &&
             now - g->last_used_ns >= m->conf.idle_ms * 1000000u) {
             gr_info("grain %s: idle for %llu s, stopping it", g->id,
                     (unsigned long long)(m->conf.idle_ms / 1000));

@@ -63,6 +63,11 @@ void gm_stop(gm_manager *m, const char *id);
 size_t gm_running_count(const gm_manager *m);
 bool gm_is_running(const gm_manager *m, const char *id);
 
+/* The captions of the stayAwake handles running grain `id` holds, which
+ * keep it from being stopped for being idle: up to max of them in out
+ * (borrowed, valid until the loop runs again). Returns how many it holds. */
+size_t gm_kept_awake(const gm_manager *m, const char *id, const char **out, size_t max);
+
 /* When grain `id` last died without being asked to (exit status, or 128 +
  * signal, and the Unix time), since the daemon started: returns true and
  * fills them, false when it has not crashed. */

@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 
+#include "activity.capnp.h"
 #include "capnp.h"
 #include "grain.capnp.h"
 #include "identity.capnp.h"
@@ -868,6 +869,85 @@ static int unhex(const char *s, unsigned char *out_, size_t max)
 /* {"method":"session", "type":"normal|request|offer", "sessionType":N,
  *  "displayName", "identityId" (hex), "handle", "picture", "pronouns" (0-3),
  *  "permissions" [bool], "tabId" (hex), "basePath", "userAgent", "languages"} */
+/* ---- what the platform offers the app: SandstormApi, SessionContext ----------------
+ * Each prints an "event" line when the app reaches it through the bridge. */
+
+static void plain_destroy(cp_server *self)
+{
+    free(self);
+}
+
+static void awake_handle_ping(cp_server *self, cp_call *call, Handle_ping_Params_R params)
+{
+    cp_call_return(call);
+}
+
+static const Handle_methods awake_handle_methods = {.ping = awake_handle_ping};
+
+static void awake_handle_dispatch(cp_server *self, cp_call *call, uint64_t iface, uint16_t method)
+{
+    if (!Handle_dispatch(&awake_handle_methods, self, call, iface, method))
+        cp_call_unimplemented(call, iface, method);
+}
+
+static void awake_handle_destroy(cp_server *self)
+{
+    emit(json_pack("{s:s}", "event", "handleDropped"));
+    free(self);
+}
+
+static const cp_server_vtable awake_handle_vt = {"Handle", awake_handle_dispatch,
+                                                 awake_handle_destroy};
+
+static void api_stay_awake(cp_server *self, cp_call *call, SandstormApi_stayAwake_Params_R params)
+{
+    cp_cap *n = SandstormApi_stayAwake_Params_get_notification(params);
+    emit(json_pack("{s:s,s:s,s:b}", "event", "stayAwake", "caption",
+                   LocalizedText_get_defaultText(NotificationDisplayInfo_get_caption(
+                       SandstormApi_stayAwake_Params_get_displayInfo(params))).str,
+                   "notification", n != NULL));
+    cp_cap_unref(n);
+    cp_server *h = gr_calloc(1, sizeof(*h));
+    h->vt = &awake_handle_vt;
+    SandstormApi_stayAwake_Results_set_handle(SandstormApi_stayAwake_results(call),
+                                              cp_server_cap(h));
+    cp_call_return(call);
+}
+
+static const SandstormApi_methods api_methods = {.stayAwake = api_stay_awake};
+
+static void api_dispatch(cp_server *self, cp_call *call, uint64_t iface, uint16_t method)
+{
+    if (!SandstormApi_dispatch(&api_methods, self, call, iface, method))
+        cp_call_unimplemented(call, iface, method);
+}
+
+static const cp_server_vtable api_vt = {"SandstormApi", api_dispatch, plain_destroy};
+
+static void context_activity(cp_server *self, cp_call *call,
+                             SessionContext_activity_Params_R params)
+{
+    emit(json_pack("{s:s,s:s}", "event", "activity", "path",
+                   ActivityEvent_get_path(SessionContext_activity_Params_get_event(params)).str));
+    cp_call_return(call);
+}
+
+static const SessionContext_methods context_methods = {.activity = context_activity};
+
+static void context_dispatch(cp_server *self, cp_call *call, uint64_t iface, uint16_t method)
+{
+    if (!SessionContext_dispatch(&context_methods, self, call, iface, method))
+        cp_call_unimplemented(call, iface, method);
+}
+
+static void context_destroy(cp_server *self)
+{
+    emit(json_pack("{s:s}", "event", "contextDropped"));
+    free(self);
+}
+
+static const cp_server_vtable context_vt = {"SessionContext", context_dispatch, context_destroy};
+
 static void call_session(json_t *cmd)
 {
     const char *type = jstr(cmd, "type", "normal");
@@ -918,6 +998,11 @@ static void call_session(json_t *cmd)
         json_array_foreach(langs, i, e)
             set_text(cp_list_ptr_at(l, (uint32_t)i), json_string_value(e));
     }
+    if (json_is_true(json_object_get(cmd, "context"))) {
+        cp_server *ctx = gr_calloc(1, sizeof(*ctx));
+        ctx->vt = &context_vt;
+        cp_set_capability(p, 1, cp_server_cap(ctx));
+    }
     int n = unhex(jstr(cmd, "tabId", "00112233445566778899aabbccddeeff"), buf, sizeof(buf));
     /* tabId is the last pointer: p3, p4 or p5 by method. */
     cp_set_data(p, (uint16_t)(mid == 1 ? 3 : mid == 2 ? 4 : 5), buf, (size_t)(n < 0 ? 0 : n));
@@ -946,6 +1031,13 @@ static void bridge_exit(uv_process_t *p, int64_t status, int sig)
     uv_close((uv_handle_t *)p, NULL);
 }
 
+static uv_timer_t sleep_timer;
+
+static void on_sleep_done(uv_timer_t *t)
+{
+    emit_done();
+}
+
 static void run(json_t *cmd)
 {
     const char *m = jstr(cmd, "method", "");
@@ -969,6 +1061,11 @@ static void run(json_t *cmd)
         while (!bridge_exited && uv_loop_alive(loop))
             uv_run(loop, UV_RUN_ONCE);
         finish();
+    } else if (strcmp(m, "sleep") == 0) {
+        /* lets the bridge and the app run for ms without a call */
+        json_t *ms = json_object_get(cmd, "ms");
+        uv_timer_start(&sleep_timer, on_sleep_done,
+                       json_is_integer(ms) ? (uint64_t)json_integer_value(ms) : 0, 0);
     } else if (strcmp(m, "rss") == 0) {
         vm_hwm(out);
         emit_done();
@@ -1002,6 +1099,7 @@ int main(int argc, char **argv)
     uv_timer_init(loop, &ws_timer);
     uv_timer_init(loop, &cancel_timer);
     uv_timer_init(loop, &slow_timer);
+    uv_timer_init(loop, &sleep_timer);
     char **args = gr_calloc((size_t)argc, sizeof(char *));
     args[0] = argv[1];
     args[1] = argv[2];
@@ -1022,7 +1120,12 @@ int main(int argc, char **argv)
     close(sv[1]);
     emit(json_pack("{s:i}", "bridgePid", bridge.pid));
     _cleanup_error_ gr_error_t err = NULL;
-    if (cp_rpc_conn_open(loop, sv[0], NULL, NULL, &conn, &err) < 0)
+    cp_server *api = gr_calloc(1, sizeof(*api));
+    api->vt = &api_vt;
+    cp_cap *boot = cp_server_cap(api);
+    r = cp_rpc_conn_open(loop, sv[0], boot, NULL, &conn, &err);
+    cp_cap_unref(boot);
+    if (r < 0)
         gr_die("%s", gr_error_msg(err));
     view = cp_rpc_conn_bootstrap(conn);
 
@@ -1047,6 +1150,7 @@ int main(int argc, char **argv)
     uv_close((uv_handle_t *)&ws_timer, NULL);
     uv_close((uv_handle_t *)&cancel_timer, NULL);
     uv_close((uv_handle_t *)&slow_timer, NULL);
+    uv_close((uv_handle_t *)&sleep_timer, NULL);
     while (!bridge_exited)
         uv_run(loop, UV_RUN_ONCE);
     uv_run(loop, UV_RUN_NOWAIT);

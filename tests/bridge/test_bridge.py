@@ -72,13 +72,17 @@ def write_config(tmp_path):
     return str(path)
 
 
-def run(tmp_path, commands, app=notes_app, config=None, env_extra=None, timeout=120, argv=None):
-    """Runs the platform with commands (dicts); returns (results, exit line, stderr)."""
+def run(tmp_path, commands, app=notes_app, config=None, env_extra=None, timeout=120, argv=None,
+        events=None):
+    """Runs the platform with commands (dicts); returns (results, exit line, stderr).
+    The lines the platform's own objects printed when the app reached them
+    (stayAwake, activity, ...) go to events, a list, in order."""
     d = build_dir()
     port = free_port()
     env = dict(os.environ)
     env["NOTES_DIR"] = str(tmp_path)
     env["GRANARY_BRIDGE_CONFIG"] = config or str(tmp_path / "no-config")
+    env["GRANARY_BRIDGE_API_SOCKET"] = env["NOTES_API_SOCKET"] = str(tmp_path / "sandstorm-api")
     env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
     env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
     env.update(env_extra or {})
@@ -95,6 +99,8 @@ def run(tmp_path, commands, app=notes_app, config=None, env_extra=None, timeout=
     exits = [l for l in lines if "bridgeExit" in l]
     assert len(exits) == 1, (lines, p.stderr.decode())
     results = [l for l in lines[1:] if "method" in l]
+    if events is not None:
+        events.extend(l for l in lines if "event" in l)
     return results, exits[0], p.stderr.decode()
 
 
@@ -515,3 +521,49 @@ def test_download_paced_by_a_slow_reader(tmp_path):
                                        "slowSinkMs": 1}, {"method": "rss"}])
     assert res[1]["streamDone"] and res[1]["bodyBytes"] == size
     check_rss(res[2])
+
+
+def test_the_app_api_socket(tmp_path):
+    """The app reaches the platform through the bridge's API socket:
+    SandstormHttpBridge.getSandstormApi() gives the platform's SandstormApi
+    (stayAwake crosses to the platform, and the handle goes back when the
+    app drops it); getSessionContext(X-Sandstorm-Session-Id) gives the
+    context the platform passed to newSession, calls on it reach the
+    platform, and it is released with its session; a session without one,
+    or an id no session has, is refused with the reason."""
+    events = []
+    res, _, err = run(tmp_path, [
+        dict(ALICE, context=True),
+        {"method": "get", "path": "debug/stay-awake?ms=200"},
+        {"method": "sleep", "ms": 600},
+        {"method": "get", "path": "debug/activity"},
+        {"method": "session", "displayName": "Bob"},
+        {"method": "sleep", "ms": 200},
+        {"method": "get", "path": "debug/activity"},
+        {"method": "get", "path": "debug/activity?session=99"},
+    ], events=events)
+    assert res[1]["kind"] == "content" and res[1]["body"] == "kept awake for 200 ms\n", res[1]
+    assert res[3]["kind"] == "content" and res[3]["body"] == "activity posted\n", res[3]
+    assert res[6]["kind"] == "serverError", res[6]
+    assert "the platform gave session 2 no context" in res[6]["nonHtmlBody"], res[6]
+    assert res[7]["kind"] == "serverError", res[7]
+    assert 'no session has the id "99"' in res[7]["nonHtmlBody"], res[7]
+    assert [e["event"] for e in events] == ["stayAwake", "handleDropped", "activity",
+                                            "contextDropped"], events
+    assert events[0] == {"event": "stayAwake", "caption": "a test asked notes to stay awake",
+                         "notification": True}
+    assert events[2]["path"] == "debug/activity"
+
+
+def test_without_its_api_socket_the_app_still_runs(tmp_path):
+    """A bridge that cannot make the API socket says why and serves the app;
+    the app's calls to the platform fail with the reason."""
+    res, _, err = run(tmp_path, [
+        ALICE,
+        {"method": "get", "path": "debug/status/200"},
+        {"method": "get", "path": "debug/stay-awake?ms=10"},
+    ], env_extra={"GRANARY_BRIDGE_API_SOCKET": str(tmp_path / "no" / "such" / "dir" / "api"),
+                  "NOTES_API_SOCKET": str(tmp_path / "no" / "such" / "dir" / "api")})
+    assert "the app runs without it" in err and "no/such/dir/api" in err, err
+    assert res[1]["kind"] == "content" and res[1]["body"] == "status 200\n", res[1]
+    assert res[2]["kind"] == "serverError" and "the API socket" in res[2]["nonHtmlBody"], res[2]

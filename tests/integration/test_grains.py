@@ -374,6 +374,41 @@ def test_idle_grains_stop_and_come_back_with_their_data(tmp_path):
         g.stop()
 
 
+def test_an_app_holding_a_wake_lock_is_not_stopped_for_being_idle(tmp_path):
+    # The app calls, on its API socket /tmp/sandstorm-api in the grain,
+    # SandstormHttpBridge.getSandstormApi() and on that SandstormApi.stayAwake():
+    # the call crosses the bridge and fd 3 to the platform, and the handle
+    # it returns keeps the grain running until the app drops it.
+    g = Grains(tmp_path, idle=1)
+    try:
+        gid = g.new_grain()
+        host, cookie = g.open(gid)
+        resp, body = g.get(host, cookie, "/debug/stay-awake?ms=4000")
+        assert resp.status == 200, body
+        assert body == b"kept awake for 4000 ms\n"
+        took = time.time()
+        assert f'grain {gid}: kept awake for "a test asked notes to stay awake"' in g.d.read_log()
+        # Three idle periods without a request: the lock holds it.
+        time.sleep(3)
+        log = g.d.read_log()
+        assert f"grain {gid}: idle" not in log, log
+        [row] = g.admin.get("/api/grains")[1]["grains"]
+        assert row["running"] is True
+        assert row["kept_awake"] == ["a test asked notes to stay awake"], row
+        # Once the app drops the handle (after 4 s), the grain goes idle.
+        deadline = time.time() + 20
+        while f"grain {gid}: idle" not in g.d.read_log() and time.time() < deadline:
+            time.sleep(0.1)
+        log = g.d.read_log()
+        assert f'grain {gid}: no longer kept awake for "a test asked notes to stay awake"' in log
+        assert f"grain {gid}: idle" in log, log
+        assert time.time() - took >= 4
+        assert log.index("no longer kept awake") < log.index(f"grain {gid}: idle")
+        assert "kept_awake" not in g.admin.get("/api/grains")[1]["grains"][0]
+    finally:
+        g.stop()
+
+
 def test_websocket_through_the_platform(grains):
     import websocket
     gid = grains.new_grain()

@@ -61,6 +61,8 @@ function grainRow(app, g, reload) {
   return h('li', { class: 'grain', dataset: { id: g.id } },
     h('a', { href: `/grain/${g.id}`, 'data-link': true, class: 'grain-title' }, g.title),
     h('span', { class: 'note' }, ` ${g.app_title} · ${size(g.size_bytes)} · last used ${when(g.last_used_at)}${g.running ? ' · running' : ''}`),
+    g.kept_awake ? h('span', { class: 'note', role: 'note' },
+      ` · kept awake by the app: ${g.kept_awake.join('; ')}`) : null,
     g.crashed ? h('span', { class: 'error', role: 'note' },
       ` · stopped unexpectedly at ${when(g.crashed.at)} (status ${g.crashed.status}); it starts again when opened`) : null,
     h('span', { class: 'actions' },
