@@ -299,7 +299,9 @@ def test_grain_api_refuses_bad_bodies(grains):
 
 
 def test_size_and_keepalive(tmp_path):
-    g = Grains(tmp_path, idle=1)
+    # Keep-alives every 0.5 s for 4 s, two idle periods of 2 s: a slow
+    # machine has 1.5 s of slack between two of them.
+    g = Grains(tmp_path, idle=2)
     try:
         gid = g.new_grain()
         host, cookie = g.open(gid)
