@@ -533,6 +533,10 @@ static int api_grain_verb(gw_server *srv, h2o_req_t *req, gw_session *s, const c
         gw__grain_sessions_touch(srv, id, s->account.id);
         rc = gw__send_json(req, 200, "OK",
                            json_pack("{s:b}", "running", srv->grains && gm_is_running(srv->grains, id)));
+    } else if (strcmp(verb, "let-sleep") == 0) {
+        /* Ends the app's wake locks (SandstormApi.stayAwake). */
+        size_t n = srv->grains ? gm_let_sleep(srv->grains, id) : 0;
+        rc = gw__send_json(req, 200, "OK", json_pack("{s:I}", "cancelled", (json_int_t)n));
     } else if (strcmp(verb, "open") == 0) {
         if (g.trashed_at) {
             rc = gw__send_json_error(req, 409, "Conflict", "restore the grain from the trash first");

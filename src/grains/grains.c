@@ -270,7 +270,7 @@ struct gm_wake_lock {
     gm_wake_lock *next;
 };
 
-static void wake_unlink(gm_wake_lock *w)
+static void wake_unlink(gm_wake_lock *w, const char *why)
 {
     gm_grain *g = w->g;
     if (g == NULL)
@@ -283,7 +283,7 @@ static void wake_unlink(gm_wake_lock *w)
     }
     g->nwake_locks--;
     g->last_used_ns = gr_monotonic_ns(); /* the idle period starts now */
-    gr_info("grain %s: no longer kept awake for \"%s\"", g->id, w->caption);
+    gr_info("grain %s: no longer kept awake for \"%s\" (%s)", g->id, w->caption, why);
     w->g = NULL;
 }
 
@@ -303,7 +303,7 @@ static void wake_dispatch(cp_server *self, cp_call *call, uint64_t iface, uint16
 static void wake_destroy(cp_server *self)
 {
     gm_wake_lock *w = (gm_wake_lock *)self;
-    wake_unlink(w);
+    wake_unlink(w, "the app dropped it");
     cp_cap_unref(w->notification);
     free(w->caption);
     free(w);
@@ -382,7 +382,7 @@ static void api_detach(gm_grain *g)
         g->api->g = NULL;
     g->api = NULL;
     while (g->wake_locks)
-        wake_unlink(g->wake_locks);
+        wake_unlink(g->wake_locks, "the grain is gone");
 }
 
 static int start_grain(gm_manager *m, const char *id, gm_grain **out, gr_error_t *err)
@@ -570,6 +570,33 @@ size_t gm_kept_awake(const gm_manager *m, const char *id, const char **out, size
     for (gm_wake_lock *w = g ? g->wake_locks : NULL; w; w = w->next, n++)
         if (n < max)
             out[n] = w->caption;
+    return n;
+}
+
+static void on_cancelled(const cp_response *resp, void *ud)
+{
+    if (resp->exception)
+        gr_debug("OngoingNotification.cancel: %s", resp->exception->reason);
+}
+
+size_t gm_let_sleep(gm_manager *m, const char *id)
+{
+    gm_grain *g = find_live(m, id);
+    size_t n = 0;
+    while (g && g->wake_locks) {
+        gm_wake_lock *w = g->wake_locks;
+        if (w->notification) {
+            OngoingNotification_cancel_Params_B p;
+            cp_request *req = OngoingNotification_cancel_request(w->notification, &p);
+            gr_error_t err = NULL;
+            if (cp_request_send(req, on_cancelled, NULL, NULL, &err) < 0) {
+                gr_debug("grain %s: OngoingNotification.cancel: %s", id, gr_error_msg(err));
+                gr_error_release(&err);
+            }
+        }
+        wake_unlink(w, "its owner let it sleep");
+        n++;
+    }
     return n;
 }
 

@@ -68,6 +68,11 @@ bool gm_is_running(const gm_manager *m, const char *id);
  * (borrowed, valid until the loop runs again). Returns how many it holds. */
 size_t gm_kept_awake(const gm_manager *m, const char *id, const char **out, size_t max);
 
+/* The owner lets grain `id` sleep: each of its stayAwake handles stops
+ * holding it, and the app is told through its OngoingNotification.cancel().
+ * Returns how many there were. */
+size_t gm_let_sleep(gm_manager *m, const char *id);
+
 /* When grain `id` last died without being asked to (exit status, or 128 +
  * signal, and the Unix time), since the daemon started: returns true and
  * fills them, false when it has not crashed. */

@@ -402,11 +402,47 @@ def test_an_app_holding_a_wake_lock_is_not_stopped_for_being_idle(tmp_path):
         while f"grain {gid}: idle" not in g.d.read_log() and time.time() < deadline:
             time.sleep(0.1)
         log = g.d.read_log()
-        assert f'grain {gid}: no longer kept awake for "a test asked notes to stay awake"' in log
+        assert (f'grain {gid}: no longer kept awake for "a test asked notes to stay awake" '
+                "(the app dropped it)") in log
         assert f"grain {gid}: idle" in log, log
         assert time.time() - took >= 4
         assert log.index("no longer kept awake") < log.index(f"grain {gid}: idle")
         assert "kept_awake" not in g.admin.get("/api/grains")[1]["grains"][0]
+    finally:
+        g.stop()
+
+
+def test_the_owner_lets_a_grain_kept_awake_sleep(tmp_path):
+    g = Grains(tmp_path, idle=1)
+    try:
+        gid = g.new_grain()
+        host, cookie = g.open(gid)
+        resp, body = g.get(host, cookie, "/debug/stay-awake?ms=600000")
+        assert resp.status == 200, body
+        # Nobody but the owner may.
+        assert g.admin.post("/api/admin/accounts", {"name": "Eve", "email": "eve@example.com",
+                                                    "password": "eve's password"})[0] == 201
+        eve = Client(g.d)
+        assert eve.post("/api/login", {"email": "eve@example.com",
+                                       "password": "eve's password"})[0] == 200
+        assert eve.post(f"/api/grains/{gid}/let-sleep", {})[0] == 404
+        time.sleep(2)
+        assert f"grain {gid}: idle" not in g.d.read_log()
+        status, body, _ = g.admin.post(f"/api/grains/{gid}/let-sleep", {})
+        assert status == 200 and body == {"cancelled": 1}, body
+        deadline = time.time() + 20
+        while f"grain {gid}: idle" not in g.d.read_log() and time.time() < deadline:
+            time.sleep(0.1)
+        log = g.d.read_log()
+        assert (f'grain {gid}: no longer kept awake for "a test asked notes to stay awake" '
+                "(its owner let it sleep)") in log, log
+        assert f"grain {gid}: idle" in log, log
+        # The app was told, through its OngoingNotification.
+        resp, text = g.d.request("GET", f"/api/grains/{gid}/log",
+                                 headers={"Cookie": f"granary_session={g.admin.cookie}"})
+        assert b"notes: the platform cancelled the wake lock" in text, text
+        # Nothing left to cancel.
+        assert g.admin.post(f"/api/grains/{gid}/let-sleep", {})[1] == {"cancelled": 0}
     finally:
         g.stop()
 
