@@ -4,9 +4,12 @@
  * answers its HTTP request once the platform has answered (200, or 502 with
  * the error):
  *
- * - GET /debug/stay-awake?ms=N: getSandstormApi() and, pipelined on it,
- *   SandstormApi.stayAwake(). The handle is kept for N ms and then dropped,
- *   with the connection, which lets the grain be stopped for being idle.
+ * - GET /debug/stay-awake?ms=N[&count=K]: getSandstormApi() and, pipelined
+ *   on it, K calls of SandstormApi.stayAwake() (1 by default). The handles
+ *   are kept for N ms and then dropped, with the connection, which lets the
+ *   grain be stopped for being idle. If any call fails, the answer is 502
+ *   with how many succeeded and the first failure, and every handle goes at
+ *   once.
  * - GET /debug/activity[?session=ID]: getSessionContext(ID, by default the
  *   request's X-Sandstorm-Session-Id) and, pipelined on it,
  *   SessionContext.activity() with path "debug/activity". */
@@ -28,7 +31,9 @@ typedef struct awake {
     uv_connect_t connect;
     uv_pipe_t *pipe; /* until the RPC connection takes it */
     cp_rpc_conn *conn;
-    cp_cap *handle;
+    unsigned want, answered, held; /* stayAwake calls: made, answered, succeeded */
+    cp_cap *handles[NT_MAX_WAKE_LOCKS];
+    char failure[300]; /* the first one's reason */
     uv_timer_t timer;
     struct awake *next;
 } awake;
@@ -73,8 +78,9 @@ static void timer_closed(uv_handle_t *h)
 static void release(awake *a)
 {
     unlink_awake(a);
-    cp_cap_unref(a->handle);
-    a->handle = NULL;
+    for (unsigned i = 0; i < a->held; i++)
+        cp_cap_unref(a->handles[i]);
+    a->held = 0;
     cp_rpc_conn_free(a->conn);
     a->conn = NULL;
     uv_close((uv_handle_t *)&a->timer, timer_closed);
@@ -118,13 +124,22 @@ static void on_api(const cp_response *resp, void *ud)
 static void on_stay_awake(const cp_response *resp, void *ud)
 {
     awake *a = ud;
+    a->answered++;
     if (resp->exception) {
-        answer(a, 502, "stayAwake failed: %s\n", resp->exception->reason);
+        if (a->failure[0] == '\0')
+            snprintf(a->failure, sizeof(a->failure), "%s", resp->exception->reason);
+    } else {
+        a->handles[a->held++] = SandstormApi_stayAwake_Results_get_handle(
+            (SandstormApi_stayAwake_Results_R){resp->results});
+    }
+    if (a->answered < a->want)
+        return;
+    if (a->failure[0]) {
+        answer(a, 502, "%u of %u stayAwake calls succeeded; the first failure: %s\n", a->held,
+               a->want, a->failure);
         release(a);
         return;
     }
-    a->handle = SandstormApi_stayAwake_Results_get_handle(
-        (SandstormApi_stayAwake_Results_R){resp->results});
     answer(a, 200, "kept awake for %llu ms\n", (unsigned long long)a->ms);
     uv_timer_start(&a->timer, on_timer, a->ms, 0);
 }
@@ -200,28 +215,37 @@ static void on_connected(uv_connect_t *req, int status)
     }
     static const uint16_t api_field[] = {0};
     cp_cap *api = cp_pending_pipeline(pending, api_field, 1);
-    SandstormApi_stayAwake_Params_B sp;
-    cp_request *stay = SandstormApi_stayAwake_request(api, &sp);
+    unsigned want = a->want;
+    a->want = 0;
+    for (unsigned i = 0; i < want; i++) {
+        SandstormApi_stayAwake_Params_B sp;
+        cp_request *stay = SandstormApi_stayAwake_request(api, &sp);
+        static const char caption[] = "a test asked notes to stay awake";
+        LocalizedText_set_defaultText(NotificationDisplayInfo_init_caption(
+                                          SandstormApi_stayAwake_Params_init_displayInfo(sp)),
+                                      caption, sizeof(caption) - 1);
+        cp_server *n = gr_calloc(1, sizeof(*n));
+        n->vt = &notification_vt;
+        SandstormApi_stayAwake_Params_set_notification(sp, cp_server_cap(n));
+        if (cp_request_send(stay, on_stay_awake, a, NULL, &err) < 0)
+            break;
+        a->want++;
+    }
     cp_cap_unref(api);
-    static const char caption[] = "a test asked notes to stay awake";
-    LocalizedText_set_defaultText(
-        NotificationDisplayInfo_init_caption(SandstormApi_stayAwake_Params_init_displayInfo(sp)),
-        caption, sizeof(caption) - 1);
-    cp_server *n = gr_calloc(1, sizeof(*n));
-    n->vt = &notification_vt;
-    SandstormApi_stayAwake_Params_set_notification(sp, cp_server_cap(n));
-    if (cp_request_send(stay, on_stay_awake, a, NULL, &err) < 0) {
+    if (a->want == 0) {
         answer(a, 502, "stayAwake: %s\n", gr_error_msg(err));
         release(a);
     }
 }
 
-static void connect_api(uv_loop_t *loop, nt_conn *c, uint64_t ms, const char *session_id)
+static void connect_api(uv_loop_t *loop, nt_conn *c, uint64_t ms, unsigned count,
+                        const char *session_id)
 {
     const char *path = getenv("NOTES_API_SOCKET");
     awake *a = gr_calloc(1, sizeof(*a));
     a->c = c;
     a->ms = ms;
+    a->want = count;
     a->session_id = session_id ? gr_strdup(session_id) : NULL;
     uv_timer_init(loop, &a->timer);
     a->timer.data = a;
@@ -234,14 +258,14 @@ static void connect_api(uv_loop_t *loop, nt_conn *c, uint64_t ms, const char *se
                     on_connected);
 }
 
-void nt_stay_awake(uv_loop_t *loop, nt_conn *c, uint64_t ms)
+void nt_stay_awake(uv_loop_t *loop, nt_conn *c, uint64_t ms, unsigned count)
 {
-    connect_api(loop, c, ms, NULL);
+    connect_api(loop, c, ms, count < NT_MAX_WAKE_LOCKS ? count : NT_MAX_WAKE_LOCKS, NULL);
 }
 
 void nt_post_activity(uv_loop_t *loop, nt_conn *c, const char *session_id)
 {
-    connect_api(loop, c, 0, session_id);
+    connect_api(loop, c, 0, 0, session_id);
 }
 
 void nt_api_conn_closed(nt_conn *c)

@@ -418,18 +418,34 @@ static void serve_upload(nt_conn *c)
     nt_respond(c, 200, "application/json", NULL, body, (size_t)len);
 }
 
+/* The value of name=... in a query string (a copy, or NULL). */
+static char *query_value(const char *query, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = query; p && *p; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL) {
+        if (strncmp(p, name, n) == 0 && p[n] == '=') {
+            const char *v = p + n + 1;
+            return gr_strndup(v, strcspn(v, "&"));
+        }
+    }
+    return NULL;
+}
+
 static void serve_stay_awake(nt_conn *c, const char *query)
 {
-    long ms = 0;
+    long ms = 0, count = 1;
     gr_error_t err = NULL;
-    const char *v = query && gr_starts_with(query, "ms=") ? query + 3 : "";
-    if (gr_parse_long(v, 1, 3600 * 1000, &ms, &err) < 0) {
+    _cleanup_free_ char *ms_text = query_value(query, "ms");
+    _cleanup_free_ char *count_text = query_value(query, "count");
+    if (gr_parse_long(ms_text ? ms_text : "", 1, 3600 * 1000, &ms, &err) < 0 ||
+        (count_text && gr_parse_long(count_text, 1, NT_MAX_WAKE_LOCKS, &count, &err) < 0)) {
         gr_error_release(&err);
-        nt_respond(c, 400, "text/plain", NULL, "ms=N (1 to 3600000)\n", 20);
+        static const char usage[] = "ms=N (1 to 3600000), count=K (1 to 100)\n";
+        nt_respond(c, 400, "text/plain", NULL, usage, sizeof(usage) - 1);
         return;
     }
     c->waiting = true;
-    nt_stay_awake(loop, c, (uint64_t)ms);
+    nt_stay_awake(loop, c, (uint64_t)ms, (unsigned)count);
 }
 
 static void serve_activity(nt_conn *c, const char *query)

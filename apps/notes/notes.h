@@ -24,7 +24,8 @@ void nt_respond_later(nt_conn *c, int status, const void *body, size_t len);
 
 /* api.c: /debug/stay-awake and /debug/activity; c waits for the platform's
  * answer. */
-void nt_stay_awake(uv_loop_t *loop, nt_conn *c, uint64_t ms);
+#define NT_MAX_WAKE_LOCKS 100
+void nt_stay_awake(uv_loop_t *loop, nt_conn *c, uint64_t ms, unsigned count);
 void nt_post_activity(uv_loop_t *loop, nt_conn *c, const char *session_id);
 /* c is closing: nothing may answer it any more. */
 void nt_api_conn_closed(nt_conn *c);

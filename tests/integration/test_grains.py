@@ -447,6 +447,30 @@ def test_the_owner_lets_a_grain_kept_awake_sleep(tmp_path):
         g.stop()
 
 
+def test_an_app_cannot_take_more_than_64_wake_locks(tmp_path):
+    g = Grains(tmp_path, idle=1)
+    try:
+        gid = g.new_grain()
+        host, cookie = g.open(gid)
+        resp, body = g.get(host, cookie, "/debug/stay-awake?ms=600000&count=65")
+        assert resp.status == 500, body  # the app's 502: a WebSession serverError
+        assert (b"64 of 65 stayAwake calls succeeded; the first failure: "
+                b"a grain may hold at most 64 stayAwake handles") in body, body
+        # The app let go of all of them; the grain sleeps as usual.
+        deadline = time.time() + 20
+        while f"grain {gid}: idle" not in g.d.read_log() and time.time() < deadline:
+            time.sleep(0.1)
+        assert f"grain {gid}: idle" in g.d.read_log()
+        # 64 are allowed; the list shows the first 8 captions.
+        resp, body = g.get(host, cookie, "/debug/stay-awake?ms=600000&count=64")
+        assert resp.status == 200, body
+        [row] = g.admin.get("/api/grains")[1]["grains"]
+        assert row["kept_awake"] == ["a test asked notes to stay awake"] * 8, row
+        assert g.admin.post(f"/api/grains/{gid}/let-sleep", {})[1] == {"cancelled": 64}
+    finally:
+        g.stop()
+
+
 def test_websocket_through_the_platform(grains):
     import websocket
     gid = grains.new_grain()
