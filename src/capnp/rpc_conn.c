@@ -778,6 +778,24 @@ static void answer_remove(cp_rpc_conn *conn, cp_call *call)
     cp__call_unref(call);
 }
 
+/* Whether the peer's calls (Bootstrap included) have reached the limits:
+ * then the connection is aborted, with the reason. */
+static bool answers_full(cp_rpc_conn *conn)
+{
+    if (conn->outstanding >= conn->opts.max_outstanding_calls) {
+        conn_abort(conn, "too many outstanding calls (limit %u)", conn->opts.max_outstanding_calls);
+        return true;
+    }
+    /* Answers stay until the peer's Finish; one that never finishes them
+     * must not grow the table without end either. */
+    if (conn->answers.count >= 4 * (uint64_t)conn->opts.max_outstanding_calls) {
+        conn_abort(conn, "too many unfinished calls (limit %llu)",
+                   4 * (unsigned long long)conn->opts.max_outstanding_calls);
+        return true;
+    }
+    return false;
+}
+
 static void handle_bootstrap(cp_rpc_conn *conn, cp_struct_reader b)
 {
     uint32_t qid = cp_get_u32(b, 0, 0);
@@ -785,6 +803,8 @@ static void handle_bootstrap(cp_rpc_conn *conn, cp_struct_reader b)
         conn_abort(conn, "Bootstrap reuses question id %u", qid);
         return;
     }
+    if (answers_full(conn))
+        return;
     cp_call *call = answer_new(conn, qid, NULL, cp_struct_reader_empty(), 0, 0);
     call->is_bootstrap = true;
     if (!conn->bootstrap) {
@@ -834,17 +854,8 @@ static void handle_call(cp_rpc_conn *conn, cp_message *m, cp_struct_reader c)
         conn_abort(conn, "Call reuses question id %u", qid);
         return;
     }
-    if (conn->outstanding >= conn->opts.max_outstanding_calls) {
+    if (answers_full(conn)) {
         cp__msg_free(m);
-        conn_abort(conn, "too many outstanding calls (limit %u)", conn->opts.max_outstanding_calls);
-        return;
-    }
-    /* Answers stay until the peer's Finish; one that never finishes them
-     * must not grow the table without end either. */
-    if (conn->answers.count >= 4 * (uint64_t)conn->opts.max_outstanding_calls) {
-        cp__msg_free(m);
-        conn_abort(conn, "too many unfinished calls (limit %llu)",
-                   4 * (unsigned long long)conn->opts.max_outstanding_calls);
         return;
     }
     cp_struct_reader payload = cp_get_struct(c, 1, cp_ptr_null());

@@ -623,6 +623,21 @@ static void test_hostile_release_and_limits(void **state)
     assert_string_equal(reason, "too many unfinished calls (limit 8)");
     free(reason);
     victim_free(v);
+
+    /* So are Bootstraps never finished: each answer holds a results message. */
+    v = victim_new(&few);
+    r = 0;
+    for (q = 0; q < 100 && r == 0; q++) {
+        const uint32_t b[] = {q, 0};
+        r = inject(v, CP__MSG_BOOTSTRAP, 1, 1, fill_u32s, b);
+    }
+    assert_int_equal(r, -1);
+    assert_int_equal(q, 9); /* 8 answered, the 9th refused */
+    reason = NULL;
+    assert_int_equal(sent_kinds(v, many_kinds, many_ids, 16, &reason), 9);
+    assert_string_equal(reason, "too many unfinished calls (limit 8)");
+    free(reason);
+    victim_free(v);
 }
 
 /* Starts a message of the given kind; returns its body. */
