@@ -143,6 +143,7 @@ static const char *reason_for(int status)
     case 413: return "Payload Too Large";
     case 418: return "I'm a teapot";
     case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
     default: return "Status";
     }

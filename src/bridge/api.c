@@ -34,7 +34,7 @@ static void get_session_context(cp_server *self, cp_call *call,
 {
     cp_text id = SandstormHttpBridge_getSessionContext_Params_get_id(params);
     cp_cap *ctx = NULL;
-    if (!br__session_context(id.str, &ctx)) {
+    if (!br__session_context(id.str, id.len, &ctx)) {
         cp_call_fail(call, CP_EXC_FAILED, "no session has the id \"%.40s\"", id.str);
         return;
     }

@@ -28,9 +28,10 @@ void br__app_init(uv_loop_t *loop, int port, uint64_t listen_timeout_ms);
 /* A new WebSession serving p (taken) as a capability (a new reference). */
 cp_cap *br__websession_new(br__session_params *p);
 
-/* Whether a session with X-Sandstorm-Session-Id `id` is open; if so *context
- * is a new reference to its context (NULL when the platform gave none). */
-bool br__session_context(const char *id, cp_cap **context);
+/* Whether a session with X-Sandstorm-Session-Id `id` (len bytes, compared
+ * whole) is open; if so *context is a new reference to its context (NULL
+ * when the platform gave none). */
+bool br__session_context(const char *id, size_t len, cp_cap **context);
 
 /* The platform's bootstrap capability, SandstormApi (a new reference). */
 cp_cap *br__platform_api(void);

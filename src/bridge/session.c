@@ -1621,10 +1621,11 @@ static void session_dispatch(cp_server *self, cp_call *call, uint64_t iface, uin
 /* The open sessions, for the app's getSessionContext. */
 static session *open_sessions;
 
-bool br__session_context(const char *id, cp_cap **context)
+bool br__session_context(const char *id, size_t len, cp_cap **context)
 {
     for (session *s = open_sessions; s; s = s->next) {
-        if (strcmp(s->p.info.session_id, id) == 0) {
+        const char *sid = s->p.info.session_id;
+        if (sid && strlen(sid) == len && memcmp(sid, id, len) == 0) {
             *context = cp_cap_ref(s->p.context);
             return true;
         }

@@ -16,6 +16,7 @@
 #define MAX_MANIFEST (8u << 20)
 #define MAX_WAKE_LOCKS 64    /* per grain start */
 #define MAX_CAPTION_BYTES 200 /* of a wake lock's caption, in the log */
+#define MAX_WAKE_LOGS 16      /* wake locks logged at info per grain start */
 
 typedef struct gm_wake_lock gm_wake_lock;
 typedef struct gm_api gm_api;
@@ -39,6 +40,7 @@ struct gm_grain {
     gm_api *api;            /* our bootstrap on its connection, while it lives */
     gm_wake_lock *wake_locks; /* stayAwake handles it holds: no idle stop */
     unsigned nwake_locks;
+    unsigned wake_logged; /* wake locks taken this start, for wake_log */
     gm_grain *next;
 };
 
@@ -267,8 +269,19 @@ struct gm_wake_lock {
     gm_grain *g;
     cp_cap *notification; /* the app's OngoingNotification, kept while held */
     char *caption;
+    bool loud; /* logged at info, not debug */
     gm_wake_lock *next;
 };
+
+/* The first wake locks of a grain start are logged at info, the rest at
+ * debug: an app taking and dropping them in a loop must not flood the log. */
+#define wake_log(loud, ...)                                  \
+    do {                                                     \
+        if (loud)                                            \
+            gr_info(__VA_ARGS__);                            \
+        else                                                 \
+            gr_debug(__VA_ARGS__);                           \
+    } while (0)
 
 static void wake_unlink(gm_wake_lock *w, const char *why)
 {
@@ -283,8 +296,14 @@ static void wake_unlink(gm_wake_lock *w, const char *why)
     }
     g->nwake_locks--;
     g->last_used_ns = gr_monotonic_ns(); /* the idle period starts now */
-    gr_info("grain %s: no longer kept awake for \"%s\" (%s)", g->id, w->caption, why);
+    wake_log(w->loud, "grain %s: no longer kept awake for \"%s\" (%s)", g->id, w->caption, why);
     w->g = NULL;
+    /* The notification goes now, not with the handle: an app could hand
+     * back a capability that holds the handle, and the two would keep each
+     * other forever. Its release may free w, so w is not touched after. */
+    cp_cap *n = w->notification;
+    w->notification = NULL;
+    cp_cap_unref(n);
 }
 
 static void handle_ping(cp_server *self, cp_call *call, Handle_ping_Params_R params)
@@ -304,21 +323,23 @@ static void wake_destroy(cp_server *self)
 {
     gm_wake_lock *w = (gm_wake_lock *)self;
     wake_unlink(w, "the app dropped it");
-    cp_cap_unref(w->notification);
+    cp_cap_unref(w->notification); /* still here only if never linked */
     free(w->caption);
     free(w);
 }
 
 static const cp_server_vtable wake_vt = {"SandstormApi.stayAwake handle", wake_dispatch, wake_destroy};
 
-/* A caption fit for one log line: printable ASCII kept, anything else '?',
- * cut at MAX_CAPTION_BYTES. */
+/* A caption fit for one log line: printable ASCII but quote and backslash
+ * kept, anything else '?', cut at MAX_CAPTION_BYTES. */
 static char *log_caption(cp_text t)
 {
     size_t n = t.len < MAX_CAPTION_BYTES ? t.len : MAX_CAPTION_BYTES;
     char *out = gr_malloc(n + 4);
     for (size_t i = 0; i < n; i++)
-        out[i] = t.str[i] >= 0x20 && t.str[i] < 0x7f && t.str[i] != '"' ? t.str[i] : '?';
+        out[i] = t.str[i] >= 0x20 && t.str[i] < 0x7f && t.str[i] != '"' && t.str[i] != '\\'
+                     ? t.str[i]
+                     : '?';
     memcpy(out + n, t.len > n ? "..." : "", t.len > n ? 4 : 1);
     return out;
 }
@@ -344,7 +365,10 @@ static void api_stay_awake(cp_server *self, cp_call *call, SandstormApi_stayAwak
     w->next = g->wake_locks;
     g->wake_locks = w;
     g->nwake_locks++;
-    gr_info("grain %s: kept awake for \"%s\"", g->id, w->caption);
+    w->loud = g->wake_logged < MAX_WAKE_LOGS;
+    wake_log(w->loud, "grain %s: kept awake for \"%s\"%s", g->id, w->caption,
+             g->wake_logged + 1 == MAX_WAKE_LOGS ? " (further wake locks are logged at debug)" : "");
+    g->wake_logged++;
     SandstormApi_stayAwake_Results_set_handle(SandstormApi_stayAwake_results(call),
                                               cp_server_cap(&w->base));
     cp_call_return(call);

@@ -456,6 +456,10 @@ def test_an_app_cannot_take_more_than_64_wake_locks(tmp_path):
         assert resp.status == 500, body  # the app's 502: a WebSession serverError
         assert (b"64 of 65 stayAwake calls succeeded; the first failure: "
                 b"a grain may hold at most 64 stayAwake handles") in body, body
+        # Only the first 16 are logged at info: a looping app cannot flood the log.
+        log = g.d.read_log()
+        assert log.count(f"grain {gid}: kept awake for ") == 16, log
+        assert "(further wake locks are logged at debug)" in log
         # The app let go of all of them; the grain sleeps as usual.
         deadline = time.time() + 20
         while f"grain {gid}: idle" not in g.d.read_log() and time.time() < deadline:
