@@ -34,7 +34,7 @@ asan: deps $(ASAN)/build.ninja
 	@ln -sf src/bridge/granary-http-bridge $(ASAN)/granary-http-bridge
 
 $(RELEASE)/build.ninja:
-	meson setup $(RELEASE) -Dbuildtype=release -Dtests=false -Db_ndebug=true $(MESON_FLAGS)
+	meson setup $(RELEASE) -Dbuildtype=release -Db_lto=true -Dtests=false -Db_ndebug=true $(MESON_FLAGS)
 
 release: deps $(RELEASE)/build.ninja
 	ninja -C $(RELEASE)
