@@ -164,14 +164,6 @@ static const char *str_field(json_t *obj, const char *key, size_t *len)
     return json_string_value(v);
 }
 
-static bool has_control_chars(const char *s)
-{
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || *s == 0x7f)
-            return true;
-    return false;
-}
-
 static const char *check_email(const char *email)
 {
     if (email == NULL)
@@ -179,7 +171,7 @@ static const char *check_email(const char *email)
     size_t len = strlen(email);
     const char *at = strchr(email, '@');
     if (len < 3 || len > 254 || at == NULL || at == email || at[1] == '\0' ||
-        strchr(at + 1, '@') || strchr(email, ' ') || has_control_chars(email))
+        strchr(at + 1, '@') || strchr(email, ' ') || gr_has_control_chars(email))
         return "that is not an email address";
     return NULL;
 }
@@ -188,7 +180,7 @@ static const char *check_name(const char *name)
 {
     if (name == NULL || *name == '\0')
         return "a name is required";
-    if (strlen(name) > 100 || has_control_chars(name))
+    if (strlen(name) > 100 || gr_has_control_chars(name))
         return "the name must be at most 100 characters, with no control characters";
     return NULL;
 }

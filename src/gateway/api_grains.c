@@ -145,22 +145,72 @@ static int api_app_icon(gw_server *srv, h2o_req_t *req, const char *package_id, 
 
 /* ---- requests -------------------------------------------------------------- */
 
-static uint64_t tree_bytes;
+/* A grain's disk use, as last counted. Counting walks every file on the
+ * loop, and an app may make millions: so a count is kept until the grain
+ * serves another request (or for SIZE_TTL_NS), and stops at
+ * SIZE_MAX_ENTRIES entries, the figure then being a lower bound. */
+#define SIZE_TTL_NS (60 * 1000000000ull)
+#define SIZE_MAX_ENTRIES 50000
+
+typedef struct gw_grain_size {
+    struct gw_grain_size *next;
+    char *id;
+    uint64_t bytes;
+    bool partial;
+    uint64_t at_ns;
+} gw_grain_size;
+
+static uint64_t tree_bytes, tree_entries;
 
 static int add_size(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     if (flag == FTW_F)
         tree_bytes += (uint64_t)st->st_blocks * 512u;
-    return 0;
+    return ++tree_entries >= SIZE_MAX_ENTRIES ? FTW_STOP : FTW_CONTINUE;
 }
 
 /* Disk used by a grain's directory (its storage and log), in bytes. */
-static uint64_t grain_size(gw_server *srv, const char *id)
+static const gw_grain_size *grain_size(gw_server *srv, const char *id)
 {
+    gw_grain_size *z = gr_index_find(&srv->sizes_by_id, id, NULL);
+    uint64_t now = gr_monotonic_ns();
+    if (z && now - z->at_ns < SIZE_TTL_NS &&
+        (srv->grains == NULL || gm_last_used_ns(srv->grains, id) < z->at_ns))
+        return z;
+    if (z == NULL) {
+        z = gr_calloc(1, sizeof(*z));
+        z->id = gr_strdup(id);
+        z->next = srv->grain_sizes;
+        srv->grain_sizes = z;
+        gr_index_add(&srv->sizes_by_id, z->id, z);
+    }
     _cleanup_free_ char *dir = gr_asprintf("%s/grains/%s", srv->cfg->data_dir, id);
-    tree_bytes = 0;
-    nftw(dir, add_size, 16, FTW_PHYS);
-    return tree_bytes;
+    tree_bytes = tree_entries = 0;
+    z->partial = nftw(dir, add_size, 16, FTW_PHYS | FTW_ACTIONRETVAL) == FTW_STOP;
+    z->bytes = tree_bytes;
+    z->at_ns = gr_monotonic_ns();
+    return z;
+}
+
+static void grain_size_forget(gw_server *srv, const char *id)
+{
+    for (gw_grain_size **p = &srv->grain_sizes; *p; p = &(*p)->next) {
+        if (strcmp((*p)->id, id) == 0) {
+            gw_grain_size *z = *p;
+            *p = z->next;
+            gr_index_remove(&srv->sizes_by_id, z->id, z);
+            free(z->id);
+            free(z);
+            return;
+        }
+    }
+}
+
+void gw__grain_sizes_free(gw_server *srv)
+{
+    while (srv->grain_sizes)
+        grain_size_forget(srv, srv->grain_sizes->id);
+    gr_index_release(&srv->sizes_by_id);
 }
 
 static json_t *grain_json(gw_server *srv, const st_grain *g)
@@ -176,7 +226,10 @@ static json_t *grain_json(gw_server *srv, const st_grain *g)
                           "trashed", g->trashed_at != 0, "running",
                           srv->grains && gm_is_running(srv->grains, g->id));
     st_package_release(&p);
-    json_object_set_new(o, "size_bytes", json_integer((json_int_t)grain_size(srv, g->id)));
+    const gw_grain_size *z = grain_size(srv, g->id);
+    json_object_set_new(o, "size_bytes", json_integer((json_int_t)z->bytes));
+    if (z->partial)
+        json_object_set_new(o, "size_at_least", json_true());
     int status;
     int64_t at;
     const char *awake[8];
@@ -366,9 +419,20 @@ static int api_grains_create(gw_server *srv, h2o_req_t *req, gw_session *s, json
         return gw__store_failure(req, &err);
     if (!found)
         return gw__send_json_error(req, 404, "Not Found", "no such app is installed");
+    /* `action` is the manifest's index of the action, as the app list gives
+     * it: not a position among the actions the list shows. */
     json_t *actions = package_actions(srv, package_id);
-    json_int_t index = json_is_integer(action) ? json_integer_value(action) : 0;
-    json_t *chosen = json_array_get(actions, (size_t)(index < 0 ? SIZE_MAX : (size_t)index));
+    json_int_t index = json_is_integer(action) ? json_integer_value(action) : -1;
+    json_t *chosen = NULL;
+    size_t i;
+    json_t *a;
+    json_array_foreach(actions, i, a) {
+        if (action == NULL || json_integer_value(json_object_get(a, "index")) == index) {
+            chosen = a;
+            index = json_integer_value(json_object_get(a, "index"));
+            break;
+        }
+    }
     if (chosen == NULL) {
         json_decref(actions);
         st_package_release(&p);
@@ -377,9 +441,11 @@ static int api_grains_create(gw_server *srv, h2o_req_t *req, gw_session *s, json
     _cleanup_free_ char *default_title = gr_asprintf(
         "Untitled %s", json_string_value(json_object_get(chosen, "noun")));
     json_decref(actions);
-    if (title && (strlen(title) > 200 || strpbrk(title, "\r\n"))) {
+    if (title && (strlen(title) > 200 || gr_has_control_chars(title))) {
         st_package_release(&p);
-        return gw__send_json_error(req, 400, "Bad Request", "the title is too long");
+        return gw__send_json_error(req, 400, "Bad Request",
+                                   "a title of at most 200 characters, none of them control "
+                                   "characters, is needed");
     }
     char id[GRAIN_ID_LEN + 1];
     new_grain_id(id);
@@ -481,11 +547,6 @@ static int api_view_info(gw_server *srv, h2o_req_t *req, const char *id)
     return 0;
 }
 
-static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
 /* Calls on one grain: /api/grains/<id>/<verb>. */
 static int api_grain_verb(gw_server *srv, h2o_req_t *req, gw_session *s, const char *id,
                           const char *verb)
@@ -551,9 +612,10 @@ static int api_grain_verb(gw_server *srv, h2o_req_t *req, gw_session *s, const c
         }
     } else if (strcmp(verb, "rename") == 0) {
         const char *title = json_string_value(json_object_get(body, "title"));
-        if (title == NULL || *title == '\0' || strlen(title) > 200 || strpbrk(title, "\r\n"))
+        if (title == NULL || *title == '\0' || strlen(title) > 200 || gr_has_control_chars(title))
             rc = gw__send_json_error(req, 400, "Bad Request",
-                                     "a title of 1 to 200 characters is needed");
+                                     "a title of 1 to 200 characters, none of them control "
+                                     "characters, is needed");
         else if (st_grain_rename(srv->store, id, title, &err) < 0)
             rc = gw__store_failure(req, &err);
         else
@@ -574,14 +636,25 @@ static int api_grain_verb(gw_server *srv, h2o_req_t *req, gw_session *s, const c
             rc = gw__send_json_error(req, 409, "Conflict", "move the grain to the trash first");
         } else {
             gw__grain_sessions_drop_grain(srv, id);
-            if (srv->grains)
-                gm_stop(srv->grains, id);
             _cleanup_free_ char *dir = gr_asprintf("%s/grains/%s", srv->cfg->data_dir, id);
-            if (nftw(dir, remove_one, 16, FTW_DEPTH | FTW_PHYS) < 0 && errno != ENOENT)
-                gr_warn("grains: removing %s: %s", dir, strerror(errno));
-            if (st_grain_delete(srv->store, id, &err) < 0)
+            /* Its files go only once its processes have: one still running
+             * could swap a directory for a link while the walk goes by. And
+             * the grain stays listed until every file is gone, so that none
+             * is left behind unseen. */
+            if (srv->grains && !gm_stop_and_reap(srv->grains, id, 2000)) {
+                rc = gw__send_json_error(req, 409, "Conflict",
+                                         "the grain is still stopping; try again in a moment");
+            } else if (gr_remove_tree(dir, &err) < 0) {
+                gr_warn("grains: deleting %s: %s", id, gr_error_msg(err));
+                rc = gw__send_json_error(req, 500, "Internal Server Error",
+                                         "some of the grain's files could not be removed; it "
+                                         "stays in the trash (the server's log says which)");
+            } else if (st_grain_delete(srv->store, id, &err) < 0) {
                 rc = gw__store_failure(req, &err);
-            else {
+            } else {
+                if (srv->grains)
+                    gm_forget(srv->grains, id);
+                grain_size_forget(srv, id);
                 gr_info("grains: %s deleted %s for good", s->account.email, id);
                 rc = gw__send_json(req, 200, "OK", json_pack("{s:b}", "deleted", 1));
             }

@@ -333,5 +333,6 @@ void gw_server_free(gw_server *srv)
     free(srv->csp_shell);
     free(srv->csp_grain);
     gw__grain_sessions_free(srv);
+    gw__grain_sizes_free(srv);
     free(srv);
 }

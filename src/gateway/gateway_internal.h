@@ -33,6 +33,8 @@ struct gw_server {
     gr_index sessions_by_label; /* the same sessions, found by their origin's label */
     uv_timer_t sweep_timer;
     bool sweep_started;
+    struct gw_grain_size *grain_sizes; /* api_grains.c: disk use, as last counted */
+    gr_index sizes_by_id;
 };
 
 /* Response helpers (http.c). Each sends a complete response and returns 0,
@@ -125,6 +127,8 @@ void gw__grain_sessions_drop_grain(gw_server *srv, const char *grain_id);
 /* An open view's keep-alive: its user's sessions of the grain stay open. */
 void gw__grain_sessions_touch(gw_server *srv, const char *grain_id, const char *account_id);
 void gw__grain_sessions_free(gw_server *srv);
+/* Frees the counts of grains' disk use (api_grains.c). */
+void gw__grain_sizes_free(gw_server *srv);
 
 /* WebSockets to grains (websocket.c). gw__grain_websocket takes the grain
  * hold g; fill writes the WebSession.Context of the request. */

@@ -1052,7 +1052,10 @@ static int call_grain(gw_server *srv, h2o_req_t *req, gw_grain_session *s)
         return grain_error_page(srv, req, 503, "Service Unavailable",
                                 "This server does not run grains.", "");
     if (gm_grain_acquire(srv->grains, s->grain_id, &g, &err) < 0) {
-        gr_warn("grain %s: %s", s->grain_id, gr_error_msg(err));
+        if (gm_held_back(srv->grains, s->grain_id)) /* said once, at the crash */
+            gr_debug("grain %s: %s", s->grain_id, gr_error_msg(err));
+        else
+            gr_warn("grain %s: %s", s->grain_id, gr_error_msg(err));
         return grain_error_page(srv, req, 503, "Service Unavailable", "The grain could not start.",
                                 gr_error_msg(err));
     }

@@ -3,6 +3,7 @@
 #include "grains.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
@@ -17,6 +18,12 @@
 #define MAX_WAKE_LOCKS 64    /* per grain start */
 #define MAX_CAPTION_BYTES 200 /* of a wake lock's caption, in the log */
 #define MAX_WAKE_LOGS 16      /* wake locks logged at info per grain start */
+/* A grain that keeps crashing soon after it starts is not started again at
+ * once: after QUICK_CRASHES such crashes in a row it waits 1 s, then 2, 4...
+ * up to 64 s, so a broken app cannot make every request cost a start. */
+#define QUICK_CRASH_NS (10 * 1000000000ull)
+#define QUICK_CRASHES 3
+#define MAX_BACKOFF_SHIFT 6
 
 typedef struct gm_wake_lock gm_wake_lock;
 typedef struct gm_api gm_api;
@@ -41,6 +48,8 @@ struct gm_grain {
     gm_wake_lock *wake_locks; /* stayAwake handles it holds: no idle stop */
     unsigned nwake_locks;
     unsigned wake_logged; /* wake locks taken this start, for wake_log */
+    bool let_sleep;       /* its owner ended its wake locks: no more this start */
+    uint64_t started_ns;
     gm_grain *next;
 };
 
@@ -49,6 +58,8 @@ typedef struct gm_crash {
     char *id;
     int status;
     int64_t at;
+    unsigned quick;    /* crashes in a row, each within QUICK_CRASH_NS of its start */
+    uint64_t retry_ns; /* while quick >= QUICK_CRASHES: no start before this */
     struct gm_crash *next;
 } gm_crash;
 
@@ -163,6 +174,21 @@ static void unlink_grain(gm_grain *g)
     }
 }
 
+static gm_crash *find_crash(const gm_manager *m, const char *id)
+{
+    gm_crash *c = m->crashes;
+    while (c && strcmp(c->id, id) != 0)
+        c = c->next;
+    return c;
+}
+
+static const char *ordinal_suffix(unsigned n)
+{
+    if (n % 100 >= 11 && n % 100 <= 13)
+        return "th";
+    return n % 10 == 1 ? "st" : n % 10 == 2 ? "nd" : n % 10 == 3 ? "rd" : "th";
+}
+
 static void grain_free_when_closed(gm_grain *g)
 {
     if (g->holds > 0 || g->handles_open > 0)
@@ -184,14 +210,13 @@ static void grain_exited(gm_grain *g, int status)
     if (g->exited)
         return;
     g->exited = true;
+    gm_crash *c = find_crash(g->m, g->id);
     if (g->stopping) {
         gr_info("grain %s: stopped", g->id);
+        if (c)
+            c->quick = 0;
     } else {
-        gr_warn("grain %s: exited unexpectedly with status %d (it restarts on the next request)",
-                g->id, status);
-        gm_crash *c = NULL;
-        for (c = g->m->crashes; c && strcmp(c->id, g->id) != 0; c = c->next)
-            ;
+        uint64_t now = gr_monotonic_ns();
         if (c == NULL) {
             c = gr_calloc(1, sizeof(*c));
             c->id = gr_strdup(g->id);
@@ -200,6 +225,18 @@ static void grain_exited(gm_grain *g, int status)
         }
         c->status = status;
         c->at = gr_now_unix();
+        c->quick = now - g->started_ns < QUICK_CRASH_NS ? c->quick + 1 : 0;
+        if (c->quick >= QUICK_CRASHES) {
+            unsigned shift = c->quick - QUICK_CRASHES;
+            uint64_t wait_s = 1ull << (shift < MAX_BACKOFF_SHIFT ? shift : MAX_BACKOFF_SHIFT);
+            c->retry_ns = now + wait_s * 1000000000ull;
+            gr_warn("grain %s: exited unexpectedly with status %d, the %u%s time in a row soon "
+                    "after starting; it is not started again for %llu s",
+                    g->id, status, c->quick, ordinal_suffix(c->quick), (unsigned long long)wait_s);
+        } else {
+            gr_warn("grain %s: exited unexpectedly with status %d (it restarts on the next request)",
+                    g->id, status);
+        }
     }
     if (g->conn)
         cp_rpc_conn_close(g->conn);
@@ -347,8 +384,14 @@ static char *log_caption(cp_text t)
 static void api_stay_awake(cp_server *self, cp_call *call, SandstormApi_stayAwake_Params_R params)
 {
     gm_grain *g = ((gm_api *)self)->g;
-    if (g == NULL || g->exited || g->stopping) {
+    if (g == NULL || g->exited || g->stopping || g->broken) {
         cp_call_fail(call, CP_EXC_DISCONNECTED, "the grain is stopping");
+        return;
+    }
+    if (g->let_sleep) {
+        cp_call_fail(call, CP_EXC_FAILED,
+                     "the grain's owner let it sleep: it may keep itself awake again after its "
+                     "next start");
         return;
     }
     if (g->nwake_locks >= MAX_WAKE_LOCKS) {
@@ -483,7 +526,7 @@ static int start_grain(gm_manager *m, const char *id, gm_grain **out, gr_error_t
     logp[0] = -1;
     uv_read_start((uv_stream_t *)&g->log_pipe, on_log_alloc, on_log_read);
     g->handles_open = 2;
-    g->last_used_ns = gr_monotonic_ns();
+    g->last_used_ns = g->started_ns = gr_monotonic_ns();
     g->next = m->grains;
     m->grains = g;
     gr_index_add(&m->by_id, g->id, g);
@@ -531,6 +574,14 @@ static gm_grain *find_live(const gm_manager *m, const char *id)
 int gm_grain_acquire(gm_manager *m, const char *id, gm_grain **out, gr_error_t *err)
 {
     gm_grain *g = find_live(m, id);
+    if (g == NULL && gm_held_back(m, id)) {
+        const gm_crash *c = find_crash(m, id);
+        return gr_make_error(err, 0,
+                             "its app crashed %u times in a row soon after starting; Granary "
+                             "tries it again in %llu s",
+                             c->quick,
+                             (unsigned long long)((c->retry_ns - gr_monotonic_ns()) / 1000000000u) + 1);
+    }
     if (g == NULL && start_grain(m, id, &g, err) < 0)
         return -1;
     g->holds++;
@@ -607,6 +658,8 @@ size_t gm_let_sleep(gm_manager *m, const char *id)
 {
     gm_grain *g = find_live(m, id);
     size_t n = 0;
+    if (g)
+        g->let_sleep = true; /* an app that takes a lock again at cancel() gets none */
     while (g && g->wake_locks) {
         gm_wake_lock *w = g->wake_locks;
         if (w->notification) {
@@ -624,16 +677,33 @@ size_t gm_let_sleep(gm_manager *m, const char *id)
     return n;
 }
 
-bool gm_last_crash(const gm_manager *m, const char *id, int *status, int64_t *at)
+bool gm_held_back(const gm_manager *m, const char *id)
 {
-    for (gm_crash *c = m->crashes; c; c = c->next) {
-        if (strcmp(c->id, id) == 0) {
-            *status = c->status;
-            *at = c->at;
-            return true;
+    const gm_crash *c = find_crash(m, id);
+    return c && c->quick >= QUICK_CRASHES && gr_monotonic_ns() < c->retry_ns;
+}
+
+void gm_forget(gm_manager *m, const char *id)
+{
+    for (gm_crash **p = &m->crashes; *p; p = &(*p)->next) {
+        if (strcmp((*p)->id, id) == 0) {
+            gm_crash *c = *p;
+            *p = c->next;
+            free(c->id);
+            free(c);
+            return;
         }
     }
-    return false;
+}
+
+bool gm_last_crash(const gm_manager *m, const char *id, int *status, int64_t *at)
+{
+    const gm_crash *c = find_crash(m, id);
+    if (c) {
+        *status = c->status;
+        *at = c->at;
+    }
+    return c != NULL;
 }
 
 size_t gm_running_count(const gm_manager *m)
@@ -647,6 +717,36 @@ size_t gm_running_count(const gm_manager *m)
 bool gm_is_running(const gm_manager *m, const char *id)
 {
     return find_live(m, id) != NULL;
+}
+
+uint64_t gm_last_used_ns(const gm_manager *m, const char *id)
+{
+    const gm_grain *g = find_live(m, id);
+    return g ? g->last_used_ns : 0;
+}
+
+bool gm_has_process(const gm_manager *m, const char *id)
+{
+    for (const gm_grain *g = m->grains; g; g = g->next)
+        if (!g->exited && strcmp(g->id, id) == 0)
+            return true;
+    return false;
+}
+
+bool gm_stop_and_reap(gm_manager *m, const char *id, int timeout_ms)
+{
+    for (gm_grain *g = m->grains; g; g = g->next) {
+        if (g->exited || strcmp(g->id, id) != 0)
+            continue;
+        stop_grain(g);
+        struct pollfd p = {.fd = sbx_grain_pidfd(g->proc), .events = POLLIN};
+        int code = 0;
+        gr_error_t err = NULL;
+        if (poll(&p, 1, timeout_ms) == 1 && sbx_wait(g->proc, false, &code, &err) == 1)
+            grain_exited(g, code);
+        gr_error_release(&err);
+    }
+    return !gm_has_process(m, id);
 }
 
 /* Stops grains nobody holds that have not been used for idle_ms. */

@@ -62,6 +62,9 @@ void gm_stop(gm_manager *m, const char *id);
 /* How many grains are running; and whether grain `id` is. */
 size_t gm_running_count(const gm_manager *m);
 bool gm_is_running(const gm_manager *m, const char *id);
+/* When running grain `id` last served a request (gr_monotonic_ns), 0 when
+ * it does not run. */
+uint64_t gm_last_used_ns(const gm_manager *m, const char *id);
 
 /* The captions of the stayAwake handles running grain `id` holds, which
  * keep it from being stopped for being idle: up to max of them in out
@@ -70,8 +73,24 @@ size_t gm_kept_awake(const gm_manager *m, const char *id, const char **out, size
 
 /* The owner lets grain `id` sleep: each of its stayAwake handles stops
  * holding it, and the app is told through its OngoingNotification.cancel().
- * Returns how many there were. */
+ * Returns how many there were. The app may take no more until the grain's
+ * next start. */
 size_t gm_let_sleep(gm_manager *m, const char *id);
+
+/* Whether a process of grain `id` is still there: running, or stopping and
+ * not yet reaped (its storage may still change under it). */
+bool gm_has_process(const gm_manager *m, const char *id);
+
+/* Stops grain `id` and waits up to timeout_ms for its processes to go (a
+ * killed grain takes milliseconds). Returns whether they have. */
+bool gm_stop_and_reap(gm_manager *m, const char *id, int timeout_ms);
+
+/* Whether grain `id` is not started for now: its app crashed soon after
+ * starting several times in a row (gm_grain_acquire says for how long). */
+bool gm_held_back(const gm_manager *m, const char *id);
+
+/* Forgets grain `id`'s crashes (it has been deleted). */
+void gm_forget(gm_manager *m, const char *id);
 
 /* When grain `id` last died without being asked to (exit status, or 128 +
  * signal, and the Unix time), since the daemon started: returns true and

@@ -285,9 +285,20 @@ int sbx_wait(sbx_grain *g, bool block, int *status, gr_error_t *err)
         siginfo_t info;
         memset(&info, 0, sizeof info);
         int rc;
-        do
+        for (;;) {
             rc = waitid((idtype_t)P_PIDFD, (id_t)g->pidfd, &info, WEXITED | (block ? 0 : WNOHANG));
-        while (rc < 0 && errno == EINTR);
+            if (rc == 0)
+                break;
+            if (errno == EINTR)
+                continue;
+            /* A pidfd that a libuv poll watches is non-blocking, and then
+             * waitid answers EAGAIN while the grain runs: wait for it here. */
+            if (!block || errno != EAGAIN)
+                break;
+            struct pollfd p = {.fd = g->pidfd, .events = POLLIN};
+            if (poll(&p, 1, -1) < 0 && errno != EINTR)
+                break;
+        }
         if (rc < 0)
             return gr_make_error(err, errno, "wait for grain %ld", (long)g->pid);
         if (info.si_pid == 0)

@@ -2,6 +2,7 @@
 #include "util.h"
 
 #include <fcntl.h>
+#include <ftw.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 
@@ -69,6 +70,68 @@ int gr_mkdir_p(const char *dir, int mode, gr_error_t *err)
         return gr_make_error(err, errno, "stat %s", dir);
     if (!S_ISDIR(st.st_mode))
         return gr_make_error(err, ENOTDIR, "%s", dir);
+    return 0;
+}
+
+/* nftw's callbacks take no argument of ours: their state is here. */
+static __thread unsigned tree_unreadable;
+static __thread int tree_errno;
+static __thread char tree_failed[256];
+
+static void tree_note_failure(const char *path)
+{
+    if (tree_errno == 0) {
+        tree_errno = errno;
+        snprintf(tree_failed, sizeof tree_failed, "%s", path);
+    }
+}
+
+/* Gives the owner back rwx on each directory, so that it can be read and
+ * emptied; one the walk could not read is walked on the next pass. */
+static int tree_open_up(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    if (flag == FTW_DNR || (flag == FTW_D && (st->st_mode & S_IRWXU) != S_IRWXU)) {
+        if (chmod(path, (st->st_mode & 07777) | S_IRWXU) < 0)
+            tree_note_failure(path);
+        else if (flag == FTW_DNR)
+            tree_unreadable++;
+    }
+    return 0;
+}
+
+static int tree_remove(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    if (remove(path) < 0 && errno != ENOENT)
+        tree_note_failure(path);
+    return 0; /* go on: remove all that can be */
+}
+
+int gr_remove_tree(const char *dir, gr_error_t *err)
+{
+    struct stat st;
+    if (lstat(dir, &st) < 0)
+        return errno == ENOENT ? 0 : gr_make_error(err, errno, "stat %s", dir);
+    tree_errno = 0;
+    if (S_ISDIR(st.st_mode)) {
+        /* Each pass opens one more level of directories that were closed
+         * even to their owner; a tree deeper than that is left for a retry. */
+        for (int pass = 0; pass < 64; pass++) {
+            tree_unreadable = 0;
+            if (nftw(dir, tree_open_up, 32, FTW_PHYS) < 0)
+                tree_note_failure(dir);
+            if (tree_unreadable == 0)
+                break;
+        }
+        tree_errno = 0;
+        if (nftw(dir, tree_remove, 32, FTW_DEPTH | FTW_PHYS) < 0)
+            tree_note_failure(dir);
+    } else if (remove(dir) < 0) {
+        tree_note_failure(dir);
+    }
+    if (lstat(dir, &st) == 0)
+        return tree_errno ? gr_make_error(err, tree_errno, "could not remove all of %s (%s)", dir,
+                                          tree_failed)
+                          : gr_make_error(err, 0, "could not remove all of %s", dir);
     return 0;
 }
 

@@ -23,6 +23,14 @@ bool gr_starts_with(const char *s, const char *prefix)
     return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
+bool gr_has_control_chars(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return true;
+    return false;
+}
+
 char *gr_strstrip(char *s)
 {
     while (*s && isspace((unsigned char)*s))

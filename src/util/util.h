@@ -216,6 +216,10 @@ int gr_strlcpy(char *dst, const char *src, size_t dstsize);
 /* True when s starts with prefix. */
 bool gr_starts_with(const char *s, const char *prefix);
 
+/* Whether s has a byte below 0x20 or 0x7f (DEL): not fit for a name, a
+ * title or a log line. */
+bool gr_has_control_chars(const char *s);
+
 /* Removes leading and trailing ASCII whitespace in place; returns s moved
  * past the leading whitespace. */
 char *gr_strstrip(char *s);
@@ -257,6 +261,14 @@ int gr_read_file(const char *path, size_t max_size, char **out, size_t *len, gr_
 /* Creates dir and its missing parents with the given mode; an existing
  * directory is fine. Returns 0, or -1 with err naming the failing path. */
 int gr_mkdir_p(const char *dir, int mode, gr_error_t *err);
+
+/* Removes dir and all under it, never following a symbolic link, giving
+ * back to the owner the permissions it needs on the way (an app may have
+ * closed a directory of its storage even to itself). Goes on past what it
+ * cannot remove, then fails, naming the first such path, if anything is
+ * left. 0 when dir is gone (or never was). Only for a tree nothing else
+ * changes meanwhile: the walk goes by path. */
+int gr_remove_tree(const char *dir, gr_error_t *err);
 
 /* Fills buf with n random bytes from the kernel. Returns 0, or -1 with err. */
 int gr_random_bytes(void *buf, size_t n, gr_error_t *err);

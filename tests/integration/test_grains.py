@@ -288,6 +288,12 @@ def test_grain_api_refuses_bad_bodies(grains):
     assert status == 404 and body["error"] == "no such app is installed"
     status, body, _ = grains.admin.post("/api/grains", {"package_id": grains.package_id, "action": 7})
     assert status == 400 and body["error"] == "the app has no such action"
+    for title in ("bell\x07", "esc\x1b[31mred", "del\x7f"):
+        status, body, _ = grains.admin.post("/api/grains", {"package_id": grains.package_id,
+                                                            "title": title})
+        assert status == 400 and "control characters" in body["error"], title
+        status, body, _ = grains.admin.post(f"/api/grains/{gid}/rename", {"title": title})
+        assert status == 400 and "control characters" in body["error"], title
     status, body, _ = grains.admin.post("/api/grains", {"package_id": grains.package_id,
                                                         "title": "a" * 300})
     assert status == 400
@@ -335,13 +341,8 @@ def test_the_log_holds_the_apps_output(grains):
     assert resp.status == 200 and b"notes: serving /var/note.txt" in body
 
 
-def test_a_crashing_app_restarts_on_the_next_request(grains):
-    gid = grains.new_grain()
-    host, cookie = grains.open(gid)
-    grains.get(host, cookie, "/api/note", "PUT", b"survives crashes")
-    resp, body = grains.get(host, cookie, "/debug/crash")
-    assert resp.status == 502, body
-    assert b"did not answer" in body
+def note_once_served(grains, host, cookie):
+    """GET /api/note until the grain serves it (it restarts after a crash)."""
     deadline = time.time() + 20
     while True:
         resp, body = grains.get(host, cookie, "/api/note")
@@ -349,7 +350,51 @@ def test_a_crashing_app_restarts_on_the_next_request(grains):
             break
         time.sleep(0.2)
     assert resp.status == 200, body
+    return resp, body
+
+
+def test_a_crashing_app_restarts_on_the_next_request(grains):
+    gid = grains.new_grain()
+    host, cookie = grains.open(gid)
+    grains.get(host, cookie, "/api/note", "PUT", b"survives crashes")
+    resp, body = grains.get(host, cookie, "/debug/crash")
+    assert resp.status == 502, body
+    assert b"did not answer" in body
+    resp, body = note_once_served(grains, host, cookie)
     assert json.loads(body)["text"] == "survives crashes"
+
+
+def test_an_app_crashing_at_every_start_is_held_back(grains):
+    """Crash after crash soon after starting, the grain waits before it is
+    started again (1 s after the third, then 2, 4...): a broken app cannot
+    make every request cost a sandbox start. The wait is said once, in the
+    log, and on the error page."""
+    gid = grains.new_grain()
+    host, cookie = grains.open(gid)
+    for n in range(3):
+        deadline = time.time() + 20
+        while True:  # the grain (re)starts, then crashes
+            resp, body = grains.get(host, cookie, "/debug/crash")
+            if resp.status == 502 or time.time() > deadline:
+                break
+            time.sleep(0.05)
+        assert resp.status == 502, (n, body)
+        deadline = time.time() + 20
+        while f"grain {gid}: exited unexpectedly" not in grains.d.read_log()[-2000:] and \
+                time.time() < deadline:
+            time.sleep(0.05)
+    log = grains.d.read_log()
+    deadline = time.time() + 20
+    while "the 3rd time in a row soon after starting" not in log and time.time() < deadline:
+        time.sleep(0.05)
+        log = grains.d.read_log()
+    assert (f"grain {gid}: exited unexpectedly with status") in log
+    assert "the 3rd time in a row soon after starting; it is not started again for 1 s" in log, log
+    resp, body = grains.get(host, cookie, "/api/note")
+    if resp.status == 503:  # within the second
+        assert b"its app crashed 3 times in a row soon after starting" in body, body
+    # Then it starts again, and serves.
+    resp, body = note_once_served(grains, host, cookie)
 
 
 def test_idle_grains_stop_and_come_back_with_their_data(tmp_path):
@@ -430,6 +475,11 @@ def test_the_owner_lets_a_grain_kept_awake_sleep(tmp_path):
         assert f"grain {gid}: idle" not in g.d.read_log()
         status, body, _ = g.admin.post(f"/api/grains/{gid}/let-sleep", {})
         assert status == 200 and body == {"cancelled": 1}, body
+        # An app that takes a wake lock again at once gets none, until the
+        # grain's next start.
+        resp, body = g.get(host, cookie, "/debug/stay-awake?ms=600000")
+        assert resp.status == 500, body
+        assert b"the grain's owner let it sleep" in body, body
         deadline = time.time() + 20
         while f"grain {gid}: idle" not in g.d.read_log() and time.time() < deadline:
             time.sleep(0.1)

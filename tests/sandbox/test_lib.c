@@ -156,6 +156,16 @@ static void test_devnull_stdio_and_rpc(void **state)
     sbx_grain_free(g);
 }
 
+/* Kills the grain a moment after the test starts waiting for it. */
+static void *kill_later(void *grain)
+{
+    usleep(200 * 1000);
+    gr_error_t err = NULL;
+    if (sbx_kill(grain, &err) < 0)
+        gr_error_release(&err);
+    return NULL;
+}
+
 static void test_exit_status_and_free_running(void **state)
 {
     fixture *f = *state;
@@ -179,6 +189,19 @@ static void test_exit_status_and_free_running(void **state)
     assert_int_equal(kill(pid, 0), -1);
     assert_int_equal(errno, ESRCH);
     sbx_grain_free(NULL);
+
+    /* A blocking wait blocks even when a libuv poll has made the pidfd
+     * non-blocking (waitid then answers EAGAIN while the grain runs). */
+    assert_int_equal(sbx_start(f->policy, &s, &g, &err), 0);
+    int fd = sbx_grain_pidfd(g);
+    assert_int_equal(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK), 0);
+    pthread_t killer;
+    assert_int_equal(pthread_create(&killer, NULL, kill_later, g), 0);
+    status = -1;
+    assert_int_equal(sbx_wait(g, true, &status, &err), 1);
+    assert_int_equal(status, 137);
+    pthread_join(killer, NULL);
+    sbx_grain_free(g);
 }
 
 static void test_start_errors(void **state)
