@@ -25,6 +25,7 @@
 #define MAX_INLINE_BODY (1u << 20)  /* larger request bodies are streamed */
 #define UPLOAD_CHUNK (64u << 10)
 #define UPLOAD_WINDOW (1u << 20)    /* bytes of an upload in flight to the grain */
+#define MAX_STREAM_QUEUE (4u << 20) /* bytes a grain may write ahead of the browser */
 #define OWNER_PERMISSION_BITS 64    /* the owner holds every permission an app can declare */
 
 struct gw_grain_session {
@@ -395,18 +396,63 @@ typedef struct body_stream {
     h2o_generator_t gen; /* h2o calls proceed/stop on this */
     gw_req_ref ref;
     bool started, sending, done, failed, finished;
+    bool cut;        /* the body cannot be whole: the response ends broken */
+    bool h2o_active; /* h2o holds gen: from the start of the response to its end */
+    bool grain_gone; /* the capability is gone (destroy ran) */
+    int busy;        /* inside a function that must not see b freed */
+    size_t queued;   /* bytes written by the grain and not yet taken by h2o */
     pending_write *head, *tail;
-    pending_write *in_flight;
+    pending_write *in_flight; /* its data is h2o's until proceed */
     cp_cap *handle; /* the grain's Handle for this body: dropping it cancels the body */
 } body_stream;
 
-static void stream_fail_all(body_stream *b, const char *why)
+/* A body_stream lives while the grain holds its capability (each call on it
+ * holds it too) and while h2o holds its generator, and is freed when both
+ * have let go. Answering a call can drop the grain's last reference, and so
+ * run stream_destroy, in the middle of any function that answers one: those
+ * count themselves in busy, and the last to leave frees. */
+static _Thread_local gr_stash stream_stash;
+
+static void stream_leave(body_stream *b)
 {
+    if (--b->busy == 0 && b->grain_gone && !b->h2o_active) {
+        gw__req_ref_clear(&b->ref);
+        gr_stash_free(&stream_stash, b);
+    }
+}
+
+/* Ends the response for h2o, when it is not writing: completely when the
+ * grain said done and nothing failed, else as broken (h2o then closes the
+ * connection, so the browser sees a cut body, never a short one). */
+static void stream_finish(body_stream *b)
+{
+    h2o_req_t *req = b->ref.req;
+    if (!b->h2o_active || b->sending || b->finished)
+        return;
+    b->finished = true;
+    b->h2o_active = false;
+    cp_cap_unref(b->handle);
+    b->handle = NULL;
+    if (req)
+        h2o_send(req, NULL, 0, b->done && !b->cut ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_ERROR);
+}
+
+/* Refuses the grain's writes from now on, failing those not yet written;
+ * cut says the body is not whole (else it is, as for HEAD). */
+static void stream_fail_all(body_stream *b, bool cut, const char *why)
+{
+    b->busy++;
     b->failed = true;
+    b->cut |= cut;
     cp_cap_unref(b->handle); /* tells the grain nobody wants the rest */
     b->handle = NULL;
-    if (b->in_flight) {
-        cp_call_fail(b->in_flight->call, CP_EXC_DISCONNECTED, "%s", why);
+    if (b->in_flight && b->in_flight->call) {
+        /* Its bytes stay until h2o is done with them (stream_proceed). */
+        cp_call *call = b->in_flight->call;
+        b->in_flight->call = NULL;
+        cp_call_fail(call, CP_EXC_DISCONNECTED, "%s", why);
+    }
+    if (b->in_flight && !b->sending) {
         free(b->in_flight->data);
         free(b->in_flight);
         b->in_flight = NULL;
@@ -414,22 +460,31 @@ static void stream_fail_all(body_stream *b, const char *why)
     while (b->head) {
         pending_write *w = b->head;
         b->head = w->next;
+        if (b->head == NULL)
+            b->tail = NULL;
+        b->queued -= w->len;
         cp_call_fail(w->call, CP_EXC_DISCONNECTED, "%s", why);
         free(w->data);
         free(w);
     }
     b->tail = NULL;
+    stream_finish(b);
+    stream_leave(b);
 }
 
 static void stream_pump(body_stream *b)
 {
     h2o_req_t *req = b->ref.req;
     if (req == NULL) {
-        stream_fail_all(b, "the browser closed the connection");
+        stream_fail_all(b, true, "the browser closed the connection");
         return;
     }
     if (!b->started || b->sending || b->finished)
         return;
+    if (b->failed) {
+        stream_finish(b);
+        return;
+    }
     if (b->head) {
         pending_write *w = b->head;
         b->head = w->next;
@@ -441,33 +496,37 @@ static void stream_pump(body_stream *b)
         h2o_send(req, &buf, 1, H2O_SEND_STATE_IN_PROGRESS);
         return;
     }
-    if (b->done) {
-        b->finished = true;
-        b->sending = true;
-        cp_cap_unref(b->handle);
-        b->handle = NULL;
-        h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
-    }
+    if (b->done || b->grain_gone)
+        stream_finish(b); /* gone without done(): the body is cut */
 }
 
 static void stream_proceed(h2o_generator_t *gen, h2o_req_t *req)
 {
     body_stream *b = (body_stream *)((char *)gen - offsetof(body_stream, gen));
+    b->busy++;
     b->sending = false;
-    if (b->in_flight) {
-        cp_call_return(b->in_flight->call);
-        free(b->in_flight->data);
-        free(b->in_flight);
-        b->in_flight = NULL;
+    pending_write *w = b->in_flight;
+    b->in_flight = NULL;
+    if (w) {
+        b->queued -= w->len;
+        if (w->call)
+            cp_call_return(w->call); /* may drop the grain's last reference */
+        free(w->data);
+        free(w);
     }
     stream_pump(b);
+    stream_leave(b);
 }
 
 static void stream_stop(h2o_generator_t *gen, h2o_req_t *req)
 {
     body_stream *b = (body_stream *)((char *)gen - offsetof(body_stream, gen));
+    b->h2o_active = false; /* h2o is done with gen and with the bytes in flight */
+    b->sending = false;
+    b->busy++;
     gw__req_ref_clear(&b->ref);
-    stream_fail_all(b, "the browser closed the connection");
+    stream_fail_all(b, true, "the browser closed the connection");
+    stream_leave(b);
 }
 
 static void stream_write(cp_server *self, cp_call *call, ByteStream_write_Params_R params)
@@ -478,11 +537,25 @@ static void stream_write(cp_server *self, cp_call *call, ByteStream_write_Params
         return;
     }
     cp_data d = ByteStream_write_Params_get_data(params);
+    if (b->queued + d.len > MAX_STREAM_QUEUE) {
+        /* Each write is answered once h2o took its bytes: an app that does
+         * not wait would otherwise fill the gateway's memory. */
+        cp_call_fail(call, CP_EXC_OVERLOADED,
+                     "the app wrote more than %u MiB ahead of the browser (wait for each "
+                     "ByteStream.write to return)",
+                     MAX_STREAM_QUEUE >> 20);
+        gr_warn("grain response: the app wrote more than %u MiB ahead of the browser; the "
+                "response is cut",
+                MAX_STREAM_QUEUE >> 20);
+        stream_fail_all(b, true, "the response was cut: the app wrote too far ahead");
+        return;
+    }
     pending_write *w = gr_calloc(1, sizeof(*w));
     w->call = call;
     w->data = gr_malloc(d.len ? d.len : 1);
     memcpy(w->data, d.ptr, d.len);
     w->len = d.len;
+    b->queued += d.len;
     if (b->tail)
         b->tail->next = w;
     else
@@ -513,16 +586,20 @@ static void stream_dispatch(cp_server *self, cp_call *call, uint64_t iface, uint
         cp_call_unimplemented(call, iface, method);
 }
 
-/* Each request makes a grain call and a response stream: kept in stashes
- * (util.h) for the next ones. */
-static _Thread_local gr_stash stream_stash, call_stash;
+/* Each request makes a grain call (and a response stream, above): kept in
+ * stashes (util.h) for the next ones. */
+static _Thread_local gr_stash call_stash;
 
+/* The grain let go of the stream (no call on it is left): a response h2o is
+ * still sending ends once its bytes in flight are written. */
 static void stream_destroy(cp_server *self)
 {
     body_stream *b = (body_stream *)self;
-    gw__req_ref_clear(&b->ref);
-    stream_fail_all(b, "the response stream was dropped");
-    gr_stash_free(&stream_stash, b);
+    b->busy++;
+    b->grain_gone = true;
+    if (b->h2o_active && !b->sending)
+        stream_pump(b); /* a request gone fails all; else what is left goes, then the end */
+    stream_leave(b);
 }
 
 static const cp_server_vtable stream_vt = {"gateway ByteStream", stream_dispatch, stream_destroy};
@@ -551,6 +628,10 @@ static void grain_call_free(grain_call *gc)
     gw__req_ref_clear(&gc->ref);
     if (gc->grain)
         gm_grain_release(gc->grain);
+    /* Writes to a stream the response did not use are refused now, not
+     * kept until the grain lets go of it. */
+    if (gc->stream && !gc->stream->started)
+        stream_fail_all(gc->stream, false, "the response did not use its stream");
     cp_cap_unref(gc->stream_cap);
     gr_stash_free(&call_stash, gc);
 }
@@ -648,14 +729,25 @@ static void add_common(gw_server *srv, h2o_req_t *req, WebSession_Response_R r)
     }
 }
 
+/* Whether the response may carry no body: a 204 or 304, or one to HEAD.
+ * h2o frames such a response without a length or chunks, so any bytes sent
+ * with it would be read as the next response on the connection, which an
+ * app could write, headers and all: they are never sent. */
+static bool bodiless(h2o_req_t *req, int status)
+{
+    return status == 204 || status == 304 || gw__method_is(req, "HEAD");
+}
+
 static int send_bytes(h2o_req_t *req, int status, const void *data, size_t len)
 {
     req->res.status = status;
     req->res.reason = status_reason(status);
-    /* A whole body goes out with its length rather than chunked; a HEAD
-     * answer's empty body says nothing of the length. */
-    if (status != 204 && status != 304 && !gw__method_is(req, "HEAD"))
-        req->res.content_length = len;
+    /* A whole body goes out with its length rather than chunked. */
+    if (bodiless(req, status)) {
+        h2o_send_inline(req, "", 0);
+        return 0;
+    }
+    req->res.content_length = len;
     h2o_send_inline(req, data, len);
     return 0;
 }
@@ -717,9 +809,11 @@ static void send_response(grain_call *gc, h2o_req_t *req, WebSession_Response_R 
             gc->stream->gen.stop = stream_stop;
             h2o_start_response(req, &gc->stream->gen);
             gc->stream->started = true;
-            if (gc->head) {
-                gc->stream->done = true; /* HEAD: no body goes out */
-                stream_fail_all(gc->stream, "HEAD has no body");
+            gc->stream->h2o_active = true;
+            if (bodiless(req, status)) {
+                gc->stream->done = true; /* no body goes out */
+                stream_fail_all(gc->stream, false, gc->head ? "HEAD has no body"
+                                                     : "a 204 or 304 response has no body");
             }
             stream_pump(gc->stream);
             return;

@@ -14,6 +14,7 @@
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define WS_WINDOW (256u << 10) /* bytes of browser data in flight to the grain */
+#define WS_MAX_QUEUE (4u << 20) /* bytes a grain may send ahead of the browser */
 
 typedef struct ws_write {
     cp_call *call;
@@ -24,12 +25,14 @@ typedef struct ws_write {
 
 typedef struct ws_tunnel {
     gw_server *srv;
-    int refs;             /* the socket side, the clientStream object, an upgrade under way */
+    int refs;             /* the socket side, the clientStream object, the openWebSocket
+                           * call until its answer, an upgrade under way */
     h2o_socket_t *sock;   /* NULL before the upgrade and after the close */
     cp_cap *server_stream;
     cp_flow *flow;
     gm_grain *grain;      /* held while the tunnel is open */
     ws_write *head, *tail;
+    size_t queued; /* bytes of head.. not yet written */
     bool writing, closed;
     gw_req_ref ref;       /* the upgrade request, until it is answered */
     char accept[64];
@@ -59,6 +62,7 @@ static void fail_writes(ws_tunnel *t, const char *why)
         free(w);
     }
     t->tail = NULL;
+    t->queued = 0;
 }
 
 /* Ends the tunnel: the browser's socket closes, the grain's stream is
@@ -104,6 +108,7 @@ static void on_written(h2o_socket_t *sock, const char *err)
         t->head = w->next;
         if (t->head == NULL)
             t->tail = NULL;
+        t->queued -= w->len;
         if (err)
             cp_call_fail(w->call, CP_EXC_DISCONNECTED, "the browser went away");
         else
@@ -136,11 +141,26 @@ static void client_send_bytes(cp_server *self, cp_call *call,
         return;
     }
     cp_data d = WebSession_WebSocketStream_sendBytes_Params_get_message(params);
+    if (t->queued + d.len > WS_MAX_QUEUE) {
+        /* Each sendBytes returns once its bytes are written: an app that
+         * does not wait would otherwise fill the gateway's memory. */
+        cp_call_fail(call, CP_EXC_OVERLOADED,
+                     "the app sent more than %u MiB ahead of the browser (wait for each "
+                     "sendBytes to return)",
+                     WS_MAX_QUEUE >> 20);
+        gr_warn("websocket: the app sent more than %u MiB ahead of the browser; closing it",
+                WS_MAX_QUEUE >> 20);
+        t->refs++;
+        tunnel_close(t, "the app sent too far ahead");
+        tunnel_unref(t);
+        return;
+    }
     ws_write *w = gr_calloc(1, sizeof(*w));
     w->call = call;
     w->data = gr_malloc(d.len ? d.len : 1);
     memcpy(w->data, d.ptr, d.len);
     w->len = d.len;
+    t->queued += d.len;
     if (t->tail)
         t->tail->next = w;
     else
@@ -230,9 +250,20 @@ static void on_upgraded(void *ud, h2o_socket_t *sock, size_t reqsize)
 
 /* ---- the upgrade ----------------------------------------------------------------- */
 
+static void open_answered(const cp_response *resp, ws_tunnel *t);
+
+/* The grain answered openWebSocket. Its answer may come after it let go of
+ * our clientStream (the library releases the call's capabilities first),
+ * which closes the tunnel: the call's own reference keeps t until here. */
 static void on_open(const cp_response *resp, void *ud)
 {
     ws_tunnel *t = ud;
+    open_answered(resp, t);
+    tunnel_unref(t); /* the call's reference */
+}
+
+static void open_answered(const cp_response *resp, ws_tunnel *t)
+{
     h2o_req_t *req = t->ref.req;
     gw__req_ref_clear(&t->ref);
     if (req == NULL) {
@@ -243,6 +274,12 @@ static void on_open(const cp_response *resp, void *ud)
         gw__send_error_page(t->srv, req, 502, "Bad Gateway", "The app refused the WebSocket.",
                             resp->exception->reason, strlen(resp->exception->reason));
         tunnel_close(t, resp->exception->reason);
+        return;
+    }
+    if (t->closed) {
+        static const char why[] = "the app let go of the WebSocket as it accepted it";
+        gw__send_error_page(t->srv, req, 502, "Bad Gateway", "The app refused the WebSocket.",
+                            why, sizeof why - 1);
         return;
     }
     WebSession_openWebSocket_Results_R r = WebSession_openWebSocket_response(resp);
@@ -317,7 +354,7 @@ int gw__grain_websocket(gw_server *srv, h2o_req_t *req, cp_cap *web_session, gm_
 
     ws_tunnel *t = gr_calloc(1, sizeof(*t));
     t->srv = srv;
-    t->refs = 2;
+    t->refs = 3;
     t->grain = g;
     /* Sec-WebSocket-Accept = base64(SHA-1(key + GUID)) (RFC 6455 4.2.2). */
     _cleanup_free_ char *joined = gr_asprintf("%.*s%s", (int)key->len, key->base, WS_GUID);
@@ -332,9 +369,11 @@ int gw__grain_websocket(gw_server *srv, h2o_req_t *req, cp_cap *web_session, gm_
 
     gw__req_ref_init(&t->ref, req);
     if (cp_request_send(call, on_open, t, NULL, &err) < 0) {
-        /* The request, and with it the clientStream, is gone already. */
+        /* The request is gone already, and with it (now or later) the
+         * clientStream; the call's reference is ours to drop. */
         gw__req_ref_clear(&t->ref);
         tunnel_close(t, "send failed");
+        tunnel_unref(t);
         int rc = gw__send_error_page(srv, req, 502, "Bad Gateway",
                                      "The grain could not take the WebSocket.", gr_error_msg(err),
                                      strlen(gr_error_msg(err)));

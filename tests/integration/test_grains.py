@@ -4,6 +4,7 @@ data kept, crashes, and every refusal a stranger or a hostile page meets."""
 import json
 import os
 import re
+import socket
 import time
 
 import pytest
@@ -19,8 +20,12 @@ class Grains:
     """A daemon with an administrator, the notes app installed, and helpers
     to open grains as a browser would."""
 
-    def __init__(self, tmp_path, idle=120):
-        self.d = Daemon(tmp_path / "var", extra_args=("--grain-idle-seconds", str(idle), "--log-level", os.environ.get("GRANARY_TEST_LOG", "info")))
+    def __init__(self, tmp_path, idle=120, bridge=None):
+        extra = ("--grain-idle-seconds", str(idle),
+                 "--log-level", os.environ.get("GRANARY_TEST_LOG", "info"))
+        if bridge:  # a program to run in the bridge's place
+            extra += ("--bridge", bridge)
+        self.d = Daemon(tmp_path / "var", extra_args=extra)
         token = setup_link_from_log(self.d.read_log()).split("#token=")[1]
         self.admin = Client(self.d)
         status, body, _ = self.admin.post("/api/setup", dict(ADMIN, token=token))
@@ -548,6 +553,26 @@ def test_websocket_through_the_platform(grains):
     with pytest.raises(websocket.WebSocketBadStatusException):
         websocket.create_connection(f"ws://127.0.0.1:{grains.d.port}/ws/echo", host=host,
                                     timeout=20)
+
+
+def test_a_websocket_the_app_refuses(grains):
+    """The bridge refuses an upgrade whose headers it cannot carry (an ETag
+    with a backslash) and lets go of the gateway's stream as it answers:
+    the browser gets a 502, and the gateway (ASan build) uses nothing freed."""
+    gid = grains.new_grain()
+    host, cookie = grains.open(gid)
+    s = socket.create_connection(("127.0.0.1", grains.d.port), timeout=10)
+    s.sendall((f"GET /ws/echo HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\n"
+               "Origin: http://" + host + "\r\n"
+               "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+               'If-None-Match: "a\\b"\r\n\r\n').encode())
+    head = s.recv(65536)
+    s.close()
+    assert head.startswith(b"HTTP/1.1 502"), head
+    assert b"The app refused the WebSocket." in head or b"refused" in head, head
+    # The gateway is fine, and so is the grain.
+    assert grains.get(host, cookie, "/api/note")[0].status == 200
 
 
 def test_a_crash_is_reported_to_the_owner(grains):

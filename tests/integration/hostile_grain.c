@@ -1,0 +1,211 @@
+/* A hostile grain for the gateway's tests: run in place of the HTTP bridge
+ * (the daemon's --bridge), it serves MainView and WebSession on fd 3 itself
+ * and answers GETs with what a malicious app could send the platform,
+ * chosen by the path:
+ *
+ * - split204, split304: a content response with status noContent or
+ *   notModified and a body that is a whole HTTP response of its own;
+ *   split204stream: the same body written to the response stream;
+ * - dropstream: a streamed response whose responseStream it lets go at once;
+ * - dropafter: a streamed response, one write, then it lets the stream go;
+ * - flood/N: a streamed response and N writes of 1 MiB sent back to back,
+ *   never waiting for their answers and never saying done;
+ * - wsflood/N (openWebSocket): N sendBytes of 1 MiB on the clientStream;
+ * - anything else: 200 "hostile grain".
+ * It ignores its arguments (PORT -- COMMAND...), and runs until fd 3 ends. */
+#include "capnp.h"
+#include "grain.capnp.h"
+#include "rpc.h"
+#include "util.h"
+#include "web-session.capnp.h"
+
+#include <signal.h>
+
+#define MIB (1u << 20)
+
+static uv_loop_t *loop;
+static cp_cap *kept[4096]; /* capabilities it holds on purpose, never let go */
+static size_t nkept;
+
+static void keep(cp_cap *c)
+{
+    if (nkept < sizeof kept / sizeof kept[0])
+        kept[nkept++] = c;
+    else
+        cp_cap_unref(c);
+}
+
+static void ignore_answer(const cp_response *resp, void *ud)
+{
+}
+
+/* Sends a request without waiting for its answer. */
+static void fire(cp_request *req)
+{
+    gr_error_t err = NULL;
+    if (cp_request_send(req, ignore_answer, NULL, NULL, &err) < 0) {
+        gr_warn("hostile grain: %s", gr_error_msg(err));
+        gr_error_release(&err);
+    }
+}
+
+static void write_bytes(cp_cap *stream, const void *data, size_t len)
+{
+    ByteStream_write_Params_B p;
+    cp_request *w = ByteStream_write_request(stream, &p);
+    ByteStream_write_Params_set_data(p, data, len);
+    fire(w);
+}
+
+/* A Handle that does nothing, for the stream body's handle. */
+static void handle_dispatch(cp_server *self, cp_call *call, uint64_t iface, uint16_t method)
+{
+    cp_call_return(call);
+}
+
+static void handle_destroy(cp_server *self)
+{
+    free(self);
+}
+
+static const cp_server_vtable handle_vt = {"hostile Handle", handle_dispatch, handle_destroy};
+
+static cp_cap *new_handle(void)
+{
+    cp_server *h = gr_calloc(1, sizeof(*h));
+    h->vt = &handle_vt;
+    return cp_server_cap(h);
+}
+
+static const char injected[] = "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 35\r\n"
+                               "\r\n<script>alert('no CSP')</script>\r\n";
+
+static char *mib_of(char c)
+{
+    char *buf = gr_malloc(MIB);
+    memset(buf, c, MIB);
+    return buf;
+}
+
+static void ws_get(cp_server *self, cp_call *call, WebSession_get_Params_R params)
+{
+    cp_text path = WebSession_get_Params_get_path(params);
+    WebSession_Context_R ctx = WebSession_get_Params_get_context(params);
+    WebSession_Response_B r = WebSession_get_results(call);
+    WebSession_Response_content_B c = WebSession_Response_init_content(r);
+    WebSession_Response_content_set_mimeType(c, "text/plain", 10);
+    WebSession_Response_content_body_B body = WebSession_Response_content_init_body(c);
+    if (strncmp(path.str, "split", 5) == 0) {
+        WebSession_Response_content_set_statusCode(
+            c, strncmp(path.str, "split304", 8) == 0 ? WebSession_Response_SuccessCode_notModified
+                                                     : WebSession_Response_SuccessCode_noContent);
+        if (strstr(path.str, "stream")) {
+            cp_cap *rs = WebSession_Context_get_responseStream(ctx);
+            WebSession_Response_content_body_set_stream(body, new_handle());
+            write_bytes(rs, injected, sizeof injected - 1);
+            ByteStream_done_Params_B dp;
+            fire(ByteStream_done_request(rs, &dp));
+            keep(rs);
+        } else {
+            WebSession_Response_content_body_set_bytes(body, injected, sizeof injected - 1);
+        }
+    } else if (strcmp(path.str, "dropstream") == 0) {
+        WebSession_Response_content_body_set_stream(body, new_handle());
+    } else if (strcmp(path.str, "dropafter") == 0) {
+        cp_cap *rs = WebSession_Context_get_responseStream(ctx);
+        WebSession_Response_content_body_set_stream(body, new_handle());
+        write_bytes(rs, "one write, then nothing\n", 24);
+        cp_cap_unref(rs);
+    } else if (strncmp(path.str, "flood/", 6) == 0) {
+        cp_cap *rs = WebSession_Context_get_responseStream(ctx);
+        WebSession_Response_content_body_set_stream(body, new_handle());
+        cp_call_return(call);
+        long n = strtol(path.str + 6, NULL, 10);
+        _cleanup_free_ char *buf = mib_of('A');
+        for (long i = 0; i < n && i < 4096; i++)
+            write_bytes(rs, buf, MIB);
+        keep(rs);
+        return;
+    } else {
+        WebSession_Response_content_body_set_bytes(body, "hostile grain\n", 14);
+    }
+    cp_call_return(call);
+}
+
+static void ws_open_websocket(cp_server *self, cp_call *call,
+                              WebSession_openWebSocket_Params_R params)
+{
+    cp_text path = WebSession_openWebSocket_Params_get_path(params);
+    cp_cap *client = WebSession_openWebSocket_Params_get_clientStream(params);
+    WebSession_openWebSocket_Results_set_serverStream(WebSession_openWebSocket_results(call),
+                                                      new_handle());
+    cp_call_return(call);
+    long n = strncmp(path.str, "wsflood/", 8) == 0 ? strtol(path.str + 8, NULL, 10) : 0;
+    _cleanup_free_ char *buf = mib_of('B');
+    for (long i = 0; i < n && i < 4096; i++) {
+        WebSession_WebSocketStream_sendBytes_Params_B p;
+        cp_request *req = WebSession_WebSocketStream_sendBytes_request(client, &p);
+        WebSession_WebSocketStream_sendBytes_Params_set_message(p, buf, MIB);
+        fire(req);
+    }
+    keep(client);
+}
+
+static const WebSession_methods web_methods = {.get = ws_get, .openWebSocket = ws_open_websocket};
+
+static void session_dispatch(cp_server *self, cp_call *call, uint64_t iface, uint16_t method)
+{
+    if (!WebSession_dispatch(&web_methods, self, call, iface, method))
+        cp_call_unimplemented(call, iface, method);
+}
+
+static const cp_server_vtable session_vt = {"hostile WebSession", session_dispatch,
+                                            handle_destroy};
+
+static void mv_get_view_info(cp_server *self, cp_call *call, UiView_getViewInfo_Params_R params)
+{
+    UiView_getViewInfo_results(call);
+    cp_call_return(call);
+}
+
+static void mv_new_session(cp_server *self, cp_call *call, UiView_newSession_Params_R params)
+{
+    cp_server *s = gr_calloc(1, sizeof(*s));
+    s->vt = &session_vt;
+    UiView_newSession_Results_set_session(UiView_newSession_results(call), cp_server_cap(s));
+    cp_call_return(call);
+}
+
+static const UiView_methods view_methods = {.getViewInfo = mv_get_view_info,
+                                            .newSession = mv_new_session};
+
+static void mv_dispatch(cp_server *self, cp_call *call, uint64_t iface, uint16_t method)
+{
+    if (!UiView_dispatch(&view_methods, self, call, iface, method))
+        cp_call_unimplemented(call, iface, method);
+}
+
+static const cp_server_vtable mainview_vt = {"hostile MainView", mv_dispatch, handle_destroy};
+
+static void platform_gone(cp_rpc_conn *conn, const char *reason, void *ud)
+{
+    exit(0);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    loop = uv_default_loop();
+    cp_server *mv = gr_calloc(1, sizeof(*mv));
+    mv->vt = &mainview_vt;
+    cp_cap *boot = cp_server_cap(mv);
+    cp_rpc_conn *conn = NULL;
+    gr_error_t err = NULL;
+    if (cp_rpc_conn_open(loop, 3, boot, NULL, &conn, &err) < 0)
+        gr_die("fd 3: %s", gr_error_msg(err));
+    cp_cap_unref(boot);
+    cp_rpc_conn_on_disconnect(conn, platform_gone, NULL);
+    gr_info("hostile grain: serving");
+    uv_run(loop, UV_RUN_DEFAULT);
+    return 0;
+}

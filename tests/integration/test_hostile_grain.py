@@ -1,0 +1,116 @@
+"""A grain that attacks the gateway: tests/integration/hostile_grain.c runs
+in the bridge's place and answers with what a malicious app could send over
+fd 3. Each test says what it sends and what the gateway must do; the daemon
+is the ASan build, and Daemon.stop fails a test on any sanitizer report."""
+import os
+import re
+import socket
+import time
+
+import pytest
+from granary_testing import built
+from test_grains import Grains
+
+
+@pytest.fixture
+def hostile(tmp_path, monkeypatch):
+    # Freed memory goes back at once, so that the daemon's RSS shows what it
+    # holds (ASan's quarantine would keep 256 MiB of freed blocks).
+    monkeypatch.setenv("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:quarantine_size_mb=0")
+    g = Grains(tmp_path, bridge=os.path.abspath(built("tests", "integration", "hostile-grain")))
+    gid = g.new_grain()
+    g.host, g.cookie = g.open(gid)
+    g.gid = gid
+    yield g
+    g.stop()
+
+
+def raw(g, requests, timeout=5):
+    """Sends requests (paths) on one keep-alive connection; returns all bytes
+    read until the gateway closes it or goes quiet."""
+    s = socket.create_connection(("127.0.0.1", g.d.port), timeout=timeout)
+    for path in requests:
+        s.sendall((f"GET {path} HTTP/1.1\r\nHost: {g.host}\r\nCookie: {g.cookie}\r\n\r\n").encode())
+    out = b""
+    try:
+        while True:
+            c = s.recv(65536)
+            if not c:
+                break
+            out += c
+    except socket.timeout:
+        pass
+    s.close()
+    return out
+
+
+@pytest.mark.parametrize("path", ["/split204", "/split304", "/split204stream"])
+def test_a_body_on_a_bodiless_status_is_not_sent(hostile, path):
+    """The app answers 204 or 304 with a body that is a whole HTTP response
+    of its own. h2o frames such a response without a length, so the bytes
+    would be read as the answer to the browser's next request on the
+    connection, without the grain's CSP: none of them go out."""
+    out = raw(hostile, [path, "/"])
+    assert b"no CSP" not in out, out
+    responses = re.findall(rb"HTTP/1\.1 (\d{3})", out)
+    assert responses[:2] in ([b"204", b"200"], [b"304", b"200"]), out
+    # The second response is the grain's own, with the platform's headers.
+    second = out[out.index(b"HTTP/1.1 200"):]
+    assert b"content-security-policy" in second.lower(), second
+    assert second.endswith(b"hostile grain\n"), second
+
+
+@pytest.mark.parametrize("path", ["/dropstream", "/dropafter"])
+def test_a_response_stream_the_app_lets_go_of_ends(hostile, path):
+    """The app starts a streamed response and lets go of the stream without
+    saying done: the response ends, as broken (the connection closes), and
+    neither the request nor the stream is kept."""
+    t0 = time.time()
+    out = raw(hostile, [path], timeout=10)
+    assert time.time() - t0 < 8, "the response never ended"
+    assert out.startswith(b"HTTP/1.1 200"), out
+    if path == "/dropafter":
+        assert b"one write, then nothing" in out
+    assert not out.endswith(b"0\r\n\r\n"), out  # not a whole chunked body
+    # The gateway goes on serving the grain.
+    assert hostile.get(hostile.host, hostile.cookie, "/")[0].status == 200
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+
+
+def flood_unread(g, head, logged):
+    """Sends the request head, reads nothing, and waits for the gateway to
+    log that it cut the grain off; its memory must not have grown with the
+    grain's 200 MiB (the RPC reader holds a frame or two while it parses)."""
+    before = rss_kib(g.d.proc.pid)
+    s = socket.create_connection(("127.0.0.1", g.d.port), timeout=10)
+    s.sendall((head + f"Host: {g.host}\r\nCookie: {g.cookie}\r\n\r\n").encode())
+    deadline = time.time() + 30
+    while logged not in g.d.read_log() and time.time() < deadline:
+        time.sleep(0.1)
+    assert logged in g.d.read_log()
+    time.sleep(1)
+    grew = rss_kib(g.d.proc.pid) - before
+    s.close()
+    assert grew < 80 * 1024, f"the gateway grew by {grew} KiB"
+
+
+def test_an_app_writing_far_ahead_of_the_browser_is_cut_off(hostile):
+    """The app writes 200 MiB to a response without waiting for its writes'
+    answers, while the browser reads nothing: the gateway keeps at most
+    4 MiB of it, cuts the response, and says why in the log."""
+    flood_unread(hostile, "GET /flood/200 HTTP/1.1\r\n",
+                 "the app wrote more than 4 MiB ahead of the browser")
+    assert hostile.get(hostile.host, hostile.cookie, "/")[0].status == 200
+
+
+def test_an_app_sending_far_ahead_on_a_websocket_is_cut_off(hostile):
+    """The same on a WebSocket: 200 sendBytes of 1 MiB to a browser that
+    reads nothing. The gateway closes the socket past 4 MiB."""
+    flood_unread(hostile, f"GET /wsflood/200 HTTP/1.1\r\nOrigin: http://{hostile.host}\r\n"
+                 "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+                 "the app sent more than 4 MiB ahead of the browser")
