@@ -671,11 +671,16 @@ static void add_etag(h2o_req_t *req, WebSession_ETag_R t)
     free(h);
 }
 
+/* Whether an app's header name or value may go out: what RFC 9110 allows
+ * in a field value (visible ASCII, space, tab, bytes from 0x80), so no line
+ * break to split the response and no other control byte either. */
 static bool header_safe(const char *s, size_t len)
 {
-    for (size_t i = 0; i < len; i++)
-        if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0')
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
             return false;
+    }
     return true;
 }
 
@@ -1327,7 +1332,6 @@ int gw__route_grain(gw_server *srv, h2o_req_t *req, const char *label)
                                    "No grain session is open at this address. Open the grain "
                                    "again from the shell.",
                                    label, strlen(label));
-    s->last_used_ns = session_clock(srv);
     if (h2o_memis(req->path_normalized.base, req->path_normalized.len,
                   H2O_STRLIT("/_granary/init")))
         return serve_init(srv, req, s);
@@ -1355,5 +1359,6 @@ int gw__route_grain(gw_server *srv, h2o_req_t *req, const char *label)
         return grain_error_page(srv, req, 403, "Forbidden",
                                 "This grain session belongs to another browser.",
                                 "Open the grain from the shell.");
+    s->last_used_ns = session_clock(srv); /* only its own browser keeps it open */
     return call_grain(srv, req, s);
 }

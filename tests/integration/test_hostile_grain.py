@@ -60,6 +60,16 @@ def test_a_body_on_a_bodiless_status_is_not_sent(hostile, path):
     assert second.endswith(b"hostile grain\n"), second
 
 
+def test_control_bytes_in_an_apps_header_do_not_go_out(hostile):
+    """A MIME type with an escape sequence and a DEL: no such header goes to
+    the browser (only visible ASCII, space and tab may)."""
+    out = raw(hostile, ["/ctlmime"])
+    assert out.startswith(b"HTTP/1.1 200"), out
+    head = out.split(b"\r\n\r\n")[0]
+    assert b"\x1b" not in head and b"\x7f" not in head, head
+    assert b"text/html" not in head.lower(), head
+
+
 @pytest.mark.parametrize("path", ["/dropstream", "/dropafter"])
 def test_a_response_stream_the_app_lets_go_of_ends(hostile, path):
     """The app starts a streamed response and lets go of the stream without
