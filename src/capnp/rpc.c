@@ -372,8 +372,13 @@ void cp__cap_resolve(cp_cap *cap, cp_cap *to)
                             (t->kind == CP__CAP_PROMISE && t->question && t->question->conn &&
                              t->question->conn == conn);
     /* Calls sent to the peer through the promise may still be on their way
-     * back here; new calls must not overtake them. */
-    if (cap->calls_sent && conn && !remote_same_conn && cp_rpc_conn_alive(conn))
+     * back here; new calls must not overtake them. Not for a broken (or
+     * null) resolution: it may have come as an exception on the wire, not as
+     * a capability the peer could reflect, and calls on it all fail alike,
+     * in any order (the C++ implementation, too, sends no Disembargo then,
+     * and aborts on one whose target is broken). */
+    if (cap->calls_sent && conn && !remote_same_conn && t->kind != CP__CAP_BROKEN &&
+        cp_rpc_conn_alive(conn))
         cp__conn_embargo(conn, cap);
     if (cap->question) {
         cp_pending *q = cap->question;

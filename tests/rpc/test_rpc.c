@@ -294,6 +294,30 @@ static void test_two_vats(void **state)
     cp_cap_unref(cb);
     pump(&w);
 
+    /* A promise that resolves to an exception is not embargoed: the peer
+     * could not reflect a Disembargo on it (the C++ implementation aborts
+     * the connection), and calls on it all fail alike anyway. */
+    req = cp_request_new(remote, Interop_TYPE_ID, Interop_fail_METHOD_ID);
+    cp_set_text(cp_request_params(req, 0, 1), 0, "no such object", 14);
+    interop_outcome *failed = send_call(req, &p);
+    cb = cp_pending_pipeline(p, path, 1);
+    calls[0] = send_call(cb_req(cb, 0), NULL); /* pipelined: it reaches B first */
+    pump(&w);
+    assert_true(failed->done && failed->failed);
+    assert_true(calls[0]->done && calls[0]->failed);
+    assert_non_null(strstr(calls[0]->reason, "no such object"));
+    gr_error_t berr = NULL;
+    assert_null(interop_send(cb_req(cb, 1), NULL, &berr)); /* now broken here */
+    assert_non_null(strstr(gr_error_msg(berr), "no such object"));
+    gr_error_release(&berr);
+    cp_rpc_conn_stats(w.a, &st);
+    assert_int_equal(st.embargoes, 1); /* still only the one above */
+    assert_true(cp_rpc_conn_alive(w.a) && cp_rpc_conn_alive(w.b));
+    interop_outcome_free(calls[0]);
+    interop_outcome_free(failed);
+    cp_cap_unref(cb);
+    pump(&w);
+
     /* Disconnect: outstanding calls fail once, imports break. */
     o = send_call(cp_request_new(remote, Interop_TYPE_ID, Interop_hang_METHOD_ID), NULL);
     pump(&w);
