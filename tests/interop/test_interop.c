@@ -373,7 +373,29 @@ static void test_c_client_exception(void **state)
     assert_true(o->failed);
     assert_int_equal(o->type, CP_EXC_UNIMPLEMENTED);
     interop_outcome_free(o);
+
+    /* A call pipelined on an answer that fails fails with its reason, and
+     * the connection lives on: no Disembargo goes to an exception (the C++
+     * side aborts on one). */
+    req = cp_request_new(f->remote, Interop_TYPE_ID, Interop_fail_METHOD_ID);
+    cp_set_text(cp_request_params(req, 0, 1), 0, why, strlen(why));
+    cp_pending *pending = NULL;
+    _cleanup_error_ gr_error_t err = NULL;
+    o = interop_send(req, &pending, &err);
+    assert_non_null(o);
+    uint16_t path[] = {0};
+    cp_cap *counter = cp_pending_pipeline(pending, path, 1);
+    interop_outcome *inc = interop_send(inc_req(counter, 5), NULL, &err);
+    assert_non_null(inc);
+    interop_wait(&f->loop, o);
+    interop_wait(&f->loop, inc);
+    assert_true(o->failed && inc->failed);
+    assert_non_null(strstr(inc->reason, why));
+    interop_outcome_free(o);
+    interop_outcome_free(inc);
+    cp_cap_unref(counter);
     assert_int_equal(ping(f, 41), 42);
+    assert_int_equal(ping(f, 42), 43);
     end_client(f);
 }
 
