@@ -1110,7 +1110,9 @@ static cp_request *dav_call(gw_server *srv, h2o_req_t *req, cp_cap *ws, const ch
 static cp_cap *web_session_for(gw_server *srv, gw_grain_session *s, gm_grain *g, h2o_req_t *req,
                                gr_error_t *err)
 {
-    if (s->web_session && s->grain_generation == gm_grain_generation(g))
+    /* A session the grain refused (newSession failed) is asked for again. */
+    if (s->web_session && s->grain_generation == gm_grain_generation(g) &&
+        !cp_cap_is_broken(s->web_session))
         return s->web_session;
     cp_cap_unref(s->web_session);
     s->web_session = NULL;

@@ -13,6 +13,7 @@
  * - wsflood/N (openWebSocket): N sendBytes of 1 MiB on the clientStream;
  * - ctlmime: a MIME type with an escape sequence and a DEL in it;
  * - anything else: 200 "hostile grain".
+ * newSession fails when the browser's User-Agent says "refuse-session".
  * It ignores its arguments (PORT -- COMMAND...), and runs until fd 3 ends. */
 #include "capnp.h"
 #include "grain.capnp.h"
@@ -175,6 +176,12 @@ static void mv_get_view_info(cp_server *self, cp_call *call, UiView_getViewInfo_
 
 static void mv_new_session(cp_server *self, cp_call *call, UiView_newSession_Params_R params)
 {
+    WebSession_Params_R wp = WebSession_Params_read(UiView_newSession_Params_get_sessionParams(params));
+    cp_text ua = WebSession_Params_get_userAgent(wp);
+    if (ua.len && strstr(ua.str, "refuse-session")) {
+        cp_call_fail(call, CP_EXC_FAILED, "hostile grain: no session for you");
+        return;
+    }
     cp_server *s = gr_calloc(1, sizeof(*s));
     s->vt = &session_vt;
     UiView_newSession_Results_set_session(UiView_newSession_results(call), cp_server_cap(s));

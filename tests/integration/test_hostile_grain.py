@@ -124,3 +124,14 @@ def test_an_app_sending_far_ahead_on_a_websocket_is_cut_off(hostile):
                  "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
                  "the app sent more than 4 MiB ahead of the browser")
+
+
+def test_a_refused_session_is_asked_for_again(hostile):
+    """newSession fails for the first request (the app refuses its User-Agent):
+    that request gets 502, and the next one asks the grain for a session
+    again instead of reusing the broken one until the grain restarts."""
+    resp, body = hostile.get(hostile.host, hostile.cookie, "/",
+                             headers={"User-Agent": "refuse-session/1.0"})
+    assert resp.status == 502, body
+    resp, body = hostile.get(hostile.host, hostile.cookie, "/")
+    assert resp.status == 200 and body == b"hostile grain\n", body
