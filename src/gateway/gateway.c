@@ -275,6 +275,11 @@ static void on_sweep(uv_timer_t *t)
     /* A grain session nobody used for three idle periods is closed, as
      * Sandstorm drops sessions idle for 180 s; the browser opens a new one. */
     gw__grain_sessions_sweep(srv, 3 * (uint64_t)srv->cfg->grain_idle_seconds * 1000000000u);
+    /* A call unanswered for five idle periods (10 min by default) is given
+     * up: h2o does not see a browser leave while it waits, so without this
+     * a grain that never answers would be held, and the browser's
+     * connection kept, for good. */
+    gw__grain_calls_sweep(srv, 5 * (uint64_t)srv->cfg->grain_idle_seconds * 1000000000u);
 }
 
 void gw_server_set_grains(gw_server *srv, gm_manager *m)

@@ -33,6 +33,7 @@ struct gw_server {
     gr_index sessions_by_label; /* the same sessions, found by their origin's label */
     uv_timer_t sweep_timer;
     bool sweep_started;
+    struct grain_call *open_calls; /* grain_host.c: calls awaiting the grain's answer */
     struct gw_grain_size *grain_sizes; /* api_grains.c: disk use, as last counted */
     gr_index sizes_by_id;
 };
@@ -123,6 +124,9 @@ char *gw__grain_session_new(gw_server *srv, const char *grain_id, const char *ac
                             const char *user_name, const char *path);
 int gw__route_grain(gw_server *srv, h2o_req_t *req, const char *label);
 void gw__grain_sessions_sweep(gw_server *srv, uint64_t idle_ns);
+/* Answers 504 to each request whose grain has not answered its call for
+ * deadline_ns, and cancels the call. */
+void gw__grain_calls_sweep(gw_server *srv, uint64_t deadline_ns);
 void gw__grain_sessions_drop_grain(gw_server *srv, const char *grain_id);
 /* An open view's keep-alive: its user's sessions of the grain stay open. */
 void gw__grain_sessions_touch(gw_server *srv, const char *grain_id, const char *account_id);

@@ -609,6 +609,11 @@ static const cp_server_vtable stream_vt = {"gateway ByteStream", stream_dispatch
 typedef struct grain_call {
     gw_server *srv;
     gw_req_ref ref;
+    /* While the grain has not answered: the call, when it left, and the
+     * links of srv->open_calls. */
+    cp_pending *pending;
+    uint64_t sent_ns;
+    struct grain_call *next_open, **prev_open;
     gm_grain *grain;
     body_stream *stream; /* borrowed; owned by its capability */
     cp_cap *stream_cap;
@@ -623,6 +628,11 @@ typedef struct grain_call {
 
 static void grain_call_free(grain_call *gc)
 {
+    if (gc->prev_open) {
+        *gc->prev_open = gc->next_open;
+        if (gc->next_open)
+            gc->next_open->prev_open = gc->prev_open;
+    }
     cp_flow_free(gc->upload_flow);
     cp_cap_unref(gc->upload);
     gw__req_ref_clear(&gc->ref);
@@ -872,6 +882,51 @@ static void send_response(grain_call *gc, h2o_req_t *req, WebSession_Response_R 
     default:
         grain_error_page(srv, req, 502, "Bad Gateway", "The app sent a response Granary does not know.",
                          "");
+    }
+}
+
+/* Sends the call, noting it among the open ones for the deadline. */
+static int send_call(grain_call *gc, cp_request *call, cp_response_cb cb, gr_error_t *err)
+{
+    cp_pending *p = NULL;
+    if (cp_request_send(call, cb, gc, &p, err) < 0)
+        return -1;
+    if (p) { /* else cb ran already, and gc is gone */
+        gw_server *srv = gc->srv;
+        gc->pending = p;
+        gc->sent_ns = session_clock(srv);
+        gc->next_open = srv->open_calls;
+        if (gc->next_open)
+            gc->next_open->prev_open = &gc->next_open;
+        gc->prev_open = &srv->open_calls;
+        srv->open_calls = gc;
+    }
+    return 0;
+}
+
+void gw__grain_calls_sweep(gw_server *srv, uint64_t deadline_ns)
+{
+    uint64_t now = session_clock(srv);
+    /* Freeing a call can release its grain and fail others at once, which
+     * frees them: the walk starts over after each one given up. */
+    for (bool again = true; again;) {
+        again = false;
+        for (grain_call *gc = srv->open_calls; gc; gc = gc->next_open) {
+            if (now - gc->sent_ns < deadline_ns)
+                continue;
+            cp_pending_cancel(gc->pending);
+            gc->pending = NULL;
+            gr_warn("grain: the app did not answer a request for %llu s; giving up on it",
+                    (unsigned long long)(deadline_ns / 1000000000u));
+            h2o_req_t *req = gc->ref.req;
+            gw__req_ref_clear(&gc->ref);
+            if (req)
+                grain_error_page(srv, req, 504, "Gateway Timeout",
+                                 "The app did not answer in time.", "");
+            grain_call_free(gc);
+            again = true;
+            break;
+        }
     }
 }
 
@@ -1303,7 +1358,7 @@ static int call_grain(gw_server *srv, h2o_req_t *req, gw_grain_session *s)
                 return grain_error_page(srv, req, 400, "Bad Request",
                                         "The request's headers are not valid.", gr_error_msg(err));
             }
-            if (cp_request_send(call, on_options, gc, NULL, &err) < 0) {
+            if (send_call(gc, call, on_options, &err) < 0) {
                 grain_call_free(gc);
                 return grain_error_page(srv, req, 502, "Bad Gateway",
                                         "The grain could not take the request.", gr_error_msg(err));
@@ -1318,7 +1373,7 @@ static int call_grain(gw_server *srv, h2o_req_t *req, gw_grain_session *s)
                                 gr_error_msg(err));
     }
     gr_debug("grain %s: %s /%.*s", s->grain_id, method, (int)plen, path);
-    if (cp_request_send(call, on_response, gc, NULL, &err) < 0) {
+    if (send_call(gc, call, on_response, &err) < 0) {
         grain_call_free(gc);
         return grain_error_page(srv, req, 502, "Bad Gateway", "The grain could not take the request.",
                                 gr_error_msg(err));

@@ -11,6 +11,7 @@
  * - flood/N: a streamed response and N writes of 1 MiB sent back to back,
  *   never waiting for their answers and never saying done;
  * - wsflood/N (openWebSocket): N sendBytes of 1 MiB on the clientStream;
+ * - hang: never answers (the call is left unended);
  * - ctlmime: a MIME type with an escape sequence and a DEL in it;
  * - anything else: 200 "hostile grain".
  * newSession fails when the browser's User-Agent says "refuse-session".
@@ -111,6 +112,8 @@ static void ws_get(cp_server *self, cp_call *call, WebSession_get_Params_R param
         } else {
             WebSession_Response_content_body_set_bytes(body, injected, sizeof injected - 1);
         }
+    } else if (strcmp(path.str, "hang") == 0) {
+        return;
     } else if (strcmp(path.str, "ctlmime") == 0) {
         static const char mime[] = "text/html\x1b[2J\x7f";
         WebSession_Response_content_set_mimeType(c, mime, sizeof mime - 1);

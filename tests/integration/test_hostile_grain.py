@@ -135,3 +135,27 @@ def test_a_refused_session_is_asked_for_again(hostile):
     assert resp.status == 502, body
     resp, body = hostile.get(hostile.host, hostile.cookie, "/")
     assert resp.status == 200 and body == b"hostile grain\n", body
+
+
+def test_a_request_the_app_never_answers_is_given_up(tmp_path):
+    """The app never answers. After five idle periods (here 1 s each) the
+    gateway answers 504 and cancels the call, so the grain is no longer held
+    for it and stops for being idle, as any other."""
+    g = Grains(tmp_path, idle=1, bridge=os.path.abspath(built("tests", "integration",
+                                                              "hostile-grain")))
+    try:
+        gid = g.new_grain()
+        host, cookie = g.open(gid)
+        t0 = time.time()
+        resp, body = g.get(host, cookie, "/hang")
+        waited = time.time() - t0
+        assert resp.status == 504, body
+        assert b"The app did not answer in time." in body
+        assert 4 <= waited < 15, waited
+        assert "the app did not answer a request for 5 s; giving up on it" in g.d.read_log()
+        deadline = time.time() + 20
+        while f"grain {gid}: idle" not in g.d.read_log() and time.time() < deadline:
+            time.sleep(0.1)
+        assert f"grain {gid}: idle" in g.d.read_log()
+    finally:
+        g.stop()
