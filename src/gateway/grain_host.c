@@ -1298,7 +1298,7 @@ static int call_grain(gw_server *srv, h2o_req_t *req, gw_grain_session *s)
             gc->upload_flow = cp_flow_new(UPLOAD_WINDOW, on_upload_ready, gc);
             WebSession_RequestStream_getResponse_Params_B gp;
             cp_request *get = WebSession_RequestStream_getResponse_request(gc->upload, &gp);
-            if (cp_request_send(get, on_response, gc, NULL, &err) < 0) {
+            if (send_call(gc, get, on_response, &err) < 0) {
                 grain_call_free(gc);
                 return grain_error_page(srv, req, 502, "Bad Gateway",
                                         "The grain could not take the upload.", gr_error_msg(err));
