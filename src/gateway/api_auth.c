@@ -40,9 +40,16 @@ int gw__store_failure(h2o_req_t *req, gr_error_t *err)
 /* ---- request parsing ----------------------------------------------------- */
 
 /* Copies the value of cookie `name` from the Cookie headers, or NULL. */
-static char *cookie_value(h2o_req_t *req, const char *name)
+/* The value of cookie `name`, newly allocated, or NULL when the request has
+ * none. *twice is set when it has more than one: a page of a grain origin
+ * (a subdomain) can set a cookie of the same name for the parent domain,
+ * which the browser then sends beside ours, and which comes first is the
+ * browser's choice. */
+static char *cookie_value(h2o_req_t *req, const char *name, bool *twice)
 {
     size_t nl = strlen(name);
+    char *found = NULL;
+    *twice = false;
     for (ssize_t i = -1;
          (i = h2o_find_header(&req->headers, H2O_TOKEN_COOKIE, i)) != -1;) {
         const char *p = req->headers.entries[i].value.base;
@@ -52,12 +59,17 @@ static char *cookie_value(h2o_req_t *req, const char *name)
                 p++;
             const char *semi = memchr(p, ';', (size_t)(end - p));
             const char *item_end = semi ? semi : end;
-            if ((size_t)(item_end - p) > nl && memcmp(p, name, nl) == 0 && p[nl] == '=')
-                return gr_strndup(p + nl + 1, (size_t)(item_end - p - (ptrdiff_t)nl - 1));
+            if ((size_t)(item_end - p) > nl && memcmp(p, name, nl) == 0 && p[nl] == '=') {
+                if (found) {
+                    *twice = true;
+                    return found;
+                }
+                found = gr_strndup(p + nl + 1, (size_t)(item_end - p - (ptrdiff_t)nl - 1));
+            }
             p = item_end;
         }
     }
-    return NULL;
+    return found;
 }
 
 static bool is_hex_token(const char *t)
@@ -75,7 +87,16 @@ static bool is_hex_token(const char *t)
 int gw__session_find(gw_server *srv, h2o_req_t *req, gw_session *s, gr_error_t *err)
 {
     memset(s, 0, sizeof(*s));
-    _cleanup_free_ char *token = cookie_value(req, SESSION_COOKIE);
+    bool twice = false;
+    _cleanup_free_ char *token = cookie_value(req, SESSION_COOKIE, &twice);
+    if (twice) {
+        /* Which is ours cannot be told: using either could sign the user in
+         * as whoever planted the other. */
+        gr_warn("auth: a request carried two %s cookies (a grain's page may have set one for "
+                "the parent domain); treated as signed out",
+                SESSION_COOKIE);
+        return 0;
+    }
     if (!is_hex_token(token))
         return 0;
     au_token_hash(token, s->token_hash);

@@ -1,5 +1,6 @@
 """The shell's accounts API over real HTTP: first-run setup, password and
 email-link login, TOTP, sessions, CSRF, rate limiting, and every refusal."""
+import json
 import re
 import sqlite3
 import subprocess
@@ -272,3 +273,28 @@ def test_concurrent_logins_do_not_block_the_server(admin, daemon):
     assert resp.status == 200
     assert results == [200] * 4
     assert health_time < 5  # generous: only that it was not queued behind all hashes
+
+
+def test_a_planted_second_session_cookie_signs_nobody_in(admin, daemon):
+    """A grain's page (a subdomain of the shell's host) can set a cookie named
+    granary_session for the parent domain, with a longer path so that the
+    browser sends it first. With two session cookies the shell cannot tell
+    which is its own, so it takes neither: the user is not signed in as the
+    attacker who planted one (nor as themself, until the plant is gone)."""
+    status, body, _ = admin.post("/api/admin/accounts", {"email": "mallory@example.com",
+                                                         "name": "Mallory",
+                                                         "password": "mallory's secret"})
+    assert status == 201
+    mallory = Client(daemon)
+    assert mallory.post("/api/login", {"email": "mallory@example.com",
+                                       "password": "mallory's secret"})[0] == 200
+    for order in ((mallory.cookie, admin.cookie), (admin.cookie, mallory.cookie)):
+        resp, body = daemon.request("GET", "/api/session", headers={
+            "Cookie": f"granary_session={order[0]}; granary_session={order[1]}"})
+        assert resp.status == 200, body
+        assert json.loads(body).get("account") is None, body
+    assert "a request carried two granary_session cookies" in daemon.read_log()
+    # One cookie, as before: each is who they are.
+    resp, body = daemon.request("GET", "/api/session",
+                                headers={"Cookie": f"granary_session={admin.cookie}"})
+    assert json.loads(body)["account"]["email"] == ADMIN["email"], body
