@@ -13,6 +13,15 @@
 #include <strings.h>
 
 #define SESSION_COOKIE "granary_session"
+/* Over https the cookie's name carries the __Host- prefix: browsers then
+ * refuse any cookie of that name set with a Domain (or without Secure, or
+ * for another path), so no grain page can plant one beside it. */
+#define HOST_SESSION_COOKIE "__Host-" SESSION_COOKIE
+
+static const char *session_cookie(const gw_server *srv)
+{
+    return srv->cfg->base_https ? HOST_SESSION_COOKIE : SESSION_COOKIE;
+}
 #define SESSION_SECONDS (14 * 24 * 3600)
 #define EMAIL_LINK_SECONDS (15 * 60)
 #define MAX_BODY (64 * 1024)
@@ -88,13 +97,13 @@ int gw__session_find(gw_server *srv, h2o_req_t *req, gw_session *s, gr_error_t *
 {
     memset(s, 0, sizeof(*s));
     bool twice = false;
-    _cleanup_free_ char *token = cookie_value(req, SESSION_COOKIE, &twice);
+    _cleanup_free_ char *token = cookie_value(req, session_cookie(srv), &twice);
     if (twice) {
         /* Which is ours cannot be told: using either could sign the user in
          * as whoever planted the other. */
         gr_warn("auth: a request carried two %s cookies (a grain's page may have set one for "
                 "the parent domain); treated as signed out",
-                SESSION_COOKIE);
+                session_cookie(srv));
         return 0;
     }
     if (!is_hex_token(token))
@@ -228,8 +237,8 @@ static int start_session(gw_server *srv, h2o_req_t *req, const st_account *a, in
         0)
         return gw__store_failure(req, &err);
     _cleanup_free_ char *cookie =
-        gr_asprintf(SESSION_COOKIE "=%s; Path=/; HttpOnly; SameSite=Lax; Max-Age=%d%s", token,
-                    SESSION_SECONDS, srv->cfg->base_https ? "; Secure" : "");
+        gr_asprintf("%s=%s; Path=/; HttpOnly; SameSite=Lax; Max-Age=%d%s", session_cookie(srv),
+                    token, SESSION_SECONDS, srv->cfg->base_https ? "; Secure" : "");
     gw__add_header(req, H2O_TOKEN_SET_COOKIE, cookie);
     gr_info("login: %s", a->email);
     return gw__send_json(req, status, status == 201 ? "Created" : "OK",
@@ -240,7 +249,7 @@ static void clear_cookie(gw_server *srv, h2o_req_t *req)
 {
     gw__add_header(req, H2O_TOKEN_SET_COOKIE,
                    srv->cfg->base_https
-                       ? SESSION_COOKIE "=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0; Secure"
+                       ? HOST_SESSION_COOKIE "=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0; Secure"
                        : SESSION_COOKIE "=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0");
 }
 

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from granary_testing import ADMIN, Client, run_granary, setup_link_from_log, totp_now
+from granary_testing import ADMIN, Client, Daemon, run_granary, setup_link_from_log, totp_now
 
 
 def test_anonymous_session_says_setup_is_needed(daemon):
@@ -298,3 +298,33 @@ def test_a_planted_second_session_cookie_signs_nobody_in(admin, daemon):
     resp, body = daemon.request("GET", "/api/session",
                                 headers={"Cookie": f"granary_session={admin.cookie}"})
     assert json.loads(body)["account"]["email"] == ADMIN["email"], body
+
+
+def test_over_https_the_session_cookie_has_the_host_prefix(tmp_path):
+    """Behind an https base URL the cookie is __Host-granary_session (Secure,
+    Path=/, no Domain): browsers refuse a cookie of that name from a grain
+    page for the parent domain, so none can be planted beside it."""
+    d = Daemon(tmp_path / "var", extra_args=("--base-url", "https://granary.test",
+                                             "--wildcard-host", "*.granary.test"))
+    try:
+        token = setup_link_from_log(d.read_log()).split("#token=")[1]
+        resp, body = d.request("POST", "/api/setup", host="granary.test",
+                               body=json.dumps(dict(ADMIN, token=token)),
+                               headers={"Content-Type": "application/json",
+                                        "Origin": "https://granary.test",
+                                        "X-Granary-CSRF": "anonymous"})
+        assert resp.status == 201, body
+        cookie = resp.getheader("Set-Cookie")
+        assert cookie.startswith("__Host-granary_session="), cookie
+        assert "Secure" in cookie and "Path=/" in cookie and "Domain" not in cookie
+        value = cookie.split(";")[0].split("=", 1)[1]
+        resp, body = d.request("GET", "/api/session", host="granary.test",
+                               headers={"Cookie": f"__Host-granary_session={value}"})
+        assert json.loads(body)["account"]["email"] == ADMIN["email"], body
+        # The name without the prefix is not ours there.
+        resp, body = d.request("GET", "/api/session", host="granary.test",
+                               headers={"Cookie": f"granary_session={value}"})
+        assert json.loads(body)["account"] is None, body
+    finally:
+        code, log = d.stop()
+        assert code == 0, log
