@@ -17,11 +17,6 @@
  * refuse any cookie of that name set with a Domain (or without Secure, or
  * for another path), so no grain page can plant one beside it. */
 #define HOST_SESSION_COOKIE "__Host-" SESSION_COOKIE
-
-static const char *session_cookie(const gw_server *srv)
-{
-    return srv->cfg->base_https ? HOST_SESSION_COOKIE : SESSION_COOKIE;
-}
 #define SESSION_SECONDS (14 * 24 * 3600)
 #define EMAIL_LINK_SECONDS (15 * 60)
 #define MAX_BODY (64 * 1024)
@@ -46,9 +41,13 @@ int gw__store_failure(h2o_req_t *req, gr_error_t *err)
                                "the server could not read or write its store");
 }
 
+static const char *session_cookie(const gw_server *srv)
+{
+    return srv->cfg->base_https ? HOST_SESSION_COOKIE : SESSION_COOKIE;
+}
+
 /* ---- request parsing ----------------------------------------------------- */
 
-/* Copies the value of cookie `name` from the Cookie headers, or NULL. */
 /* The value of cookie `name`, newly allocated, or NULL when the request has
  * none. *twice is set when it has more than one: a page of a grain origin
  * (a subdomain) can set a cookie of the same name for the parent domain,

@@ -208,9 +208,13 @@ static void grain_size_forget(gw_server *srv, const char *id)
 
 void gw__grain_sizes_free(gw_server *srv)
 {
-    while (srv->grain_sizes)
-        grain_size_forget(srv, srv->grain_sizes->id);
     gr_index_release(&srv->sizes_by_id);
+    while (srv->grain_sizes) {
+        gw_grain_size *z = srv->grain_sizes;
+        srv->grain_sizes = z->next;
+        free(z->id);
+        free(z);
+    }
 }
 
 static json_t *grain_json(gw_server *srv, const st_grain *g)

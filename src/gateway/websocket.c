@@ -150,9 +150,7 @@ static void client_send_bytes(cp_server *self, cp_call *call,
                      WS_MAX_QUEUE >> 20);
         gr_warn("websocket: the app sent more than %u MiB ahead of the browser; closing it",
                 WS_MAX_QUEUE >> 20);
-        t->refs++;
-        tunnel_close(t, "the app sent too far ahead");
-        tunnel_unref(t);
+        tunnel_close(t, "the app sent too far ahead"); /* our clientStream still holds t */
         return;
     }
     ws_write *w = gr_calloc(1, sizeof(*w));

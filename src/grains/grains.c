@@ -725,7 +725,9 @@ uint64_t gm_last_used_ns(const gm_manager *m, const char *id)
     return g ? g->last_used_ns : 0;
 }
 
-bool gm_has_process(const gm_manager *m, const char *id)
+/* Whether a process of grain `id` is still there: running, or stopping and
+ * not yet reaped (its storage may still change under it). */
+static bool has_process(const gm_manager *m, const char *id)
 {
     for (const gm_grain *g = m->grains; g; g = g->next)
         if (!g->exited && strcmp(g->id, id) == 0)
@@ -746,7 +748,7 @@ bool gm_stop_and_reap(gm_manager *m, const char *id, int timeout_ms)
             grain_exited(g, code);
         gr_error_release(&err);
     }
-    return !gm_has_process(m, id);
+    return !has_process(m, id);
 }
 
 /* Stops grains nobody holds that have not been used for idle_ms. */

@@ -77,10 +77,6 @@ size_t gm_kept_awake(const gm_manager *m, const char *id, const char **out, size
  * next start. */
 size_t gm_let_sleep(gm_manager *m, const char *id);
 
-/* Whether a process of grain `id` is still there: running, or stopping and
- * not yet reaped (its storage may still change under it). */
-bool gm_has_process(const gm_manager *m, const char *id);
-
 /* Stops grain `id` and waits up to timeout_ms for its processes to go (a
  * killed grain takes milliseconds). Returns whether they have. */
 bool gm_stop_and_reap(gm_manager *m, const char *id, int timeout_ms);
