@@ -217,6 +217,28 @@ static int bind_listener(gw_server *srv, gr_error_t *err)
     return 0;
 }
 
+/* h2o 2.2 reads a request's whole body before any handler sees the request,
+ * so bodies of up to max_request_entity_size (1 GiB) are held for clients
+ * not yet known to be anyone. h2o keeps a body in memory up to 32 MiB, then
+ * in a deleted file under /tmp (often a tmpfs, which is memory too). Here
+ * the memory part is 1 MiB and the files are under the data directory: a
+ * crowd of unfinished uploads costs disk space the pages of which the
+ * kernel can write back, not heap the daemon would be killed for. */
+#define GW_BODY_IN_MEMORY (1024 * 1024)
+
+static int hold_bodies_on_disk(const cfg *c, gr_error_t *err)
+{
+    _cleanup_free_ char *dir = gr_asprintf("%s/tmp", c->data_dir);
+    if (gr_mkdir_p(dir, 0700, err) < 0)
+        return gr_error_prefix(err, "request bodies");
+    h2o_buffer_mmap_settings_t *m = &h2o_socket_buffer_mmap_settings;
+    int n = snprintf(m->fn_template, sizeof m->fn_template, "%s/body-XXXXXX", dir);
+    if (n < 0 || (size_t)n >= sizeof m->fn_template)
+        return gr_make_error(err, 0, "request bodies: the data directory's path is too long");
+    m->threshold = GW_BODY_IN_MEMORY;
+    return 0;
+}
+
 int gw_server_start(gw_server **out, uv_loop_t *loop, const cfg *c, st_store *st,
                     gr_error_t *err)
 {
@@ -232,6 +254,12 @@ int gw_server_start(gw_server **out, uv_loop_t *loop, const cfg *c, st_store *st
     if (bind_listener(srv, err) < 0) {
         gw_server_stop(srv);
         uv_run(loop, UV_RUN_NOWAIT); /* lets the listener's close complete */
+        free(srv);
+        return -1;
+    }
+    if (hold_bodies_on_disk(c, err) < 0) {
+        gw_server_stop(srv);
+        uv_run(loop, UV_RUN_NOWAIT);
         free(srv);
         return -1;
     }

@@ -5,6 +5,7 @@ import os
 import signal
 import socket
 import threading
+import time
 
 from granary_testing import BASE_HOST, Daemon
 
@@ -199,3 +200,63 @@ def test_missing_web_build_is_explained(tmp_path):
         assert resp.status == 200
     finally:
         d.stop()
+
+
+def _status_kib(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_unfinished_uploads_wait_on_disk_not_in_memory(daemon):
+    """h2o reads a request's whole body before the gateway sees the request,
+    so anyone, signed in or not, can make the daemon hold bodies of up to
+    1 GiB. Beyond 1 MiB a body waits in a deleted file under the data
+    directory: six clients holding 24 MiB each add files there, not 144 MiB
+    to the daemon's heap."""
+    pid = daemon.proc.pid
+    before = _status_kib(pid, "RssAnon")
+    chunk = b"x" * (1 << 20)
+    socks = []
+    try:
+        for _ in range(6):
+            s = socket.create_connection(("127.0.0.1", daemon.port), timeout=10)
+            s.sendall(b"POST /nowhere HTTP/1.1\r\nHost: nosuch.example\r\n"
+                      b"Content-Length: 100000000\r\n\r\n")
+            for _ in range(24):
+                s.sendall(chunk)
+            socks.append(s)
+        # The daemon has read what was sent once its files hold it all.
+        tmp = os.path.realpath(os.path.join(daemon.data_dir, "tmp"))
+        deadline = time.monotonic() + 20
+        while True:
+            held = []
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                try:
+                    target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                except OSError:
+                    continue
+                if target.startswith(tmp + "/") and target.endswith("(deleted)"):
+                    held.append(os.stat(f"/proc/{pid}/fd/{fd}").st_size)
+            if len(held) == 6 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        grown = _status_kib(pid, "RssAnon") - before
+        assert grown < 32 * 1024, f"the daemon's heap grew by {grown} KiB"
+        assert len(held) == 6, f"bodies held in files under {tmp}: {held}"
+    finally:
+        for s in socks:
+            s.close()
+    # The files go with their connections, and the daemon still answers.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        left = [fd for fd in os.listdir(f"/proc/{pid}/fd")
+                if os.path.realpath(f"/proc/{pid}/fd/{fd}").startswith(tmp + "/")]
+        if not left:
+            break
+        time.sleep(0.1)
+    assert not left
+    resp, _ = daemon.request("GET", "/api/health")
+    assert resp.status == 200
