@@ -4,6 +4,7 @@
 #include "gateway_internal.h"
 #include "websession.h"
 
+#include <arpa/inet.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
@@ -136,12 +137,195 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 }
 
 /* A client connection: the uv handle (whose data field h2o owns) and the
- * server, so that closing it can be counted. */
+ * server, so that closing it can be counted, and what the reading clock
+ * below has seen of it. */
 struct gw_conn {
     uv_tcp_t tcp;
     gw_server *srv;
     gw_conn *prev, *next; /* the server's list of open connections */
+    h2o_socket_t *sock;   /* h2o's, valid while the handle is not closing */
+    size_t bytes_seen;    /* sock->bytes_read at the last look */
+    size_t input_seen;    /* sock->input->size at the last look */
+    uint64_t last_byte_ms;  /* when bytes last came (or h2o began to read) */
+    uint64_t head_start_ms; /* when the request being read began */
+    bool reading;   /* h2o was reading a request at the last look */
+    bool head_done; /* that request's head has all come */
+    bool cut;       /* its reading side was shut down here */
+    struct gw_peer *peer; /* the address it came from, when counted */
 };
+
+/* ---- connections per address ---------------------------------------------------
+ *
+ * Each open connection holds a descriptor, and the daemon's descriptors are
+ * shared with every grain it runs: one client opening thousands would starve
+ * everyone. So one address (an IPv4 address, or an IPv6 /64, which is one
+ * site's) may hold at most GW_PER_PEER connections; more are closed as they
+ * come, and the log says so (the first 16, then every 1000th). A browser
+ * opens about six per origin, and each grain view is an origin of its own.
+ * 127.0.0.1 and ::1 are not counted: a proxy in front of Granary on the same
+ * machine brings every user from there. */
+#define GW_PER_PEER 256
+
+typedef struct gw_peer {
+    char key[INET6_ADDRSTRLEN + 8];
+    size_t conns;
+} gw_peer;
+
+/* The counted key of a connection's peer, or false for one not counted. */
+static bool peer_key(uv_tcp_t *tcp, char *key, size_t size)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len) != 0)
+        return false;
+    unsigned char a[16];
+    if (ss.ss_family == AF_INET) {
+        memcpy(a, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+    } else if (ss.ss_family == AF_INET6) {
+        const struct in6_addr *v6 = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+        if (IN6_IS_ADDR_LOOPBACK(v6))
+            return false;
+        if (!IN6_IS_ADDR_V4MAPPED(v6)) {
+            memcpy(a, v6->s6_addr, 8); /* the /64 */
+            memset(a + 8, 0, 8);
+            inet_ntop(AF_INET6, a, key, (socklen_t)size);
+            return true;
+        }
+        memcpy(a, v6->s6_addr + 12, 4);
+    } else {
+        return false;
+    }
+    if (a[0] == 127 && a[1] == 0 && a[2] == 0 && a[3] == 1)
+        return false;
+    inet_ntop(AF_INET, a, key, (socklen_t)size);
+    return true;
+}
+
+/* Counts conn against its address: false when that address has no room. */
+static bool peer_admit(gw_server *srv, gw_conn *conn)
+{
+    char key[sizeof(((gw_peer *)0)->key)];
+    if (!peer_key(&conn->tcp, key, sizeof key))
+        return true;
+    gw_peer *p = gr_index_find(&srv->peers, key, NULL);
+    if (p && p->conns >= GW_PER_PEER) {
+        srv->peer_refusals++;
+        if (srv->peer_refusals <= 16 || srv->peer_refusals % 1000 == 0)
+            gr_warn("gateway: %s already has %d connections open; another was closed "
+                    "(%zu such so far)", key, GW_PER_PEER, srv->peer_refusals);
+        return false;
+    }
+    if (!p) {
+        p = gr_calloc(1, sizeof(*p));
+        gr_strlcpy(p->key, key, sizeof p->key);
+        gr_index_add(&srv->peers, p->key, p);
+    }
+    p->conns++;
+    conn->peer = p;
+    return true;
+}
+
+static void peer_leave(gw_server *srv, gw_conn *conn)
+{
+    gw_peer *p = conn->peer;
+    if (!p || --p->conns)
+        return;
+    gr_index_remove(&srv->peers, p->key, p);
+    free(p);
+}
+
+/* ---- the reading clock -------------------------------------------------------
+ *
+ * h2o 2.2 gives the reading of a request one timer: the whole request, body
+ * included, must arrive within it, and the same timer ends idle keep-alive
+ * connections. At its default of 10 s, any upload longer than 10 s (a
+ * package over a home line) was cut without a word. So h2o's timer is now an
+ * hour (the most one request may take to arrive), and this clock, once a
+ * second, looks at each connection that h2o is reading a request from:
+ * - idle between requests for 10 s: closed (as h2o did);
+ * - a request head (request line and headers) not all there 10 s after its
+ *   first byte: closed (as h2o did; a client trickling a head keeps a
+ *   connection for nothing);
+ * - a body from which no byte came for 30 s: closed, and logged.
+ * A connection h2o is not reading from (a request being answered, a
+ * WebSocket) is not the clock's business. Closing is a shutdown of the
+ * reading side: h2o sees the end of the stream and closes the connection
+ * its own way. */
+#define GW_REQUEST_ARRIVAL_MS (3600 * 1000)
+#define GW_IDLE_MS (10 * 1000)
+#define GW_HEAD_MS (10 * 1000)
+#define GW_BODY_STALL_MS (30 * 1000)
+#define GW_HEAD_SCAN 65536 /* h2o refuses a longer head anyway */
+
+static bool head_complete(const h2o_buffer_t *in)
+{
+    size_t n = in->size < GW_HEAD_SCAN ? in->size : GW_HEAD_SCAN;
+    return memmem(in->bytes, n, "\n\r\n", 3) || memmem(in->bytes, n, "\n\n", 2);
+}
+
+static void cut_reading(gw_conn *c)
+{
+    uv_os_fd_t fd;
+    c->cut = true;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+        shutdown(fd, SHUT_RD);
+}
+
+static void look_at(gw_server *srv, gw_conn *c, uint64_t now)
+{
+    h2o_socket_t *sock = c->sock;
+    if (!sock || c->cut || uv_is_closing((uv_handle_t *)&c->tcp))
+        return;
+    if (!srv->h2o_reader || sock->_cb.read != srv->h2o_reader) {
+        c->reading = false;
+        return;
+    }
+    size_t have = sock->input->size;
+    if (!c->reading || have < c->input_seen) {
+        /* h2o began to read (a new connection, or the next request after an
+         * answer), or let go of an answered request's bytes. */
+        if (!c->reading)
+            c->last_byte_ms = now;
+        c->reading = true;
+        c->head_done = false;
+        c->head_start_ms = now;
+    }
+    if (sock->bytes_read != c->bytes_seen) {
+        c->bytes_seen = sock->bytes_read;
+        c->last_byte_ms = now;
+    }
+    c->input_seen = have;
+    if (have == 0) {
+        c->head_done = false;
+        c->head_start_ms = now;
+        if (now - c->last_byte_ms >= GW_IDLE_MS)
+            cut_reading(c);
+        return;
+    }
+    if (!c->head_done && head_complete(sock->input))
+        c->head_done = true;
+    if (!c->head_done) {
+        if (now - c->head_start_ms >= GW_HEAD_MS)
+            cut_reading(c);
+        return;
+    }
+    if (now - c->last_byte_ms >= GW_BODY_STALL_MS) {
+        cut_reading(c);
+        srv->stalled_uploads++;
+        if (srv->stalled_uploads <= 16 || srv->stalled_uploads % 1000 == 0)
+            gr_info("gateway: an upload stopped coming for %d s after %zu bytes; its connection "
+                    "is closed (%zu such so far)",
+                    GW_BODY_STALL_MS / 1000, have, srv->stalled_uploads);
+    }
+}
+
+static void on_reading_clock(uv_timer_t *t)
+{
+    gw_server *srv = t->data;
+    uint64_t now = uv_now(srv->loop);
+    for (gw_conn *c = srv->conns; c; c = c->next)
+        look_at(srv, c, now);
+}
 
 static void on_conn_closed(uv_handle_t *h)
 {
@@ -154,6 +338,7 @@ static void on_conn_closed(uv_handle_t *h)
     if (conn->next)
         conn->next->prev = conn->prev;
     srv->open_connections--;
+    peer_leave(srv, conn);
     free(conn);
 }
 
@@ -175,7 +360,7 @@ static void on_accept(uv_stream_t *listener, int status)
         gr_warn("gateway: accept: %s", uv_strerror(status));
         return;
     }
-    gw_conn *conn = gr_malloc(sizeof(*conn));
+    gw_conn *conn = gr_calloc(1, sizeof(*conn));
     conn->srv = srv;
     conn->prev = NULL;
     conn->next = srv->conns;
@@ -184,13 +369,18 @@ static void on_accept(uv_stream_t *listener, int status)
     srv->conns = conn;
     uv_tcp_init(srv->loop, &conn->tcp);
     srv->open_connections++;
-    if (uv_accept(listener, (uv_stream_t *)&conn->tcp) != 0) {
+    if (uv_accept(listener, (uv_stream_t *)&conn->tcp) != 0 || !peer_admit(srv, conn)) {
         uv_close((uv_handle_t *)&conn->tcp, on_conn_closed);
         return;
     }
     uv_tcp_nodelay(&conn->tcp, 1);
     h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&conn->tcp, on_conn_closed);
+    conn->sock = sock;
     h2o_accept(&srv->accept_ctx, sock);
+    /* h2o's reader of requests is its own (static) function: learn it from
+     * the first connection, which h2o has just begun to read from. */
+    if (!srv->h2o_reader && !uv_is_closing((uv_handle_t *)&conn->tcp))
+        srv->h2o_reader = sock->_cb.read;
 }
 
 static int bind_listener(gw_server *srv, gr_error_t *err)
@@ -274,6 +464,7 @@ int gw_server_start(gw_server **out, uv_loop_t *loop, const cfg *c, st_store *st
      * grain frames) what software to probe, and it costs each response a
      * second sprintf in h2o. */
     srv->globalconf.server_name = h2o_iovec_init("", 0);
+    srv->globalconf.http1.req_timeout = GW_REQUEST_ARRIVAL_MS; /* see the reading clock */
     /* One catch-all host: routing by Host is ours, so unknown hosts get our
      * page rather than h2o's choice of a default host. */
     h2o_hostconf_t *host = h2o_config_register_host(&srv->globalconf,
@@ -291,6 +482,10 @@ int gw_server_start(gw_server **out, uv_loop_t *loop, const cfg *c, st_store *st
     if (h2o_socket_buffer_prototype.allocator.max < 256)
         h2o_socket_buffer_prototype.allocator.max = 256;
     srv->h2o_ready = true;
+    uv_timer_init(loop, &srv->reading_clock);
+    srv->reading_clock.data = srv;
+    uv_timer_start(&srv->reading_clock, on_reading_clock, 1000, 1000);
+    srv->clock_started = true;
     srv->accept_ctx.ctx = &srv->ctx;
     srv->accept_ctx.hosts = srv->globalconf.hosts;
     *out = srv;
@@ -339,6 +534,10 @@ void gw_server_stop(gw_server *srv)
         uv_close((uv_handle_t *)&srv->sweep_timer, NULL);
         srv->sweep_started = false;
     }
+    if (srv->clock_started) {
+        uv_close((uv_handle_t *)&srv->reading_clock, NULL);
+        srv->clock_started = false;
+    }
 }
 
 size_t gw_server_open_connections(const gw_server *srv)
@@ -367,5 +566,6 @@ void gw_server_free(gw_server *srv)
     free(srv->csp_grain);
     gw__grain_sessions_free(srv);
     gw__grain_sizes_free(srv);
+    gr_index_release(&srv->peers); /* empty once every connection is closed */
     free(srv);
 }

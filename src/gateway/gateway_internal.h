@@ -33,6 +33,12 @@ struct gw_server {
     gr_index sessions_by_label; /* the same sessions, found by their origin's label */
     uv_timer_t sweep_timer;
     bool sweep_started;
+    uv_timer_t reading_clock; /* gateway.c: requests that come too slowly */
+    bool clock_started;
+    h2o_socket_cb h2o_reader;  /* h2o's read callback while it reads a request */
+    size_t stalled_uploads;
+    gr_index peers; /* gateway.c: open connections by address */
+    size_t peer_refusals;
     struct grain_call *open_calls; /* grain_host.c: calls awaiting the grain's answer */
     struct gw_grain_size *grain_sizes; /* api_grains.c: disk use, as last counted */
     gr_index sizes_by_id;

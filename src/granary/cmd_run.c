@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 typedef struct {
@@ -99,6 +100,23 @@ static int prepare_data_dir(const char *dir, gr_error_t *err)
     return gr_steal_fd(&fd);
 }
 
+/* Every client connection and every running grain holds descriptors; the
+ * usual soft limit of 1024 would be reached by a few hundred of each. The
+ * daemon takes the hard limit (up to a million). Grains get their own
+ * limits in the sandbox. */
+static void raise_descriptor_limit(void)
+{
+    struct rlimit r;
+    if (getrlimit(RLIMIT_NOFILE, &r) < 0)
+        return;
+    rlim_t want = r.rlim_max == RLIM_INFINITY || r.rlim_max > (1u << 20) ? (1u << 20) : r.rlim_max;
+    if (r.rlim_cur < want) {
+        r.rlim_cur = want;
+        if (setrlimit(RLIMIT_NOFILE, &r) < 0)
+            gr_warn("cannot raise the limit of open files: %s", strerror(errno));
+    }
+}
+
 /* Runs the daemon until a signal stops it. Returns 0, or -1 with err when it
  * could not start. */
 static int serve(const cfg *c, gr_error_t *err)
@@ -106,6 +124,7 @@ static int serve(const cfg *c, gr_error_t *err)
     _cleanup_close_ int lock = prepare_data_dir(c->data_dir, err);
     if (lock < 0)
         return -1;
+    raise_descriptor_limit();
     _cleanup_free_ char *db = gr_asprintf("%s/granary.sqlite", c->data_dir);
     st_store *st = NULL;
     if (st_open(&st, db, err) < 0)
