@@ -60,9 +60,10 @@ def sanitizer_env():
 class Daemon:
     """A `granary run` process on a free port, with its log collected."""
 
-    def __init__(self, data_dir, extra_args=(), cwd=None, env=None):
+    def __init__(self, data_dir, extra_args=(), cwd=None, env=None, wrap=()):
+        """wrap: a command that runs the daemon's (say, in namespaces)."""
         self.data_dir = str(data_dir)
-        args = [granary_bin(), "run", "--data", self.data_dir, "--listen", "127.0.0.1:0",
+        args = [*wrap, granary_bin(), "run", "--data", self.data_dir, "--listen", "127.0.0.1:0",
                 "--web-dir", WEB_DIST, *extra_args]
         self.proc = subprocess.Popen(args, cwd=cwd or ROOT, env=env or sanitizer_env(),
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 typedef struct {
     h2o_handler_t super;
@@ -234,6 +235,65 @@ static void peer_leave(gw_server *srv, gw_conn *conn)
     free(p);
 }
 
+/* h2o 2.2 reads a request's whole body before any handler sees the request,
+ * so bodies of up to max_request_entity_size (1 GiB) are held for clients
+ * not yet known to be anyone. h2o keeps a body in memory up to 32 MiB, then
+ * in a deleted file under /tmp (often a tmpfs, which is memory too). Here
+ * the memory part is 1 MiB and the files are under the data directory: a
+ * crowd of unfinished uploads costs disk space the pages of which the
+ * kernel can write back, not heap the daemon would be killed for. */
+#define GW_BODY_IN_MEMORY (1024 * 1024)
+
+static int hold_bodies_on_disk(gw_server *srv, gr_error_t *err)
+{
+    char *dir = srv->body_dir = gr_asprintf("%s/tmp", srv->cfg->data_dir);
+    if (gr_mkdir_p(dir, 0700, err) < 0)
+        return gr_error_prefix(err, "request bodies");
+    h2o_buffer_mmap_settings_t *m = &h2o_socket_buffer_mmap_settings;
+    int n = snprintf(m->fn_template, sizeof m->fn_template, "%s/body-XXXXXX", dir);
+    if (n < 0 || (size_t)n >= sizeof m->fn_template)
+        return gr_make_error(err, 0, "request bodies: the data directory's path is too long");
+    m->threshold = GW_BODY_IN_MEMORY;
+    return 0;
+}
+
+/* h2o allocates a body's file as its buffer doubles (fallocate), so a few
+ * large uploads can take the disk the store and the grains write to, for as
+ * long as their clients keep sending. So while bodies are held on disk, the
+ * reading clock keeps a tenth of the disk (at most 1 GiB) free: below that,
+ * the upload holding the most is answered 507 and cut, each second until
+ * there is room again. */
+#define GW_DISK_RESERVE_MAX (1024ull * 1024 * 1024)
+
+static const char insufficient_storage[] =
+    "HTTP/1.1 507 Insufficient Storage\r\nConnection: close\r\nContent-Type: text/plain\r\n"
+    "Content-Length: 58\r\n\r\nThe server's disk is too full to take this upload. Sorry.\n";
+
+static void cut_reading(gw_conn *c);
+
+static void keep_disk_free(gw_server *srv, gw_conn *largest)
+{
+    struct statvfs fs;
+    if (statvfs(srv->body_dir, &fs) < 0)
+        return;
+    uint64_t size = (uint64_t)fs.f_blocks * fs.f_frsize;
+    uint64_t free_bytes = (uint64_t)fs.f_bavail * fs.f_frsize;
+    uint64_t reserve = size / 10 < GW_DISK_RESERVE_MAX ? size / 10 : GW_DISK_RESERVE_MAX;
+    if (free_bytes >= reserve)
+        return;
+    size_t held = largest->sock->input->size;
+    uv_os_fd_t fd;
+    /* h2o is reading, not writing, on this connection: nothing of its is
+     * in the socket's way. Best effort: a client still sending may miss it. */
+    if (uv_fileno((uv_handle_t *)&largest->tcp, &fd) == 0)
+        (void)!write(fd, insufficient_storage, sizeof insufficient_storage - 1);
+    cut_reading(largest);
+    gr_warn("gateway: %s has %llu MiB free, under the %llu MiB kept free; an upload of %zu MiB "
+            "was refused",
+            srv->body_dir, (unsigned long long)(free_bytes >> 20),
+            (unsigned long long)(reserve >> 20), held >> 20);
+}
+
 /* ---- the reading clock -------------------------------------------------------
  *
  * h2o 2.2 gives the reading of a request one timer: the whole request, body
@@ -323,8 +383,15 @@ static void on_reading_clock(uv_timer_t *t)
 {
     gw_server *srv = t->data;
     uint64_t now = uv_now(srv->loop);
-    for (gw_conn *c = srv->conns; c; c = c->next)
+    gw_conn *largest = NULL;
+    for (gw_conn *c = srv->conns; c; c = c->next) {
         look_at(srv, c, now);
+        if (c->reading && !c->cut && c->sock->input->size > GW_BODY_IN_MEMORY &&
+            (!largest || c->sock->input->size > largest->sock->input->size))
+            largest = c;
+    }
+    if (largest)
+        keep_disk_free(srv, largest);
 }
 
 static void on_conn_closed(uv_handle_t *h)
@@ -407,28 +474,6 @@ static int bind_listener(gw_server *srv, gr_error_t *err)
     return 0;
 }
 
-/* h2o 2.2 reads a request's whole body before any handler sees the request,
- * so bodies of up to max_request_entity_size (1 GiB) are held for clients
- * not yet known to be anyone. h2o keeps a body in memory up to 32 MiB, then
- * in a deleted file under /tmp (often a tmpfs, which is memory too). Here
- * the memory part is 1 MiB and the files are under the data directory: a
- * crowd of unfinished uploads costs disk space the pages of which the
- * kernel can write back, not heap the daemon would be killed for. */
-#define GW_BODY_IN_MEMORY (1024 * 1024)
-
-static int hold_bodies_on_disk(const cfg *c, gr_error_t *err)
-{
-    _cleanup_free_ char *dir = gr_asprintf("%s/tmp", c->data_dir);
-    if (gr_mkdir_p(dir, 0700, err) < 0)
-        return gr_error_prefix(err, "request bodies");
-    h2o_buffer_mmap_settings_t *m = &h2o_socket_buffer_mmap_settings;
-    int n = snprintf(m->fn_template, sizeof m->fn_template, "%s/body-XXXXXX", dir);
-    if (n < 0 || (size_t)n >= sizeof m->fn_template)
-        return gr_make_error(err, 0, "request bodies: the data directory's path is too long");
-    m->threshold = GW_BODY_IN_MEMORY;
-    return 0;
-}
-
 int gw_server_start(gw_server **out, uv_loop_t *loop, const cfg *c, st_store *st,
                     gr_error_t *err)
 {
@@ -447,7 +492,7 @@ int gw_server_start(gw_server **out, uv_loop_t *loop, const cfg *c, st_store *st
         free(srv);
         return -1;
     }
-    if (hold_bodies_on_disk(c, err) < 0) {
+    if (hold_bodies_on_disk(srv, err) < 0) {
         gw_server_stop(srv);
         uv_run(loop, UV_RUN_NOWAIT);
         free(srv);
@@ -564,6 +609,7 @@ void gw_server_free(gw_server *srv)
         h2o_mem_release_shared(srv->mimemap);
     free(srv->csp_shell);
     free(srv->csp_grain);
+    free(srv->body_dir);
     gw__grain_sessions_free(srv);
     gw__grain_sizes_free(srv);
     gr_index_release(&srv->peers); /* empty once every connection is closed */

@@ -38,6 +38,7 @@ struct gw_server {
     h2o_socket_cb h2o_reader;  /* h2o's read callback while it reads a request */
     size_t stalled_uploads;
     gr_index peers; /* gateway.c: open connections by address */
+    char *body_dir; /* where h2o holds request bodies past 1 MiB */
     size_t peer_refusals;
     struct grain_call *open_calls; /* grain_host.c: calls awaiting the grain's answer */
     struct gw_grain_size *grain_sizes; /* api_grains.c: disk use, as last counted */

@@ -375,3 +375,48 @@ def test_one_address_may_hold_256_connections(daemon):
     finally:
         for s in held:
             s.close()
+
+
+def test_an_upload_that_would_fill_the_disk_is_refused(tmp_path):
+    """h2o allocates a big body's file as its buffer doubles, so uploads can
+    take the disk the store and the grains write to. Here the data
+    directory is a 34 MiB tmpfs (in a user and mount namespace of the
+    test's own): once an upload's file leaves less than a tenth of it free,
+    the upload is answered 507 and cut, and the daemon goes on."""
+    data = tmp_path / "var"
+    data.mkdir()
+    wrap = ["unshare", "-Urm", "--", "sh", "-c",
+            'mount -t tmpfs -o size=34m granary-test "$0" && exec "$@"', str(data)]
+    d = Daemon(data, wrap=wrap)
+    try:
+        s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+        s.sendall(b"POST /api/apps HTTP/1.1\r\nHost: " + BASE_HOST.encode() +
+                  b"\r\nContent-Length: 100000000\r\n\r\n")
+        chunk = b"x" * (1 << 20)
+        sent = 0
+        answer = b""
+        try:
+            for _ in range(64):  # 2 MiB a second, slower than the clock looks
+                s.sendall(chunk)
+                sent += 1
+                time.sleep(0.5)
+        except OSError:
+            try:
+                answer = s.recv(65536)
+            except OSError:
+                pass  # the answer is best effort: a reset may overtake it
+        s.close()
+        assert sent < 30, f"{sent} MiB went into a 34 MiB disk"
+        deadline = time.monotonic() + 5
+        while "was refused" not in d.read_log():
+            assert d.proc.poll() is None, d.log
+            assert time.monotonic() < deadline, d.log
+            time.sleep(0.1)
+        assert "under the 3 MiB kept free" in d.log, d.log
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 507"), answer
+        resp, _ = d.request("GET", "/api/health")
+        assert resp.status == 200
+    finally:
+        code, log = d.stop()
+    assert code == 0, log
+    assert "Sanitizer" not in log and "runtime error" not in log, log
