@@ -18,6 +18,7 @@ void cfg_init(cfg *c)
         abort();
     c->log_level = GR_LOG_INFO;
     c->grain_idle_seconds = CFG_DEFAULT_GRAIN_IDLE;
+    c->connections_per_address = CFG_DEFAULT_PER_ADDRESS;
 }
 
 void cfg_release(cfg *c)
@@ -203,6 +204,13 @@ int cfg_set(cfg *c, const char *name, const char *value, gr_error_t *err)
         c->grain_idle_seconds = (int)v;
         return 0;
     }
+    if (strcmp(name, "connections-per-address") == 0) {
+        long v;
+        if (gr_parse_long(value, 0, 1000000, &v, err) < 0)
+            return gr_error_prefix(err, "--connections-per-address");
+        c->connections_per_address = (int)v;
+        return 0;
+    }
     if (strcmp(name, "bridge") == 0) {
         if (*value != '/')
             return gr_make_error(err, 0, "--bridge: '%s' must be an absolute path", value);
@@ -311,6 +319,9 @@ const char *cfg_usage(void)
            "  --web-dir DIR          the built web shell (default web/dist)\n"
            "  --log-level LEVEL      debug, info, warn or error (default info)\n"
            "  --grain-idle-seconds N stop a grain unused for N seconds (default 120)\n"
+           "  --connections-per-address N\n"
+           "                         connections one client address may hold open (default\n"
+           "                         256; 0 for no limit; 127.0.0.1 and ::1 have none)\n"
            "  --bridge FILE          granary-http-bridge to bind into grains (default: the\n"
            "                         one built beside this granary)\n"
            "  --config FILE          read 'name = value' settings from FILE first\n"

@@ -12,6 +12,7 @@
 #define CFG_DEFAULT_WILDCARD "*.granary.localhost:6080"
 #define CFG_DEFAULT_CONF "granary.conf"
 #define CFG_DEFAULT_GRAIN_IDLE 120
+#define CFG_DEFAULT_PER_ADDRESS 256
 
 typedef struct cfg {
     char *data_dir;      /* where the store, apps and grains live */
@@ -26,6 +27,7 @@ typedef struct cfg {
     char *config_file;   /* the file that was read, or NULL */
     gr_log_level log_level;
     int grain_idle_seconds; /* stop a grain unused this long */
+    int connections_per_address; /* open at once from one address; 0: no limit */
     char *bridge_path;      /* granary-http-bridge, bound into every grain */
 } cfg;
 

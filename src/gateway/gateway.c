@@ -5,6 +5,7 @@
 #include "websession.h"
 
 #include <arpa/inet.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -147,11 +148,13 @@ struct gw_conn {
     h2o_socket_t *sock;   /* h2o's, valid while the handle is not closing */
     size_t bytes_seen;    /* sock->bytes_read at the last look */
     size_t input_seen;    /* sock->input->size at the last look */
+    size_t written_seen;  /* sock->bytes_written at the last look */
+    size_t scanned;       /* how much of the head was searched for its end */
     uint64_t last_byte_ms;  /* when bytes last came (or h2o began to read) */
     uint64_t head_start_ms; /* when the request being read began */
     bool reading;   /* h2o was reading a request at the last look */
     bool head_done; /* that request's head has all come */
-    bool cut;       /* its reading side was shut down here */
+    bool cut;       /* closed by the clock */
     struct gw_peer *peer; /* the address it came from, when counted */
 };
 
@@ -160,13 +163,14 @@ struct gw_conn {
  * Each open connection holds a descriptor, and the daemon's descriptors are
  * shared with every grain it runs: one client opening thousands would starve
  * everyone. So one address (an IPv4 address, or an IPv6 /64, which is one
- * site's) may hold at most GW_PER_PEER connections; more are closed as they
- * come, and the log says so (the first 16, then every 1000th). A browser
- * opens about six per origin, and each grain view is an origin of its own.
- * 127.0.0.1 and ::1 are not counted: a proxy in front of Granary on the same
- * machine brings every user from there. */
-#define GW_PER_PEER 256
-
+ * site's) may hold at most --connections-per-address (256) connections, and
+ * all clients together at most three quarters of the daemon's descriptors
+ * (the rest, at least 256, are the grains' and the store's). More are closed
+ * as they come, and the log says so (the first 16, then every 1000th). A
+ * browser opens about six per origin, and each grain view is an origin of
+ * its own. 127.0.0.1 and ::1 are not counted against an address's share: a
+ * proxy in front of Granary on the same machine brings every user from
+ * there. */
 typedef struct gw_peer {
     char key[INET6_ADDRSTRLEN + 8];
     size_t conns;
@@ -202,18 +206,32 @@ static bool peer_key(uv_tcp_t *tcp, char *key, size_t size)
     return true;
 }
 
-/* Counts conn against its address: false when that address has no room. */
+static bool refuse(gw_server *srv)
+{
+    srv->refusals++;
+    return srv->refusals <= 16 || srv->refusals % 1000 == 0;
+}
+
+/* Counts conn against its address: false when there is no room for it. */
 static bool peer_admit(gw_server *srv, gw_conn *conn)
 {
+    if (srv->open_connections > srv->max_connections) {
+        if (refuse(srv))
+            gr_warn("gateway: %zu connections are open, the most the daemon's descriptors "
+                    "allow; another was closed (%zu such so far)",
+                    srv->max_connections, srv->refusals);
+        return false;
+    }
+    size_t most = (size_t)srv->cfg->connections_per_address;
     char key[sizeof(((gw_peer *)0)->key)];
-    if (!peer_key(&conn->tcp, key, sizeof key))
+    if (most == 0 || !peer_key(&conn->tcp, key, sizeof key))
         return true;
     gw_peer *p = gr_index_find(&srv->peers, key, NULL);
-    if (p && p->conns >= GW_PER_PEER) {
-        srv->peer_refusals++;
-        if (srv->peer_refusals <= 16 || srv->peer_refusals % 1000 == 0)
-            gr_warn("gateway: %s already has %d connections open; another was closed "
-                    "(%zu such so far)", key, GW_PER_PEER, srv->peer_refusals);
+    if (p && p->conns >= most) {
+        if (refuse(srv))
+            gr_warn("gateway: %s already has %zu connections open; another was closed "
+                    "(%zu such so far; see --connections-per-address)",
+                    key, most, srv->refusals);
         return false;
     }
     if (!p) {
@@ -244,54 +262,42 @@ static void peer_leave(gw_server *srv, gw_conn *conn)
  * kernel can write back, not heap the daemon would be killed for. */
 #define GW_BODY_IN_MEMORY (1024 * 1024)
 
+static void set_body_template(gw_server *srv, bool disk_short);
+
 static int hold_bodies_on_disk(gw_server *srv, gr_error_t *err)
 {
     char *dir = srv->body_dir = gr_asprintf("%s/tmp", srv->cfg->data_dir);
     if (gr_mkdir_p(dir, 0700, err) < 0)
         return gr_error_prefix(err, "request bodies");
     h2o_buffer_mmap_settings_t *m = &h2o_socket_buffer_mmap_settings;
-    int n = snprintf(m->fn_template, sizeof m->fn_template, "%s/body-XXXXXX", dir);
-    if (n < 0 || (size_t)n >= sizeof m->fn_template)
+    if (strlen(dir) + sizeof "/disk-full/body-XXXXXX" > sizeof m->fn_template)
         return gr_make_error(err, 0, "request bodies: the data directory's path is too long");
+    set_body_template(srv, false);
     m->threshold = GW_BODY_IN_MEMORY;
     return 0;
 }
 
 /* h2o allocates a body's file as its buffer doubles (fallocate), so a few
- * large uploads can take the disk the store and the grains write to, for as
- * long as their clients keep sending. So while bodies are held on disk, the
- * reading clock keeps a tenth of the disk (at most 1 GiB) free: below that,
- * the upload holding the most is answered 507 and cut, each second until
- * there is room again. */
+ * large uploads could take the disk the store and the grains write to, for
+ * as long as their clients keep sending. So the reading clock keeps a tenth
+ * of that disk (at most 1 GiB) free. Below that:
+ * - the upload holding the most is answered 507 and cut, each second until
+ *   there is room again;
+ * - h2o is given a file name in a directory that does not exist, so a new
+ *   body past 1 MiB is refused at once (h2o 2.2 leaks the descriptor of a
+ *   file it made but could not allocate; one it cannot make costs nothing). */
 #define GW_DISK_RESERVE_MAX (1024ull * 1024 * 1024)
 
 static const char insufficient_storage[] =
     "HTTP/1.1 507 Insufficient Storage\r\nConnection: close\r\nContent-Type: text/plain\r\n"
     "Content-Length: 58\r\n\r\nThe server's disk is too full to take this upload. Sorry.\n";
 
-static void cut_reading(gw_conn *c);
-
-static void keep_disk_free(gw_server *srv, gw_conn *largest)
+static void set_body_template(gw_server *srv, bool disk_short)
 {
-    struct statvfs fs;
-    if (statvfs(srv->body_dir, &fs) < 0)
-        return;
-    uint64_t size = (uint64_t)fs.f_blocks * fs.f_frsize;
-    uint64_t free_bytes = (uint64_t)fs.f_bavail * fs.f_frsize;
-    uint64_t reserve = size / 10 < GW_DISK_RESERVE_MAX ? size / 10 : GW_DISK_RESERVE_MAX;
-    if (free_bytes >= reserve)
-        return;
-    size_t held = largest->sock->input->size;
-    uv_os_fd_t fd;
-    /* h2o is reading, not writing, on this connection: nothing of its is
-     * in the socket's way. Best effort: a client still sending may miss it. */
-    if (uv_fileno((uv_handle_t *)&largest->tcp, &fd) == 0)
-        (void)!write(fd, insufficient_storage, sizeof insufficient_storage - 1);
-    cut_reading(largest);
-    gr_warn("gateway: %s has %llu MiB free, under the %llu MiB kept free; an upload of %zu MiB "
-            "was refused",
-            srv->body_dir, (unsigned long long)(free_bytes >> 20),
-            (unsigned long long)(reserve >> 20), held >> 20);
+    h2o_buffer_mmap_settings_t *m = &h2o_socket_buffer_mmap_settings;
+    /* Both fit: hold_bodies_on_disk checked the longer. */
+    snprintf(m->fn_template, sizeof m->fn_template, "%s/%sbody-XXXXXX", srv->body_dir,
+             disk_short ? "disk-full/" : "");
 }
 
 /* ---- the reading clock -------------------------------------------------------
@@ -308,27 +314,31 @@ static void keep_disk_free(gw_server *srv, gw_conn *largest)
  *   connection for nothing);
  * - a body from which no byte came for 30 s: closed, and logged.
  * A connection h2o is not reading from (a request being answered, a
- * WebSocket) is not the clock's business. Closing is a shutdown of the
- * reading side: h2o sees the end of the stream and closes the connection
- * its own way. */
+ * WebSocket) is not the clock's business. A connection is closed the way
+ * h2o closes one whose client went away: its read callback is told so. */
 #define GW_REQUEST_ARRIVAL_MS (3600 * 1000)
 #define GW_IDLE_MS (10 * 1000)
 #define GW_HEAD_MS (10 * 1000)
 #define GW_BODY_STALL_MS (30 * 1000)
-#define GW_HEAD_SCAN 65536 /* h2o refuses a longer head anyway */
 
-static bool head_complete(const h2o_buffer_t *in)
+/* Whether the head has ended, scanning only what came since the last look
+ * (and the three bytes before, where an end may have begun). h2o itself
+ * refuses a head longer than H2O_MAX_REQLEN. */
+static bool head_complete(gw_conn *c, const h2o_buffer_t *in)
 {
-    size_t n = in->size < GW_HEAD_SCAN ? in->size : GW_HEAD_SCAN;
-    return memmem(in->bytes, n, "\n\r\n", 3) || memmem(in->bytes, n, "\n\n", 2);
+    size_t n = in->size < H2O_MAX_REQLEN ? in->size : H2O_MAX_REQLEN;
+    size_t from = c->scanned > 3 ? c->scanned - 3 : 0;
+    c->scanned = n;
+    if (from >= n)
+        return false;
+    return memmem(in->bytes + from, n - from, "\n\r\n", 3) ||
+           memmem(in->bytes + from, n - from, "\n\n", 2);
 }
 
-static void cut_reading(gw_conn *c)
+static void cut(gw_conn *c)
 {
-    uv_os_fd_t fd;
     c->cut = true;
-    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
-        shutdown(fd, SHUT_RD);
+    c->sock->_cb.read(c->sock, h2o_socket_error_closed);
 }
 
 static void look_at(gw_server *srv, gw_conn *c, uint64_t now)
@@ -341,42 +351,81 @@ static void look_at(gw_server *srv, gw_conn *c, uint64_t now)
         return;
     }
     size_t have = sock->input->size;
-    if (!c->reading || have < c->input_seen) {
-        /* h2o began to read (a new connection, or the next request after an
-         * answer), or let go of an answered request's bytes. */
+    /* A new request: h2o began to read (a new connection, or the next
+     * request after an answer that took a while), let go of an answered
+     * request's bytes, or wrote something (an answer, or a 100 Continue)
+     * since the last look. */
+    if (!c->reading || have < c->input_seen || sock->bytes_written != c->written_seen) {
         if (!c->reading)
             c->last_byte_ms = now;
         c->reading = true;
         c->head_done = false;
+        c->scanned = 0;
         c->head_start_ms = now;
     }
     if (sock->bytes_read != c->bytes_seen) {
         c->bytes_seen = sock->bytes_read;
         c->last_byte_ms = now;
     }
+    c->written_seen = sock->bytes_written;
     c->input_seen = have;
     if (have == 0) {
         c->head_done = false;
+        c->scanned = 0;
         c->head_start_ms = now;
         if (now - c->last_byte_ms >= GW_IDLE_MS)
-            cut_reading(c);
+            cut(c);
         return;
     }
-    if (!c->head_done && head_complete(sock->input))
+    if (!c->head_done && head_complete(c, sock->input))
         c->head_done = true;
     if (!c->head_done) {
         if (now - c->head_start_ms >= GW_HEAD_MS)
-            cut_reading(c);
+            cut(c);
         return;
     }
     if (now - c->last_byte_ms >= GW_BODY_STALL_MS) {
-        cut_reading(c);
         srv->stalled_uploads++;
         if (srv->stalled_uploads <= 16 || srv->stalled_uploads % 1000 == 0)
             gr_info("gateway: an upload stopped coming for %d s after %zu bytes; its connection "
                     "is closed (%zu such so far)",
                     GW_BODY_STALL_MS / 1000, have, srv->stalled_uploads);
+        cut(c);
     }
+}
+
+static void keep_disk_free(gw_server *srv, gw_conn *largest)
+{
+    struct statvfs fs;
+    if (statvfs(srv->body_dir, &fs) < 0)
+        return;
+    uint64_t size = (uint64_t)fs.f_blocks * fs.f_frsize;
+    uint64_t free_bytes = (uint64_t)fs.f_bavail * fs.f_frsize;
+    uint64_t reserve = size / 10 < GW_DISK_RESERVE_MAX ? size / 10 : GW_DISK_RESERVE_MAX;
+    bool is_short = free_bytes < reserve;
+    if (is_short != srv->disk_short) {
+        srv->disk_short = is_short;
+        set_body_template(srv, is_short);
+        if (is_short)
+            gr_warn("gateway: %s has %llu MiB free, under the %llu MiB kept free: uploads past "
+                    "1 MiB are refused until there is room",
+                    srv->body_dir, (unsigned long long)(free_bytes >> 20),
+                    (unsigned long long)(reserve >> 20));
+        else
+            gr_info("gateway: %s has room for uploads again", srv->body_dir);
+    }
+    if (!is_short || !largest)
+        return;
+    size_t held = largest->sock->input->size;
+    uv_os_fd_t fd;
+    /* h2o is reading, not writing, on this connection: nothing of its is in
+     * the socket's way. Best effort: a client still sending may miss it. */
+    if (uv_fileno((uv_handle_t *)&largest->tcp, &fd) == 0) {
+        (void)!write(fd, insufficient_storage, sizeof insufficient_storage - 1);
+        shutdown(fd, SHUT_WR);
+    }
+    gr_warn("gateway: an upload of %zu MiB was refused for want of disk space", held >> 20);
+    cut(largest);
 }
 
 static void on_reading_clock(uv_timer_t *t)
@@ -386,12 +435,12 @@ static void on_reading_clock(uv_timer_t *t)
     gw_conn *largest = NULL;
     for (gw_conn *c = srv->conns; c; c = c->next) {
         look_at(srv, c, now);
-        if (c->reading && !c->cut && c->sock->input->size > GW_BODY_IN_MEMORY &&
+        if (c->reading && !c->cut && !uv_is_closing((uv_handle_t *)&c->tcp) &&
+            c->sock->input->size > GW_BODY_IN_MEMORY &&
             (!largest || c->sock->input->size > largest->sock->input->size))
             largest = c;
     }
-    if (largest)
-        keep_disk_free(srv, largest);
+    keep_disk_free(srv, largest);
 }
 
 static void on_conn_closed(uv_handle_t *h)
@@ -481,6 +530,12 @@ int gw_server_start(gw_server **out, uv_loop_t *loop, const cfg *c, st_store *st
     srv->loop = loop;
     srv->cfg = c;
     srv->store = st;
+    struct rlimit nofile;
+    size_t fds = getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY
+                     ? (size_t)nofile.rlim_cur
+                     : 1024;
+    size_t kept = fds / 4 > 256 ? fds / 4 : 256;
+    srv->max_connections = fds > kept + 16 ? fds - kept : 16;
     srv->started_ns = gr_monotonic_ns();
     if (gw__auth_init(err) < 0) {
         free(srv);
@@ -510,6 +565,9 @@ int gw_server_start(gw_server **out, uv_loop_t *loop, const cfg *c, st_store *st
      * second sprintf in h2o. */
     srv->globalconf.server_name = h2o_iovec_init("", 0);
     srv->globalconf.http1.req_timeout = GW_REQUEST_ARRIVAL_MS; /* see the reading clock */
+    /* No HTTP/2 over plain TCP (h2c, or a "PRI *" preface): browsers never
+     * speak it, and its connections would escape the reading clock. */
+    srv->globalconf.http1.upgrade_to_http2 = 0;
     /* One catch-all host: routing by Host is ours, so unknown hosts get our
      * page rather than h2o's choice of a default host. */
     h2o_hostconf_t *host = h2o_config_register_host(&srv->globalconf,

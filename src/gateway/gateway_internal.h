@@ -39,7 +39,9 @@ struct gw_server {
     size_t stalled_uploads;
     gr_index peers; /* gateway.c: open connections by address */
     char *body_dir; /* where h2o holds request bodies past 1 MiB */
-    size_t peer_refusals;
+    size_t refusals;        /* connections closed for want of room */
+    size_t max_connections; /* three quarters of the descriptors */
+    bool disk_short;        /* under the disk's reserve at the last look */
     struct grain_call *open_calls; /* grain_host.c: calls awaiting the grain's answer */
     struct gw_grain_size *grain_sizes; /* api_grains.c: disk use, as last counted */
     gr_index sizes_by_id;

@@ -408,15 +408,133 @@ def test_an_upload_that_would_fill_the_disk_is_refused(tmp_path):
         s.close()
         assert sent < 30, f"{sent} MiB went into a 34 MiB disk"
         deadline = time.monotonic() + 5
-        while "was refused" not in d.read_log():
+        while "was refused for want of disk space" not in d.read_log():
             assert d.proc.poll() is None, d.log
             assert time.monotonic() < deadline, d.log
             time.sleep(0.1)
         assert "under the 3 MiB kept free" in d.log, d.log
         assert answer == b"" or answer.startswith(b"HTTP/1.1 507"), answer
+        # Room again once the cut upload's file is gone, and no file kept open.
+        deadline = time.monotonic() + 5
+        while "has room for uploads again" not in d.read_log():
+            assert time.monotonic() < deadline, d.log
+            time.sleep(0.1)
+        pid = d.proc.pid
+        held = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+        assert not [h for h in held if "body-" in h], held
+        # A disk filled by something else: new uploads past 1 MiB are refused
+        # at once, and none leaves a file open (h2o 2.2 would leak one each).
+        filler = f"/proc/{pid}/root{data}/filler"
+        with open(filler, "wb") as f:
+            try:
+                while True:
+                    f.write(chunk)
+                    f.flush()
+            except OSError:
+                pass
+        deadline = time.monotonic() + 5
+        while d.read_log().count("uploads past 1 MiB are refused") < 2:
+            assert time.monotonic() < deadline, d.log
+            time.sleep(0.1)
+        for _ in range(3):
+            s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+            s.sendall(b"POST /api/apps HTTP/1.1\r\nHost: " + BASE_HOST.encode() +
+                      b"\r\nContent-Length: 4000000\r\n\r\n")
+            try:
+                for _ in range(4):
+                    s.sendall(chunk)
+                s.recv(1)
+            except OSError:
+                pass
+            s.close()
+        time.sleep(0.5)
+        held = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+        assert not [h for h in held if "body-" in h], d.read_log()
+        os.unlink(filler)
         resp, _ = d.request("GET", "/api/health")
         assert resp.status == 200
     finally:
         code, log = d.stop()
     assert code == 0, log
     assert "Sanitizer" not in log and "runtime error" not in log, log
+
+
+def test_a_head_after_a_quick_answer_is_timed_too(daemon):
+    """A request answered between two looks of the clock must not lend its
+    finished head to the next one: a head trickled after it is cut 10 s on."""
+    host = BASE_HOST.encode()
+    s = socket.create_connection(("127.0.0.1", daemon.port), timeout=2)
+    s.sendall(b"GET /api/health HTTP/1.1\r\nHost: " + host + b"\r\nContent-Length: 10\r\n\r\n12345")
+    time.sleep(1.6)  # the clock sees this head done, its body coming
+    s.sendall(b"67890GET /api/health HTTP/1.1\r\nHost: " + host + b"\r\nX-Long: " + b"a" * 330)
+    start = time.monotonic()
+    got = b""
+    while time.monotonic() - start < 30:
+        try:
+            chunk = s.recv(65536)
+            if chunk == b"":
+                break
+            got += chunk
+        except socket.timeout:
+            pass
+        except OSError:
+            break
+        try:
+            s.sendall(b"a")
+        except OSError:
+            break
+    took = time.monotonic() - start
+    s.close()
+    assert got.startswith(b"HTTP/1.1 200"), got[:100]
+    assert took < 14, f"the trickled head was held {took:.1f} s"
+
+
+def test_no_http2_over_plain_tcp(daemon):
+    """h2o would take a "PRI *" preface (or an h2c upgrade) as HTTP/2, whose
+    connections the gateway's clock does not watch; browsers never use it."""
+    s = socket.create_connection(("127.0.0.1", daemon.port), timeout=5)
+    s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+    start = time.monotonic()
+    answer = b""
+    try:
+        while True:
+            got = s.recv(65536)
+            if not got:
+                break
+            answer += got
+    except ConnectionResetError:
+        pass
+    assert time.monotonic() - start < 3
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 400"), answer[:100]
+    s.close()
+    s = socket.create_connection(("127.0.0.1", daemon.port), timeout=5)
+    s.sendall(b"GET /api/health HTTP/1.1\r\nHost: " + BASE_HOST.encode() +
+              b"\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+              b"HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n")
+    answer = s.recv(65536)
+    s.close()
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:100]
+
+
+def test_connections_per_address_is_a_setting(tmp_path):
+    d = Daemon(tmp_path / "var", extra_args=["--connections-per-address", "2"])
+    try:
+        def connect():
+            s = socket.socket()
+            s.bind(("127.0.0.3", 0))
+            s.connect(("127.0.0.1", d.port))
+            s.settimeout(5)
+            return s
+        a, b, c = connect(), connect(), connect()
+        try:
+            assert c.recv(1) == b""
+        except ConnectionResetError:
+            pass
+        a.sendall(b"GET /api/health HTTP/1.1\r\nHost: " + BASE_HOST.encode() + b"\r\n\r\n")
+        assert a.recv(65536).startswith(b"HTTP/1.1 200")
+        for s in (a, b, c):
+            s.close()
+        assert "see --connections-per-address" in d.read_log()
+    finally:
+        code, log = d.stop()
+    assert code == 0, log
