@@ -147,23 +147,26 @@ class Client:
     """A browser-like JSON client for the shell API: keeps the session cookie
     and sends the CSRF header the way the web shell does."""
 
-    def __init__(self, daemon):
+    def __init__(self, daemon, host=BASE_HOST, https=False):
+        """host and https: the shell's, when the daemon's base URL is another."""
         self.daemon = daemon
+        self.host = host
+        self.cookie_name = "__Host-granary_session" if https else "granary_session"
         self.cookie = None
         self.csrf = None
 
     def call(self, method, path, body=None, headers=None, raw=None):
         h = {"Accept": "application/json"}
         if self.cookie:
-            h["Cookie"] = f"granary_session={self.cookie}"
+            h["Cookie"] = f"{self.cookie_name}={self.cookie}"
         if method == "POST":
             h["Content-Type"] = "application/json"
             h["X-Granary-CSRF"] = self.csrf or "anonymous"
         h.update(headers or {})
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-        resp, out = self.daemon.request(method, path, body=data, headers=h)
+        resp, out = self.daemon.request(method, path, host=self.host, body=data, headers=h)
         for name, value in resp.getheaders():
-            if name.lower() == "set-cookie" and value.startswith("granary_session="):
+            if name.lower() == "set-cookie" and value.startswith(self.cookie_name + "="):
                 self.set_cookie_header = value
                 token = value.split(";", 1)[0].split("=", 1)[1]
                 self.cookie = token or None

@@ -20,7 +20,25 @@
 #include <strings.h>
 #include <ctype.h>
 
+/* An origin's cookie. Over https it has the __Host- prefix: browsers refuse
+ * a cookie of that name set with a Domain, so a grain's page cannot plant
+ * one for the parent domain that would take another origin's browser into
+ * the planter's session. Over http nothing can stop the planting; a planted
+ * cookie beside the origin's own changes nothing, as any of them may match. */
 #define GRAIN_COOKIE "granary_grain"
+#define GRAIN_COOKIE_HTTPS "__Host-granary_grain"
+
+static const char *grain_cookie(const gw_server *srv)
+{
+    return srv->cfg->base_https ? GRAIN_COOKIE_HTTPS : GRAIN_COOKIE;
+}
+
+/* The platform's cookie under either name: never the app's to see or set. */
+static bool platform_cookie(const char *name, size_t len)
+{
+    return h2o_memis(name, len, H2O_STRLIT(GRAIN_COOKIE)) ||
+           h2o_memis(name, len, H2O_STRLIT(GRAIN_COOKIE_HTTPS));
+}
 #define WEB_SESSION_TYPE_ID 0xa50711a14d35a8ceull
 #define MAX_INLINE_BODY (1u << 20)  /* larger request bodies are streamed */
 #define UPLOAD_CHUNK (64u << 10)
@@ -246,8 +264,9 @@ static int serve_init(gw_server *srv, h2o_req_t *req, gw_grain_session *s)
         return grain_error_page(srv, req, 403, "Forbidden", "This link to a grain is not valid.",
                                 "Open the grain again from the shell.");
     s->init_hash[0] = '\0';
-    _cleanup_free_ char *cookie = gr_asprintf(GRAIN_COOKIE "=%s; Path=/; HttpOnly; SameSite=Lax%s",
-                                              s->secret, srv->cfg->base_https ? "; Secure" : "");
+    _cleanup_free_ char *cookie = gr_asprintf("%s=%s; Path=/; HttpOnly; SameSite=Lax%s",
+                                              grain_cookie(srv), s->secret,
+                                              srv->cfg->base_https ? "; Secure" : "");
     gw__add_header(req, H2O_TOKEN_SET_COOKIE, cookie);
     gw__add_header(req, H2O_TOKEN_CACHE_CONTROL, "no-store");
     const char *target = path && path[0] == '/' && path[1] != '/' ? path : "/";
@@ -294,7 +313,7 @@ static int fill_context(gw_server *srv, h2o_req_t *req, WebSession_Context_B ctx
             const char *end = cookie_end(&req->headers.entries[i].value);
             gw_cookie c;
             while (gw__cookie_next(&p, end, &c)) {
-                if (h2o_memis(c.name, c.name_len, H2O_STRLIT(GRAIN_COOKIE)))
+                if (platform_cookie(c.name, c.name_len))
                     continue;
                 if (pass == 0 && ++nc > GW_WS_MAX_ITEMS)
                     return gr_make_error(err, 0, "too many cookies (at most %d)", GW_WS_MAX_ITEMS);
@@ -725,7 +744,7 @@ static void add_common(gw_server *srv, h2o_req_t *req, WebSession_Response_R r)
             break;
         default: break;
         }
-        if (strcmp(sc.name, GRAIN_COOKIE) == 0)
+        if (platform_cookie(sc.name, strlen(sc.name)))
             continue; /* the platform's cookie is not the app's to set */
         gr_buf b = GR_BUF_INIT;
         gr_error_t err = NULL;
@@ -1402,13 +1421,15 @@ int gw__route_grain(gw_server *srv, h2o_req_t *req, const char *label)
                                     "Requests to a grain from another site are refused.", "");
     }
     bool ok = false;
+    const char *name = grain_cookie(srv);
+    size_t name_len = strlen(name);
     _Static_assert(AU_TOKEN_HEX - 1 == crypto_verify_64_BYTES, "a session secret is 64 hex digits");
     for (ssize_t i = -1; !ok && (i = h2o_find_header(&req->headers, H2O_TOKEN_COOKIE, i)) != -1;) {
         const char *p = req->headers.entries[i].value.base;
         const char *end = cookie_end(&req->headers.entries[i].value);
         gw_cookie c;
         while (!ok && gw__cookie_next(&p, end, &c))
-            ok = h2o_memis(c.name, c.name_len, H2O_STRLIT(GRAIN_COOKIE)) &&
+            ok = h2o_memis(c.name, c.name_len, name, name_len) &&
                  c.value_len == AU_TOKEN_HEX - 1 &&
                  crypto_verify_64((const unsigned char *)c.value, (const unsigned char *)s->secret) == 0;
     }

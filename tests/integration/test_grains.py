@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from granary_testing import ADMIN, Client, Daemon, built, setup_link_from_log
+from granary_testing import ADMIN, BASE_HOST, Client, Daemon, built, setup_link_from_log
 
 
 def notes_spk():
@@ -20,14 +20,18 @@ class Grains:
     """A daemon with an administrator, the notes app installed, and helpers
     to open grains as a browser would."""
 
-    def __init__(self, tmp_path, idle=120, bridge=None):
+    def __init__(self, tmp_path, idle=120, bridge=None, https=False):
         extra = ("--grain-idle-seconds", str(idle),
                  "--log-level", os.environ.get("GRANARY_TEST_LOG", "info"))
         if bridge:  # a program to run in the bridge's place
             extra += ("--bridge", bridge)
+        shell = BASE_HOST
+        if https:  # behind a proxy that speaks https to browsers
+            shell = "granary.test"
+            extra += ("--base-url", "https://granary.test", "--wildcard-host", "*.granary.test")
         self.d = Daemon(tmp_path / "var", extra_args=extra)
         token = setup_link_from_log(self.d.read_log()).split("#token=")[1]
-        self.admin = Client(self.d)
+        self.admin = Client(self.d, host=shell, https=https)
         status, body, _ = self.admin.post("/api/setup", dict(ADMIN, token=token))
         assert status == 201, body
         with open(notes_spk(), "rb") as f:
@@ -54,7 +58,7 @@ class Grains:
         client = client or self.admin
         status, out, _ = client.post(f"/api/grains/{gid}/open", {"path": "/"})
         assert status == 200, out
-        host, path = re.match(r"http://([^/]+)(/.*)", out["url"]).groups()
+        host, path = re.match(r"https?://([^/]+)(/.*)", out["url"]).groups()
         resp, _ = self.d.request("GET", path, host=host)
         assert resp.status == 303, resp.status
         cookie = resp.getheader("Set-Cookie").split(";")[0]
@@ -183,6 +187,33 @@ def test_headers_the_app_sees(grains):
     assert "gzip;q=0.8" in seen["accept-encoding"] and "br" in seen["accept-encoding"]
     assert "theme=dark" in seen["cookie"]
     assert "granary_grain" not in seen.get("cookie", "")  # the platform's cookie stays home
+
+
+def test_over_https_the_origin_cookie_has_the_host_prefix(tmp_path):
+    """Behind an https base URL an origin's cookie is __Host-granary_grain:
+    browsers refuse a cookie of that name that a grain's page sets for the
+    parent domain, so no page can plant its own session's cookie where
+    another origin's browser would carry it into the planter's session."""
+    g = Grains(tmp_path, https=True)
+    try:
+        gid = g.new_grain()
+        status, out, _ = g.admin.post(f"/api/grains/{gid}/open", {"path": "/"})
+        host, path = re.match(r"https://([^/]+)(/.*)", out["url"]).groups()
+        resp, _ = g.d.request("GET", path, host=host)
+        set_cookie = resp.getheader("Set-Cookie")
+        assert set_cookie.startswith("__Host-granary_grain="), set_cookie
+        assert "; Path=/" in set_cookie and "Secure" in set_cookie and "Domain" not in set_cookie
+        secret = set_cookie.split(";")[0].split("=", 1)[1]
+        resp, body = g.get(host, f"__Host-granary_grain={secret}; theme=dark", "/debug/headers",
+                           headers={"Origin": f"https://{host}"})
+        assert resp.status == 200, body
+        seen = {k.lower(): v for k, v in json.loads(body)["headers"]}
+        assert seen["cookie"] == "theme=dark"  # neither name of the platform's cookie
+        # The name without the prefix is anyone's over https: not a way in.
+        resp, _ = g.get(host, f"granary_grain={secret}", "/debug/headers")
+        assert resp.status == 403
+    finally:
+        g.stop()
 
 
 def test_the_same_user_has_a_stable_id_per_grain(grains):
