@@ -441,6 +441,8 @@ static void on_reading_clock(uv_timer_t *t)
             largest = c;
     }
     keep_disk_free(srv, largest);
+    if (!srv->conns)
+        uv_timer_stop(t); /* an idle daemon sleeps; the next connection restarts it */
 }
 
 static void on_conn_closed(uv_handle_t *h)
@@ -492,6 +494,8 @@ static void on_accept(uv_stream_t *listener, int status)
     uv_tcp_nodelay(&conn->tcp, 1);
     h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&conn->tcp, on_conn_closed);
     conn->sock = sock;
+    if (srv->clock_started && !uv_is_active((uv_handle_t *)&srv->reading_clock))
+        uv_timer_start(&srv->reading_clock, on_reading_clock, 1000, 1000);
     h2o_accept(&srv->accept_ctx, sock);
     /* h2o's reader of requests is its own (static) function: learn it from
      * the first connection, which h2o has just begun to read from. */

@@ -2,6 +2,7 @@
 shell, the 404 pages, hostile requests, and clean shutdown and restart."""
 import json
 import os
+import re
 import signal
 import socket
 import threading
@@ -538,3 +539,19 @@ def test_connections_per_address_is_a_setting(tmp_path):
     finally:
         code, log = d.stop()
     assert code == 0, log
+
+
+def test_an_idle_daemon_sleeps(daemon):
+    """The gateway's reading clock runs only while connections are open: a
+    daemon nobody talks to is not woken every second."""
+    resp, _ = daemon.request("GET", "/api/health")  # opens and closes one
+    assert resp.status == 200
+    time.sleep(2.5)  # the clock's last tick, after the connection closed
+
+    def wakeups():
+        with open(f"/proc/{daemon.proc.pid}/status") as f:
+            return int(re.search(r"\nvoluntary_ctxt_switches:\s+(\d+)", f.read()).group(1))
+
+    before = wakeups()
+    time.sleep(4)
+    assert wakeups() - before <= 1
