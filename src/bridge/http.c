@@ -2,6 +2,7 @@
  * parsing its responses with llhttp, every byte of which is untrusted. */
 #include "bridge.h"
 
+#include <ctype.h>
 #include <llhttp.h>
 #include <strings.h>
 
@@ -432,21 +433,70 @@ static int fail(br_parser *p, const char *problem)
     return -1;
 }
 
-/* A filename from Content-Disposition: attachment; filename="x". */
+/* The value of filename*= (RFC 8187: charset'language'percent-encoded), as
+ * UTF-8, or NULL when it is missing or in another charset than UTF-8 or
+ * ISO-8859-1. Control characters are dropped. */
+static char *extended_filename(const char *v)
+{
+    const char *f = strcasestr(v, "filename*=");
+    if (f == NULL)
+        return NULL;
+    f += 10;
+    bool latin1;
+    if (strncasecmp(f, "utf-8'", 6) == 0)
+        latin1 = false;
+    else if (strncasecmp(f, "iso-8859-1'", 11) == 0)
+        latin1 = true;
+    else
+        return NULL;
+    f = strchr(f, '\'') + 1;
+    const char *lang_end = strchr(f, '\'');
+    if (lang_end == NULL)
+        return NULL;
+    gr_buf b = GR_BUF_INIT;
+    for (const char *c = lang_end + 1; *c && *c != ';' && *c != ' ' && *c != '\t'; c++) {
+        unsigned char ch = (unsigned char)*c;
+        if (ch == '%' && isxdigit((unsigned char)c[1]) && isxdigit((unsigned char)c[2])) {
+            char hex[3] = {c[1], c[2], 0};
+            ch = (unsigned char)strtol(hex, NULL, 16);
+            c += 2;
+        }
+        if (ch < 0x20 || ch == 0x7f)
+            continue;
+        if (latin1 && ch >= 0x80) {
+            char two[2] = {(char)(0xc0 | (ch >> 6)), (char)(0x80 | (ch & 0x3f))};
+            gr_buf_append(&b, two, 2);
+        } else {
+            gr_buf_append(&b, (const char *)&ch, 1);
+        }
+    }
+    return b.len ? gr_buf_steal(&b) : (gr_buf_release(&b), NULL);
+}
+
+/* The download name of Content-Disposition: attachment: filename*= when it
+ * can be read (RFC 6266 asks clients to prefer it), else filename=, quoted
+ * (with backslash escapes) or not; "" for an attachment without a name. */
 static char *disposition_filename(const char *v)
 {
     if (strncasecmp(v, "attachment", 10) != 0)
         return NULL;
+    char *ext = extended_filename(v);
+    if (ext)
+        return ext;
     const char *f = strcasestr(v, "filename=");
     if (f == NULL)
         return gr_strdup("");
     f += 9;
-    if (*f == '"') {
-        f++;
-        const char *q = strchr(f, '"');
-        return gr_strndup(f, q ? (size_t)(q - f) : strlen(f));
+    if (*f != '"')
+        return gr_strndup(f, strcspn(f, "; \t"));
+    gr_buf b = GR_BUF_INIT;
+    for (f++; *f && *f != '"'; f++) {
+        if (*f == '\\' && f[1])
+            f++;
+        gr_buf_append(&b, f, 1);
     }
-    return gr_strndup(f, strcspn(f, "; "));
+    gr_buf_append(&b, "", 0);
+    return b.data ? gr_buf_steal(&b) : gr_strdup("");
 }
 
 static int take_header(br_parser *p)

@@ -281,6 +281,43 @@ static int serve_init(gw_server *srv, h2o_req_t *req, gw_grain_session *s)
     return 0;
 }
 
+/* Content-Disposition for a download name the app chose: filename= for
+ * every client, in printable ASCII without quotes or backslashes (each
+ * other character is "_"), and, when the name has letters beyond ASCII,
+ * filename*= with all of it in UTF-8 (RFC 6266 and 8187), which browsers
+ * prefer. Control bytes never reach the header either way. */
+static void download_disposition(gr_buf *b, const char *name, size_t len)
+{
+    bool wide = false;
+    gr_buf_puts(b, "attachment; filename=\"");
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)name[i];
+        if (ch >= 0x80) {
+            wide = true;
+            if ((ch & 0xc0) == 0x80)
+                continue; /* the rest of a letter already written as "_" */
+        }
+        char out = ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\' ? (char)ch : '_';
+        gr_buf_append(b, &out, 1);
+    }
+    gr_buf_puts(b, "\"");
+    if (!wide)
+        return;
+    gr_buf_puts(b, "; filename*=UTF-8''");
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)name[i];
+        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+            (ch && strchr("!#$&+-.^_`|~", ch))) {
+            char out = (char)ch;
+            gr_buf_append(b, &out, 1);
+        } else {
+            char pct[4];
+            snprintf(pct, sizeof pct, "%%%02X", ch);
+            gr_buf_append(b, pct, 3);
+        }
+    }
+}
+
 /* ---- building the call ------------------------------------------------------------ */
 
 static void set_text(cp_struct_builder b, uint16_t slot, const char *s)
@@ -824,11 +861,7 @@ static void send_response(grain_call *gc, h2o_req_t *req, WebSession_Response_R 
             WebSession_Response_content_disposition_WHICH_download) {
             cp_text name = WebSession_Response_content_disposition_get_download(disp);
             gr_buf b = GR_BUF_INIT;
-            gr_buf_puts(&b, "attachment; filename=\"");
-            for (size_t i = 0; i < name.len; i++)
-                if ((unsigned char)name.str[i] >= 0x20 && name.str[i] != '"' && name.str[i] != '\\')
-                    gr_buf_append(&b, &name.str[i], 1);
-            gr_buf_puts(&b, "\"");
+            download_disposition(&b, name.str, name.len);
             gw__add_header_str(req, "content-disposition", b.data);
             gr_buf_release(&b);
         }

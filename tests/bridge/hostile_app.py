@@ -66,6 +66,19 @@ def serve(conn, req):
             ("Content-Disposition", 'attachment; filename="report.txt"'),
             ("ETag", 'W/"v1"'),
         ], b"cookies set")
+    elif path.startswith("/download/"):
+        # Download names as frameworks send them, chosen by the path.
+        disposition = {
+            "ext": "attachment; filename*=UTF-8''r%C3%A9sum%C3%A9%20v2.pdf",
+            "both": "attachment; filename=\"resume.pdf\"; filename*=utf-8''r%C3%A9sum%C3%A9.pdf",
+            "latin1": "attachment; filename*=ISO-8859-1'en'%A3%20rates.txt",
+            "escaped": 'attachment; filename="a \\"b\\".txt"',
+            "control": "attachment; filename*=UTF-8''a%0D%0Ab%00c.txt",
+            "othercharset": "attachment; filename=\"plain.txt\"; filename*=koi8-r''%C1.txt",
+            "inline": "inline; filename=\"shown.txt\"",
+        }[path.split("/")[2]]
+        respond(conn, "200 OK", [("Content-Type", "text/plain"),
+                                 ("Content-Disposition", disposition)], b"file")
     elif path == "/etag":
         inm = headers.get("if-none-match")
         im = headers.get("if-match")

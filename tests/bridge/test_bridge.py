@@ -324,6 +324,20 @@ def test_cookies_etags_and_response_headers(tmp_path):
     assert res[9]["kind"] == "content" and res[9]["statusCode"] == 1 and res[9]["body"] == "new"
 
 
+def test_download_names(tmp_path):
+    """Content-Disposition's name comes to the platform as UTF-8: filename*=
+    first (RFC 6266), in UTF-8 or ISO-8859-1, else filename=, unquoted and
+    unescaped; control characters dropped; an inline disposition is no
+    download."""
+    kinds = ["ext", "both", "latin1", "escaped", "control", "othercharset", "inline"]
+    res, _, _ = run(tmp_path, [ALICE] + [{"method": "get", "path": f"download/{k}"} for k in kinds],
+                    app=hostile_app)
+    got = {k: r.get("download") for k, r in zip(kinds, res[1:])}
+    assert got == {"ext": "résumé v2.pdf", "both": "résumé.pdf", "latin1": "£ rates.txt",
+                   "escaped": 'a "b".txt', "control": "abc.txt", "othercharset": "plain.txt",
+                   "inline": None}, got
+
+
 def test_injection_refused(tmp_path):
     res, ex, _ = run(tmp_path, [
         ALICE,

@@ -13,6 +13,8 @@
  * - wsflood/N (openWebSocket): N sendBytes of 1 MiB on the clientStream;
  * - hang: never answers (the call is left unended);
  * - ctlmime: a MIME type with an escape sequence and a DEL in it;
+ * - download: a download name with quotes, a backslash, a line break (that
+ *   would start a header of its own), a DEL and letters beyond ASCII;
  * - anything else: 200 "hostile grain".
  * newSession fails when the browser's User-Agent says "refuse-session".
  * It ignores its arguments (PORT -- COMMAND...), and runs until fd 3 ends. */
@@ -117,6 +119,11 @@ static void ws_get(cp_server *self, cp_call *call, WebSession_get_Params_R param
     } else if (strcmp(path.str, "ctlmime") == 0) {
         static const char mime[] = "text/html\x1b[2J\x7f";
         WebSession_Response_content_set_mimeType(c, mime, sizeof mime - 1);
+        WebSession_Response_content_body_set_bytes(body, "hostile grain\n", 14);
+    } else if (strcmp(path.str, "download") == 0) {
+        static const char name[] = "r\xc3\xa9sum\xc3\xa9 \"q\"\\\r\nX-Injected: 1\x7f;.txt";
+        WebSession_Response_content_disposition_B d = WebSession_Response_content_init_disposition(c);
+        WebSession_Response_content_disposition_set_download(d, name, sizeof name - 1);
         WebSession_Response_content_body_set_bytes(body, "hostile grain\n", 14);
     } else if (strcmp(path.str, "dropstream") == 0) {
         WebSession_Response_content_body_set_stream(body, new_handle());
