@@ -494,8 +494,12 @@ static void on_accept(uv_stream_t *listener, int status)
     uv_tcp_nodelay(&conn->tcp, 1);
     h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&conn->tcp, on_conn_closed);
     conn->sock = sock;
-    if (srv->clock_started && !uv_is_active((uv_handle_t *)&srv->reading_clock))
+    if (srv->clock_started && !uv_is_active((uv_handle_t *)&srv->reading_clock)) {
+        /* The disk may have filled while nobody was connected: look now,
+         * before this connection's body can need a file. */
+        keep_disk_free(srv, NULL);
         uv_timer_start(&srv->reading_clock, on_reading_clock, 1000, 1000);
+    }
     h2o_accept(&srv->accept_ctx, sock);
     /* h2o's reader of requests is its own (static) function: learn it from
      * the first connection, which h2o has just begun to read from. */

@@ -433,6 +433,11 @@ def test_an_upload_that_would_fill_the_disk_is_refused(tmp_path):
                     f.flush()
             except OSError:
                 pass
+        # With no connection open the clock sleeps; the next connection wakes it.
+        time.sleep(1.5)
+        assert d.read_log().count("uploads past 1 MiB are refused") == 1, d.log
+        resp, _ = d.request("GET", "/api/health")
+        assert resp.status == 200
         deadline = time.monotonic() + 5
         while d.read_log().count("uploads past 1 MiB are refused") < 2:
             assert time.monotonic() < deadline, d.log
