@@ -433,70 +433,150 @@ static int fail(br_parser *p, const char *problem)
     return -1;
 }
 
-/* The value of filename*= (RFC 8187: charset'language'percent-encoded), as
- * UTF-8, or NULL when it is missing or in another charset than UTF-8 or
- * ISO-8859-1. Control characters are dropped. */
-static char *extended_filename(const char *v)
+/* Whether a download name may hold code point c: no control characters
+ * (C0, DEL, C1) and none of the marks that reorder text, which can make
+ * "gpj.exe" read as "exe.jpg". */
+static bool name_char_ok(uint32_t c)
 {
-    const char *f = strcasestr(v, "filename*=");
-    if (f == NULL)
-        return NULL;
-    f += 10;
-    bool latin1;
-    if (strncasecmp(f, "utf-8'", 6) == 0)
-        latin1 = false;
-    else if (strncasecmp(f, "iso-8859-1'", 11) == 0)
-        latin1 = true;
-    else
-        return NULL;
-    f = strchr(f, '\'') + 1;
-    const char *lang_end = strchr(f, '\'');
-    if (lang_end == NULL)
-        return NULL;
-    gr_buf b = GR_BUF_INIT;
-    for (const char *c = lang_end + 1; *c && *c != ';' && *c != ' ' && *c != '\t'; c++) {
-        unsigned char ch = (unsigned char)*c;
-        if (ch == '%' && isxdigit((unsigned char)c[1]) && isxdigit((unsigned char)c[2])) {
-            char hex[3] = {c[1], c[2], 0};
-            ch = (unsigned char)strtol(hex, NULL, 16);
-            c += 2;
-        }
-        if (ch < 0x20 || ch == 0x7f)
-            continue;
-        if (latin1 && ch >= 0x80) {
-            char two[2] = {(char)(0xc0 | (ch >> 6)), (char)(0x80 | (ch & 0x3f))};
-            gr_buf_append(&b, two, 2);
-        } else {
-            gr_buf_append(&b, (const char *)&ch, 1);
-        }
-    }
-    return b.len ? gr_buf_steal(&b) : (gr_buf_release(&b), NULL);
+    return c >= 0x20 && !(c >= 0x7f && c <= 0x9f) && c != 0x200e && c != 0x200f &&
+           !(c >= 0x202a && c <= 0x202e) && !(c >= 0x2066 && c <= 0x2069);
 }
 
-/* The download name of Content-Disposition: attachment: filename*= when it
- * can be read (RFC 6266 asks clients to prefer it), else filename=, quoted
- * (with backslash escapes) or not; "" for an attachment without a name. */
+/* Appends name (len bytes) to b as UTF-8 without the characters above.
+ * latin1: the bytes are ISO-8859-1. Otherwise they must be UTF-8: false,
+ * with b as it was, when they are not. */
+static bool clean_name(gr_buf *b, const char *name, size_t len, bool latin1)
+{
+    size_t start = b->len;
+    for (size_t i = 0; i < len;) {
+        uint32_t c;
+        size_t n = latin1 ? 1 : gr_utf8_next(name + i, len - i, &c);
+        if (latin1)
+            c = (unsigned char)name[i];
+        if (n == 0) {
+            b->len = start;
+            if (b->data)
+                b->data[start] = '\0';
+            return false;
+        }
+        if (name_char_ok(c)) {
+            if (latin1 && c >= 0x80) {
+                char two[2] = {(char)(0xc0 | (c >> 6)), (char)(0x80 | (c & 0x3f))};
+                gr_buf_append(b, two, 2);
+            } else {
+                gr_buf_append(b, name + i, n);
+            }
+        }
+        i += n;
+    }
+    return true;
+}
+
+/* One parameter of a header value, after a ';': its name, and its value
+ * unquoted (backslash escapes undone) into *value. Moves *p past it.
+ * False when none is left. */
+static bool next_param(const char **p, const char **name, size_t *name_len, gr_buf *value)
+{
+    const char *s = *p;
+    while (*s && *s != ';')
+        s++;
+    if (*s == '\0')
+        return false;
+    s++;
+    while (*s == ' ' || *s == '\t')
+        s++;
+    *name = s;
+    while (*s && *s != '=' && *s != ';' && *s != ' ' && *s != '\t')
+        s++;
+    *name_len = (size_t)(s - *name);
+    while (*s == ' ' || *s == '\t')
+        s++;
+    gr_buf_clear(value);
+    gr_buf_append(value, "", 0);
+    if (*s == '=') {
+        s++;
+        while (*s == ' ' || *s == '\t')
+            s++;
+        if (*s == '"') {
+            for (s++; *s && *s != '"'; s++) {
+                if (*s == '\\' && s[1])
+                    s++;
+                gr_buf_append(value, s, 1);
+            }
+            if (*s == '"')
+                s++;
+        } else {
+            const char *v = s;
+            while (*s && *s != ';' && *s != ' ' && *s != '\t')
+                s++;
+            gr_buf_append(value, v, (size_t)(s - v));
+        }
+    }
+    *p = s;
+    return true;
+}
+
+/* filename*='s value (RFC 8187: charset'language'percent-encoded) into b,
+ * cleaned; false when its charset is not UTF-8 or ISO-8859-1 or it is not
+ * valid in its charset. */
+static bool extended_filename(gr_buf *b, const char *v)
+{
+    bool latin1;
+    if (strncasecmp(v, "utf-8'", 6) == 0)
+        latin1 = false;
+    else if (strncasecmp(v, "iso-8859-1'", 11) == 0)
+        latin1 = true;
+    else
+        return false;
+    const char *lang = strchr(v, '\'') + 1; /* there is one: it was compared */
+    const char *text = strchr(lang, '\'');
+    if (text == NULL)
+        return false;
+    gr_buf raw = GR_BUF_INIT;
+    for (const char *c = text + 1; *c; c++) {
+        char ch = *c;
+        if (ch == '%' && isxdigit((unsigned char)c[1]) && isxdigit((unsigned char)c[2])) {
+            char hex[3] = {c[1], c[2], 0};
+            ch = (char)strtol(hex, NULL, 16);
+            c += 2;
+        }
+        gr_buf_append(&raw, &ch, 1);
+    }
+    bool ok = clean_name(b, raw.data ? raw.data : "", raw.len, latin1) && b->len > 0;
+    gr_buf_release(&raw);
+    return ok;
+}
+
+/* The download name of Content-Disposition: attachment, as UTF-8 without
+ * control or reordering characters: filename*= when it can be read (RFC
+ * 6266 asks clients to prefer it), else filename=; "" for an attachment
+ * without a name; NULL for no attachment. Parameters are read one by one,
+ * so that neither name is found inside the other's quoted value. */
 static char *disposition_filename(const char *v)
 {
-    if (strncasecmp(v, "attachment", 10) != 0)
+    if (strncasecmp(v, "attachment", 10) != 0 || (v[10] && v[10] != ';' && v[10] != ' '))
         return NULL;
-    char *ext = extended_filename(v);
-    if (ext)
-        return ext;
-    const char *f = strcasestr(v, "filename=");
-    if (f == NULL)
-        return gr_strdup("");
-    f += 9;
-    if (*f != '"')
-        return gr_strndup(f, strcspn(f, "; \t"));
-    gr_buf b = GR_BUF_INIT;
-    for (f++; *f && *f != '"'; f++) {
-        if (*f == '\\' && f[1])
-            f++;
-        gr_buf_append(&b, f, 1);
+    gr_buf plain = GR_BUF_INIT, ext = GR_BUF_INIT, value = GR_BUF_INIT;
+    bool have_plain = false, have_ext = false;
+    const char *p = v + 10, *name;
+    size_t name_len;
+    while (next_param(&p, &name, &name_len, &value)) {
+        if (!have_ext && name_len == 9 && strncasecmp(name, "filename*", 9) == 0)
+            have_ext = extended_filename(&ext, value.data);
+        else if (!have_plain && name_len == 8 && strncasecmp(name, "filename", 8) == 0) {
+            /* Raw bytes: UTF-8 when they are, else ISO-8859-1 (RFC 6266's). */
+            have_plain = true;
+            if (!clean_name(&plain, value.data, value.len, false))
+                clean_name(&plain, value.data, value.len, true);
+        }
     }
-    gr_buf_append(&b, "", 0);
-    return b.data ? gr_buf_steal(&b) : gr_strdup("");
+    gr_buf_release(&value);
+    gr_buf *pick = have_ext ? &ext : &plain;
+    gr_buf_append(pick, "", 0);
+    char *out = gr_buf_steal(pick);
+    gr_buf_release(&ext);
+    gr_buf_release(&plain);
+    return out;
 }
 
 static int take_header(br_parser *p)

@@ -5,16 +5,6 @@
 #include <strings.h>
 #include <time.h>
 
-
-void gw__kv_free(gw_kv *kv, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        free(kv[i].key);
-        free(kv[i].value);
-    }
-    free(kv);
-}
-
 static void trim(const char **s, size_t *len)
 {
     while (*len && (**s == ' ' || **s == '\t')) {
@@ -46,29 +36,6 @@ bool gw__cookie_next(const char **p, const char *end, gw_cookie *c)
         return true;
     }
     return false;
-}
-
-ssize_t gw__ws_parse_cookies(const char *header, const char *skip, gw_kv **out, gr_error_t *err)
-{
-    *out = NULL;
-    size_t n = 0;
-    gw_kv *kv = NULL;
-    const char *p = header, *end = header ? header + strlen(header) : NULL;
-    gw_cookie c;
-    while (gw__cookie_next(&p, end, &c)) {
-        if (skip && c.name_len == strlen(skip) && memcmp(c.name, skip, c.name_len) == 0)
-            continue;
-        if (n >= GW_WS_MAX_ITEMS) {
-            gw__kv_free(kv, n);
-            return gr_make_error(err, 0, "too many cookies (at most %d)", GW_WS_MAX_ITEMS);
-        }
-        kv = gr_realloc(kv, (n + 1) * sizeof(*kv));
-        kv[n].key = gr_strndup(c.name, c.name_len);
-        kv[n].value = gr_strndup(c.value, c.value_len);
-        n++;
-    }
-    *out = kv;
-    return (ssize_t)n;
 }
 
 void gw__accepted_free(gw_accepted *a, size_t n)

@@ -11,10 +11,6 @@
 
 #define GW_WS_MAX_ITEMS 64 /* cookies, accepted types, ETags: more is refused */
 
-typedef struct gw_kv {
-    char *key, *value;
-} gw_kv;
-
 typedef struct gw_accepted {
     char *name; /* a MIME type, or a content coding */
     float q;    /* 0..1, 1 when absent */
@@ -51,12 +47,6 @@ typedef struct gw_cookie {
  * Returns false when none is left. Copies nothing. */
 bool gw__cookie_next(const char **p, const char *end, gw_cookie *c);
 
-/* Splits a Cookie header into pairs, leaving out the cookie named skip (the
- * platform's own, which the app must never see). Returns the number of pairs
- * (*out holds them, free with gw__kv_free), or -1 with err when the header
- * holds more than GW_WS_MAX_ITEMS cookies. */
-ssize_t gw__ws_parse_cookies(const char *header, const char *skip, gw_kv **out, gr_error_t *err);
-void gw__kv_free(gw_kv *kv, size_t n);
 
 /* Parses an Accept or Accept-Encoding header ("a/b;q=0.5, c"). Entries with
  * a malformed q are kept with q = 1 clamped into 0..1. Returns the count

@@ -31,6 +31,36 @@ bool gr_has_control_chars(const char *s)
     return false;
 }
 
+size_t gr_utf8_next(const char *s, size_t n, uint32_t *cp)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t len;
+    uint32_t c, min;
+    if (u[0] < 0x80) {
+        *cp = u[0];
+        return 1;
+    } else if ((u[0] & 0xe0) == 0xc0) {
+        len = 2, c = u[0] & 0x1f, min = 0x80;
+    } else if ((u[0] & 0xf0) == 0xe0) {
+        len = 3, c = u[0] & 0x0f, min = 0x800;
+    } else if ((u[0] & 0xf8) == 0xf0) {
+        len = 4, c = u[0] & 0x07, min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (n < len)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((u[i] & 0xc0) != 0x80)
+            return 0;
+        c = c << 6 | (u[i] & 0x3f);
+    }
+    if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+        return 0;
+    *cp = c;
+    return len;
+}
+
 char *gr_strstrip(char *s)
 {
     while (*s && isspace((unsigned char)*s))

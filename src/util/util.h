@@ -219,6 +219,10 @@ bool gr_starts_with(const char *s, const char *prefix);
 /* Whether s has a byte below 0x20 or 0x7f (DEL): not fit for a name, a
  * title or a log line. */
 bool gr_has_control_chars(const char *s);
+/* Decodes the UTF-8 character at s (n > 0 bytes there): its length, with
+ * *cp its code point, or 0 for a byte that does not begin a valid one
+ * (overlong forms, surrogates and code points past U+10FFFF included). */
+size_t gr_utf8_next(const char *s, size_t n, uint32_t *cp);
 
 /* Removes leading and trailing ASCII whitespace in place; returns s moved
  * past the leading whitespace. */

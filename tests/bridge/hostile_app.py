@@ -76,6 +76,12 @@ def serve(conn, req):
             "control": "attachment; filename*=UTF-8''a%0D%0Ab%00c.txt",
             "othercharset": "attachment; filename=\"plain.txt\"; filename*=koi8-r''%C1.txt",
             "inline": "inline; filename=\"shown.txt\"",
+            "inquotes": "attachment; filename=\"x filename*=UTF-8''evil.exe\"",
+            "prefixed": "attachment; xfilename*=UTF-8''y.exe; filename=\"z.txt\"",
+            "c1": "attachment; filename*=UTF-8''a%C2%9Bb%E2%80%AEgpj.exe",
+            "badutf8": "attachment; filename=\"fallback.txt\"; filename*=UTF-8''%FF%FE.txt",
+            "tab": "attachment; filename=\"a\tb.txt\"",
+            "latin1c1": "attachment; filename*=iso-8859-1''a%85%9Bb.txt",
         }[path.split("/")[2]]
         respond(conn, "200 OK", [("Content-Type", "text/plain"),
                                  ("Content-Disposition", disposition)], b"file")

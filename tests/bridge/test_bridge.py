@@ -327,15 +327,21 @@ def test_cookies_etags_and_response_headers(tmp_path):
 def test_download_names(tmp_path):
     """Content-Disposition's name comes to the platform as UTF-8: filename*=
     first (RFC 6266), in UTF-8 or ISO-8859-1, else filename=, unquoted and
-    unescaped; control characters dropped; an inline disposition is no
-    download."""
-    kinds = ["ext", "both", "latin1", "escaped", "control", "othercharset", "inline"]
+    unescaped; control characters and marks that reorder text dropped; an
+    inline disposition is no download."""
+    kinds = ["ext", "both", "latin1", "escaped", "control", "othercharset", "inline",
+             "inquotes", "prefixed", "c1", "badutf8", "tab", "latin1c1"]
     res, _, _ = run(tmp_path, [ALICE] + [{"method": "get", "path": f"download/{k}"} for k in kinds],
                     app=hostile_app)
     got = {k: r.get("download") for k, r in zip(kinds, res[1:])}
     assert got == {"ext": "résumé v2.pdf", "both": "résumé.pdf", "latin1": "£ rates.txt",
                    "escaped": 'a "b".txt', "control": "abc.txt", "othercharset": "plain.txt",
-                   "inline": None}, got
+                   "inline": None,
+                   # neither parameter is found inside another's value or name
+                   "inquotes": "x filename*=UTF-8''evil.exe", "prefixed": "z.txt",
+                   # no C1 controls or reordering marks; invalid UTF-8 is not read
+                   "c1": "abgpj.exe", "badutf8": "fallback.txt", "tab": "ab.txt",
+                   "latin1c1": "ab.txt"}, got
 
 
 def test_injection_refused(tmp_path):

@@ -22,6 +22,15 @@ static int on_head(void *ud, br_response *r)
     for (size_t i = 0; i < r->nheaders; i++)
         if (strpbrk(r->headers[i].value, "\r\n") || !br_response_header_allowed(r->headers[i].name))
             abort(); /* nothing unlisted or multi-line is passed on */
+    /* A download name is UTF-8 without control characters. */
+    const char *d = r->disposition_filename;
+    for (size_t i = 0, n = d ? strlen(d) : 0; i < n;) {
+        uint32_t cp;
+        size_t k = gr_utf8_next(d + i, n - i, &cp);
+        if (k == 0 || cp < 0x20 || (cp >= 0x7f && cp <= 0x9f))
+            abort();
+        i += k;
+    }
     return 0;
 }
 

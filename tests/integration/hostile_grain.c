@@ -15,6 +15,8 @@
  * - ctlmime: a MIME type with an escape sequence and a DEL in it;
  * - download: a download name with quotes, a backslash, a line break (that
  *   would start a header of its own), a DEL and letters beyond ASCII;
+ * - platformcookies: sets the platform's cookie under both its names, and
+ *   one of its own;
  * - anything else: 200 "hostile grain".
  * newSession fails when the browser's User-Agent says "refuse-session".
  * It ignores its arguments (PORT -- COMMAND...), and runs until fd 3 ends. */
@@ -124,6 +126,15 @@ static void ws_get(cp_server *self, cp_call *call, WebSession_get_Params_R param
         static const char name[] = "r\xc3\xa9sum\xc3\xa9 \"q\"\\\r\nX-Injected: 1\x7f;.txt";
         WebSession_Response_content_disposition_B d = WebSession_Response_content_init_disposition(c);
         WebSession_Response_content_disposition_set_download(d, name, sizeof name - 1);
+        WebSession_Response_content_body_set_bytes(body, "hostile grain\n", 14);
+    } else if (strcmp(path.str, "platformcookies") == 0) {
+        static const char *names[] = {"granary_grain", "__Host-granary_grain", "mine"};
+        WebSession_Cookie_LB l = WebSession_Response_init_setCookies(r, 3);
+        for (uint32_t i = 0; i < 3; i++) {
+            WebSession_Cookie_B k = WebSession_Cookie_list_at(l, i);
+            WebSession_Cookie_set_name(k, names[i], strlen(names[i]));
+            WebSession_Cookie_set_value(k, "planted", 7);
+        }
         WebSession_Response_content_body_set_bytes(body, "hostile grain\n", 14);
     } else if (strcmp(path.str, "dropstream") == 0) {
         WebSession_Response_content_body_set_stream(body, new_handle());

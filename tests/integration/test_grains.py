@@ -204,8 +204,8 @@ def test_over_https_the_origin_cookie_has_the_host_prefix(tmp_path):
         assert set_cookie.startswith("__Host-granary_grain="), set_cookie
         assert "; Path=/" in set_cookie and "Secure" in set_cookie and "Domain" not in set_cookie
         secret = set_cookie.split(";")[0].split("=", 1)[1]
-        resp, body = g.get(host, f"__Host-granary_grain={secret}; theme=dark", "/debug/headers",
-                           headers={"Origin": f"https://{host}"})
+        resp, body = g.get(host, f"__Host-granary_grain={secret}; granary_grain=x; theme=dark",
+                           "/debug/headers", headers={"Origin": f"https://{host}"})
         assert resp.status == 200, body
         seen = {k.lower(): v for k, v in json.loads(body)["headers"]}
         assert seen["cookie"] == "theme=dark"  # neither name of the platform's cookie

@@ -177,3 +177,13 @@ def test_a_download_name_cannot_break_the_header(hostile):
         b"attachment; filename=\"r_sum_ _q____X-Injected: 1_;.txt\"; "
         b"filename*=UTF-8''r%C3%A9sum%C3%A9%20%22q%22%5C%0D%0AX-Injected%3A%201%7F%3B.txt")
     assert b"\x7f" not in head
+
+
+def test_an_app_cannot_set_the_platforms_cookie(hostile):
+    """Neither name of the origin's cookie (granary_grain, and over https
+    __Host-granary_grain) can be set by the app; its own cookies can."""
+    out = raw(hostile, ["/platformcookies"])
+    assert out.startswith(b"HTTP/1.1 200"), out
+    head = out.split(b"\r\n\r\n")[0].lower()
+    cookies = [line for line in head.split(b"\r\n") if line.startswith(b"set-cookie:")]
+    assert len(cookies) == 1 and cookies[0].startswith(b"set-cookie: mine=planted"), head

@@ -64,6 +64,29 @@ static void test_buf(void **state)
     free(s);
 }
 
+static void test_utf8_next(void **state)
+{
+    uint32_t cp = 0;
+    assert_int_equal(gr_utf8_next("A", 1, &cp), 1);
+    assert_int_equal(cp, 'A');
+    assert_int_equal(gr_utf8_next("\xc3\xa9", 2, &cp), 2);
+    assert_int_equal(cp, 0xe9);
+    assert_int_equal(gr_utf8_next("\xe2\x80\xae", 3, &cp), 3);
+    assert_int_equal(cp, 0x202e);
+    assert_int_equal(gr_utf8_next("\xf0\x9f\x98\x80", 4, &cp), 4);
+    assert_int_equal(cp, 0x1f600);
+    /* Not valid: a lone continuation byte, a cut sequence, an overlong
+     * slash, a surrogate, past U+10FFFF, and bytes UTF-8 never uses. */
+    assert_int_equal(gr_utf8_next("\x80", 1, &cp), 0);
+    assert_int_equal(gr_utf8_next("\xc3", 1, &cp), 0);
+    assert_int_equal(gr_utf8_next("\xe2\x80", 2, &cp), 0);
+    assert_int_equal(gr_utf8_next("\xc0\xaf", 2, &cp), 0);
+    assert_int_equal(gr_utf8_next("\xed\xa0\x80", 3, &cp), 0);
+    assert_int_equal(gr_utf8_next("\xf4\x90\x80\x80", 4, &cp), 0);
+    assert_int_equal(gr_utf8_next("\xff", 1, &cp), 0);
+    assert_int_equal(gr_utf8_next("\xc3" "A", 2, &cp), 0);
+}
+
 static void test_strlcpy(void **state)
 {
     char small[4];
@@ -431,6 +454,7 @@ int main(void)
         cmocka_unit_test(test_error_message_and_status),
         cmocka_unit_test(test_error_without_status),
         cmocka_unit_test(test_buf),
+        cmocka_unit_test(test_utf8_next),
         cmocka_unit_test(test_strlcpy),
         cmocka_unit_test(test_parse_long),
         cmocka_unit_test(test_strstrip_and_lower),
