@@ -433,16 +433,8 @@ static int fail(br_parser *p, const char *problem)
     return -1;
 }
 
-/* Whether a download name may hold code point c: no control characters
- * (C0, DEL, C1) and none of the marks that reorder text, which can make
- * "gpj.exe" read as "exe.jpg". */
-static bool name_char_ok(uint32_t c)
-{
-    return c >= 0x20 && !(c >= 0x7f && c <= 0x9f) && c != 0x200e && c != 0x200f &&
-           !(c >= 0x202a && c <= 0x202e) && !(c >= 0x2066 && c <= 0x2069);
-}
-
-/* Appends name (len bytes) to b as UTF-8 without the characters above.
+/* Appends name (len bytes) to b as UTF-8 without the characters that
+ * gr_name_char_ok refuses.
  * latin1: the bytes are ISO-8859-1. Otherwise they must be UTF-8: false,
  * with b as it was, when they are not. */
 static bool clean_name(gr_buf *b, const char *name, size_t len, bool latin1)
@@ -459,7 +451,7 @@ static bool clean_name(gr_buf *b, const char *name, size_t len, bool latin1)
                 b->data[start] = '\0';
             return false;
         }
-        if (name_char_ok(c)) {
+        if (gr_name_char_ok(c)) {
             if (latin1 && c >= 0x80) {
                 char two[2] = {(char)(0xc0 | (c >> 6)), (char)(0x80 | (c & 0x3f))};
                 gr_buf_append(b, two, 2);

@@ -61,6 +61,12 @@ size_t gr_utf8_next(const char *s, size_t n, uint32_t *cp)
     return len;
 }
 
+bool gr_name_char_ok(uint32_t c)
+{
+    return c >= 0x20 && !(c >= 0x7f && c <= 0x9f) && c != 0x200e && c != 0x200f &&
+           !(c >= 0x202a && c <= 0x202e) && !(c >= 0x2066 && c <= 0x2069);
+}
+
 char *gr_strstrip(char *s)
 {
     while (*s && isspace((unsigned char)*s))

@@ -223,6 +223,10 @@ bool gr_has_control_chars(const char *s);
  * *cp its code point, or 0 for a byte that does not begin a valid one
  * (overlong forms, surrogates and code points past U+10FFFF included). */
 size_t gr_utf8_next(const char *s, size_t n, uint32_t *cp);
+/* Whether a name shown to users (a file's, say) may hold code point c: not
+ * a control character (C0, DEL, C1), nor one of the marks that reorder
+ * text, which can make "gpj.exe" read as "exe.jpg". */
+bool gr_name_char_ok(uint32_t c);
 
 /* Removes leading and trailing ASCII whitespace in place; returns s moved
  * past the leading whitespace. */

@@ -14,7 +14,8 @@
  * - hang: never answers (the call is left unended);
  * - ctlmime: a MIME type with an escape sequence and a DEL in it;
  * - download: a download name with quotes, a backslash, a line break (that
- *   would start a header of its own), a DEL and letters beyond ASCII;
+ *   would start a header of its own), a DEL, letters beyond ASCII, a mark
+ *   that reorders text and a byte that is not UTF-8;
  * - platformcookies: sets the platform's cookie under both its names, and
  *   one of its own;
  * - anything else: 200 "hostile grain".
@@ -123,7 +124,8 @@ static void ws_get(cp_server *self, cp_call *call, WebSession_get_Params_R param
         WebSession_Response_content_set_mimeType(c, mime, sizeof mime - 1);
         WebSession_Response_content_body_set_bytes(body, "hostile grain\n", 14);
     } else if (strcmp(path.str, "download") == 0) {
-        static const char name[] = "r\xc3\xa9sum\xc3\xa9 \"q\"\\\r\nX-Injected: 1\x7f;.txt";
+        static const char name[] =
+            "r\xc3\xa9sum\xc3\xa9 \"q\"\\\r\nX-Injected: 1\x7f\xe2\x80\xae\xff;.txt";
         WebSession_Response_content_disposition_B d = WebSession_Response_content_init_disposition(c);
         WebSession_Response_content_disposition_set_download(d, name, sizeof name - 1);
         WebSession_Response_content_body_set_bytes(body, "hostile grain\n", 14);
