@@ -217,3 +217,34 @@ def admin(daemon):
     status, body, _ = c.post("/api/setup", dict(ADMIN, token=token))
     assert status == 201, body
     return c
+
+
+def slow_upload(port, head, body, first, pause):
+    """Sends a request head and the first bytes of its body, waits pause
+    seconds (the gateway's clock looks meanwhile), then the rest. Returns
+    (what came back, whole: the head and as much of the body as its
+    Content-Length says, or all until the end; whether all was sent)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=20)
+    s.sendall(head)
+    s.sendall(body[:first])
+    time.sleep(pause)
+    sent_all = True
+    try:
+        s.sendall(body[first:])
+    except OSError:
+        sent_all = False
+    answer = b""
+    try:
+        while True:
+            got = s.recv(65536)
+            if not got:
+                break
+            answer += got
+            top, _, rest = answer.partition(b"\r\n\r\n")
+            m = re.search(rb"content-length: (\d+)", top.lower())
+            if m and len(rest) >= int(m.group(1)):
+                break
+    except OSError:
+        pass
+    s.close()
+    return answer, sent_all

@@ -53,15 +53,16 @@ static const char *session_cookie(const gw_server *srv)
  * (a subdomain) can set a cookie of the same name for the parent domain,
  * which the browser then sends beside ours, and which comes first is the
  * browser's choice. */
-static char *cookie_value(h2o_req_t *req, const char *name, bool *twice)
+/* The value of the cookie called name in Cookie header values (n of
+ * them), or NULL; *twice when it is there more than once. */
+static char *cookie_value(const h2o_iovec_t *values, size_t n, const char *name, bool *twice)
 {
     size_t nl = strlen(name);
     char *found = NULL;
     *twice = false;
-    for (ssize_t i = -1;
-         (i = h2o_find_header(&req->headers, H2O_TOKEN_COOKIE, i)) != -1;) {
-        const char *p = req->headers.entries[i].value.base;
-        const char *end = p + req->headers.entries[i].value.len;
+    for (size_t i = 0; i < n; i++) {
+        const char *p = values[i].base;
+        const char *end = p + values[i].len;
         while (p < end) {
             while (p < end && (*p == ' ' || *p == ';'))
                 p++;
@@ -94,9 +95,24 @@ static bool is_hex_token(const char *t)
  * valid session, or -1 with err. */
 int gw__session_find(gw_server *srv, h2o_req_t *req, gw_session *s, gr_error_t *err)
 {
+    h2o_iovec_t values[GW_MAX_COOKIE_HEADERS];
+    size_t n = 0;
+    for (ssize_t i = -1; (i = h2o_find_header(&req->headers, H2O_TOKEN_COOKIE, i)) != -1;) {
+        if (n == GW_MAX_COOKIE_HEADERS) {
+            memset(s, 0, sizeof(*s));
+            return 0; /* no browser sends so many: signed out */
+        }
+        values[n++] = req->headers.entries[i].value;
+    }
+    return gw__session_find_in(srv, values, n, s, err);
+}
+
+int gw__session_find_in(gw_server *srv, const h2o_iovec_t *cookies, size_t n, gw_session *s,
+                        gr_error_t *err)
+{
     memset(s, 0, sizeof(*s));
     bool twice = false;
-    _cleanup_free_ char *token = cookie_value(req, session_cookie(srv), &twice);
+    _cleanup_free_ char *token = cookie_value(cookies, n, session_cookie(srv), &twice);
     if (twice) {
         /* Which is ours cannot be told: using either could sign the user in
          * as whoever planted the other. */

@@ -5,6 +5,8 @@
 #include "websession.h"
 
 #include <arpa/inet.h>
+#include <llhttp.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -154,6 +156,7 @@ struct gw_conn {
     uint64_t head_start_ms; /* when the request being read began */
     bool reading;   /* h2o was reading a request at the last look */
     bool head_done; /* that request's head has all come */
+    bool vetted;    /* its sender was asked about, for a body past 1 MiB */
     bool cut;       /* closed by the clock */
     struct gw_peer *peer; /* the address it came from, when counted */
 };
@@ -300,6 +303,112 @@ static void set_body_template(gw_server *srv, bool disk_short)
              disk_short ? "disk-full/" : "");
 }
 
+/* ---- who may send a large body ------------------------------------------------
+ *
+ * A body past 1 MiB is taken only from someone known: on a grain origin,
+ * a request carrying that origin's cookie; on the shell, the package upload
+ * (POST /api/apps) from an administrator's session. The clock looks once,
+ * when such a body has begun to come, at the head h2o holds (parsed again
+ * here with llhttp, as h2o has not yet shown the request to anyone): for
+ * anyone else the upload is answered 403 and cut, instead of being held
+ * whole, up to 1 GiB, before the handler could refuse it. A head that
+ * cannot be read here is left to h2o. */
+typedef struct {
+    const char *url, *host;
+    size_t url_len, host_len;
+    h2o_iovec_t cookies[GW_MAX_COOKIE_HEADERS];
+    size_t ncookies;
+    int field; /* the header whose value comes next: 1 Host, 2 Cookie, 0 another */
+    bool too_many;
+} head_view;
+
+static int hv_url(llhttp_t *p, const char *at, size_t len)
+{
+    head_view *h = p->data;
+    if (!h->url)
+        h->url = at;
+    h->url_len += len;
+    return 0;
+}
+
+static int hv_field(llhttp_t *p, const char *at, size_t len)
+{
+    head_view *h = p->data;
+    h->field = len == 4 && strncasecmp(at, "host", 4) == 0     ? 1
+               : len == 6 && strncasecmp(at, "cookie", 6) == 0 ? 2
+                                                               : 0;
+    return 0;
+}
+
+static int hv_value(llhttp_t *p, const char *at, size_t len)
+{
+    head_view *h = p->data;
+    if (h->field == 1 && !h->host) {
+        h->host = at;
+        h->host_len = len;
+    } else if (h->field == 2) {
+        if (h->ncookies == GW_MAX_COOKIE_HEADERS)
+            h->too_many = true;
+        else
+            h->cookies[h->ncookies++] = h2o_iovec_init(at, len);
+    }
+    return 0;
+}
+
+static int hv_done(llhttp_t *p)
+{
+    return HPE_PAUSED;
+}
+
+static bool body_welcome(gw_server *srv, const h2o_buffer_t *in)
+{
+    static llhttp_settings_t settings;
+    if (!settings.on_url) {
+        llhttp_settings_init(&settings);
+        settings.on_url = hv_url;
+        settings.on_header_field = hv_field;
+        settings.on_header_value = hv_value;
+        settings.on_headers_complete = hv_done;
+    }
+    head_view h = {0};
+    llhttp_t parser;
+    llhttp_init(&parser, HTTP_REQUEST, &settings);
+    parser.data = &h;
+    size_t n = in->size < H2O_MAX_REQLEN ? in->size : H2O_MAX_REQLEN;
+    if (llhttp_execute(&parser, in->bytes, n) != HPE_PAUSED || !h.host)
+        return true;
+    char label[64];
+    switch (gw_classify_host(srv->cfg, h.host, h.host_len, label, sizeof label)) {
+    case GW_HOST_WILDCARD:
+        return !h.too_many && gw__grain_cookie_ok(srv, label, h.cookies, h.ncookies);
+    case GW_HOST_SHELL: {
+        const char *q = memchr(h.url, '?', h.url_len);
+        size_t path_len = q ? (size_t)(q - h.url) : h.url_len;
+        if (llhttp_get_method(&parser) != HTTP_POST || h.too_many ||
+            !h2o_memis(h.url, path_len, H2O_STRLIT("/api/apps")))
+            return false;
+        gw_session s;
+        gr_error_t err = NULL;
+        int r = gw__session_find_in(srv, h.cookies, h.ncookies, &s, &err);
+        if (r < 0) { /* the store failed: the handler will say so */
+            gr_error_release(&err);
+            return true;
+        }
+        bool admin = r > 0 && s.account.is_admin;
+        if (r > 0)
+            gw__session_release(&s);
+        return admin;
+    }
+    default:
+        return false;
+    }
+}
+
+static const char body_unwelcome[] =
+    "HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Type: text/plain\r\n"
+    "Content-Length: 114\r\n\r\nUploads past 1 MiB are taken only from signed-in users: on a "
+    "grain's page, or an administrator installing an app.\n";
+
 /* ---- the reading clock -------------------------------------------------------
  *
  * h2o 2.2 gives the reading of a request one timer: the whole request, body
@@ -360,6 +469,7 @@ static void look_at(gw_server *srv, gw_conn *c, uint64_t now)
             c->last_byte_ms = now;
         c->reading = true;
         c->head_done = false;
+        c->vetted = false;
         c->scanned = 0;
         c->head_start_ms = now;
     }
@@ -383,6 +493,22 @@ static void look_at(gw_server *srv, gw_conn *c, uint64_t now)
         if (now - c->head_start_ms >= GW_HEAD_MS)
             cut(c);
         return;
+    }
+    if (!c->vetted && have > GW_BODY_IN_MEMORY) {
+        c->vetted = true;
+        if (!body_welcome(srv, sock->input)) {
+            uv_os_fd_t fd;
+            if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0) {
+                (void)!write(fd, body_unwelcome, sizeof body_unwelcome - 1);
+                shutdown(fd, SHUT_WR);
+            }
+            srv->unwelcome_bodies++;
+            if (srv->unwelcome_bodies <= 16 || srv->unwelcome_bodies % 1000 == 0)
+                gr_info("gateway: an upload past 1 MiB from nobody signed in was refused (%zu "
+                        "such so far)", srv->unwelcome_bodies);
+            cut(c);
+            return;
+        }
     }
     if (now - c->last_byte_ms >= GW_BODY_STALL_MS) {
         srv->stalled_uploads++;

@@ -37,6 +37,7 @@ struct gw_server {
     bool clock_started;
     h2o_socket_cb h2o_reader;  /* h2o's read callback while it reads a request */
     size_t stalled_uploads;
+    size_t unwelcome_bodies;
     gr_index peers; /* gateway.c: open connections by address */
     char *body_dir; /* where h2o holds request bodies past 1 MiB */
     size_t refusals;        /* connections closed for want of room */
@@ -84,6 +85,13 @@ typedef struct gw_session {
 void gw__session_release(gw_session *s);
 /* The logged-in user of a request: 1 with *s filled, 0 when none, -1 with err. */
 int gw__session_find(gw_server *srv, h2o_req_t *req, gw_session *s, gr_error_t *err);
+/* The same from the values of a request's Cookie headers (n of them). */
+#define GW_MAX_COOKIE_HEADERS 32
+int gw__session_find_in(gw_server *srv, const h2o_iovec_t *cookies, size_t n, gw_session *s,
+                        gr_error_t *err);
+/* Whether Cookie header values hold the origin cookie of the grain session
+ * at label (grain_host.c). */
+bool gw__grain_cookie_ok(gw_server *srv, const char *label, const h2o_iovec_t *cookies, size_t n);
 /* Checks a state-changing call: POST, same origin, the CSRF header (the
  * session's token when s is given), the body's content type. Returns 0, or
  * -1 having answered. */

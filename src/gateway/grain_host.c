@@ -1438,6 +1438,31 @@ static int call_grain(gw_server *srv, h2o_req_t *req, gw_grain_session *s)
     return 0;
 }
 
+/* Whether one Cookie header's value holds session s's origin cookie. */
+static bool origin_cookie_in(gw_server *srv, const gw_grain_session *s, const h2o_iovec_t *value)
+{
+    const char *name = grain_cookie(srv);
+    size_t name_len = strlen(name);
+    _Static_assert(AU_TOKEN_HEX - 1 == crypto_verify_64_BYTES, "a session secret is 64 hex digits");
+    const char *p = value->base;
+    const char *end = cookie_end(value);
+    gw_cookie c;
+    while (gw__cookie_next(&p, end, &c))
+        if (h2o_memis(c.name, c.name_len, name, name_len) && c.value_len == AU_TOKEN_HEX - 1 &&
+            crypto_verify_64((const unsigned char *)c.value, (const unsigned char *)s->secret) == 0)
+            return true;
+    return false;
+}
+
+bool gw__grain_cookie_ok(gw_server *srv, const char *label, const h2o_iovec_t *cookies, size_t n)
+{
+    gw_grain_session *s = find_session(srv, label);
+    for (size_t i = 0; s && i < n; i++)
+        if (origin_cookie_in(srv, s, &cookies[i]))
+            return true;
+    return false;
+}
+
 int gw__route_grain(gw_server *srv, h2o_req_t *req, const char *label)
 {
     gw_grain_session *s = find_session(srv, label);
@@ -1459,18 +1484,8 @@ int gw__route_grain(gw_server *srv, h2o_req_t *req, const char *label)
                                     "Requests to a grain from another site are refused.", "");
     }
     bool ok = false;
-    const char *name = grain_cookie(srv);
-    size_t name_len = strlen(name);
-    _Static_assert(AU_TOKEN_HEX - 1 == crypto_verify_64_BYTES, "a session secret is 64 hex digits");
-    for (ssize_t i = -1; !ok && (i = h2o_find_header(&req->headers, H2O_TOKEN_COOKIE, i)) != -1;) {
-        const char *p = req->headers.entries[i].value.base;
-        const char *end = cookie_end(&req->headers.entries[i].value);
-        gw_cookie c;
-        while (!ok && gw__cookie_next(&p, end, &c))
-            ok = h2o_memis(c.name, c.name_len, name, name_len) &&
-                 c.value_len == AU_TOKEN_HEX - 1 &&
-                 crypto_verify_64((const unsigned char *)c.value, (const unsigned char *)s->secret) == 0;
-    }
+    for (ssize_t i = -1; !ok && (i = h2o_find_header(&req->headers, H2O_TOKEN_COOKIE, i)) != -1;)
+        ok = origin_cookie_in(srv, s, &req->headers.entries[i].value);
     if (!ok)
         return grain_error_page(srv, req, 403, "Forbidden",
                                 "This grain session belongs to another browser.",

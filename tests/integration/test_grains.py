@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from granary_testing import ADMIN, BASE_HOST, Client, Daemon, built, setup_link_from_log
+from granary_testing import (ADMIN, BASE_HOST, Client, Daemon, built, setup_link_from_log,
+                             slow_upload)
 
 
 def notes_spk():
@@ -757,3 +758,26 @@ def test_webdav_refusals_and_options(grains):
     assert resp.status == 200 and "PROPFIND" in resp.getheader("Allow")
     resp, _ = grains.get(host, cookie, "/", "BREW")
     assert resp.status in (400, 405)
+
+
+def test_a_large_upload_to_a_grain_needs_its_origin_cookie(grains):
+    """On a grain origin a body past 1 MiB is taken only with that origin's
+    cookie: without it the upload is answered 403 as soon as the gateway's
+    clock sees it; with it, a slow upload is read to the end and reaches the
+    app."""
+    import hashlib
+    gid = grains.new_grain()
+    host, cookie = grains.open(gid)
+    body = os.urandom(3 << 20)
+
+    def upload(cookie_line):
+        head = (f"POST /debug/upload HTTP/1.1\r\nHost: {host}\r\n{cookie_line}"
+                f"Content-Type: application/octet-stream\r\nContent-Length: {len(body)}\r\n\r\n")
+        return slow_upload(grains.d.port, head.encode(), body, 2 << 20, 1.6)[0]
+
+    assert upload("").startswith(b"HTTP/1.1 403")
+    assert upload("Cookie: granary_grain=" + "0" * 64 + "\r\n").startswith(b"HTTP/1.1 403")
+    answer = upload(f"Cookie: {cookie}\r\n")
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+    out = json.loads(answer.split(b"\r\n\r\n", 1)[1])
+    assert out == {"bytes": len(body), "sha256": hashlib.sha256(body).hexdigest()}

@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 
-from granary_testing import BASE_HOST, Daemon
+from granary_testing import ADMIN, BASE_HOST, Client, Daemon, setup_link_from_log, slow_upload
 
 
 def test_health_is_json(daemon):
@@ -211,12 +211,11 @@ def _status_kib(pid, field):
     return 0
 
 
-def test_unfinished_uploads_wait_on_disk_not_in_memory(daemon):
-    """h2o reads a request's whole body before the gateway sees the request,
-    so anyone, signed in or not, can make the daemon hold bodies of up to
-    1 GiB. Beyond 1 MiB a body waits in a deleted file under the data
-    directory: six clients holding 24 MiB each add files there, not 144 MiB
-    to the daemon's heap."""
+def test_unfinished_uploads_wait_on_disk_not_in_memory(daemon, admin):
+    """h2o reads a request's whole body before the gateway sees the request.
+    Beyond 1 MiB a body waits in a deleted file under the data directory:
+    six uploads of an administrator's, holding 24 MiB each, add files
+    there, not 144 MiB to the daemon's heap."""
     pid = daemon.proc.pid
     before = _status_kib(pid, "RssAnon")
     chunk = b"x" * (1 << 20)
@@ -224,8 +223,9 @@ def test_unfinished_uploads_wait_on_disk_not_in_memory(daemon):
     try:
         for _ in range(6):
             s = socket.create_connection(("127.0.0.1", daemon.port), timeout=10)
-            s.sendall(b"POST /nowhere HTTP/1.1\r\nHost: nosuch.example\r\n"
-                      b"Content-Length: 100000000\r\n\r\n")
+            s.sendall(b"POST /api/apps HTTP/1.1\r\nHost: " + BASE_HOST.encode() +
+                      b"\r\nCookie: granary_session=" + admin.cookie.encode() +
+                      b"\r\nContent-Length: 100000000\r\n\r\n")
             for _ in range(24):
                 s.sendall(chunk)
             socks.append(s)
@@ -390,9 +390,15 @@ def test_an_upload_that_would_fill_the_disk_is_refused(tmp_path):
             'mount -t tmpfs -o size=34m granary-test "$0" && exec "$@"', str(data)]
     d = Daemon(data, wrap=wrap)
     try:
+        token = setup_link_from_log(d.read_log()).split("#token=")[1]
+        admin = Client(d)
+        status, body, _ = admin.post("/api/setup", dict(ADMIN, token=token))
+        assert status == 201, body
+        upload_head = (b"POST /api/apps HTTP/1.1\r\nHost: " + BASE_HOST.encode() +
+                       b"\r\nCookie: granary_session=" + admin.cookie.encode() +
+                       b"\r\nContent-Length: %d\r\n\r\n")
         s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
-        s.sendall(b"POST /api/apps HTTP/1.1\r\nHost: " + BASE_HOST.encode() +
-                  b"\r\nContent-Length: 100000000\r\n\r\n")
+        s.sendall(upload_head % 100000000)
         chunk = b"x" * (1 << 20)
         sent = 0
         answer = b""
@@ -444,8 +450,7 @@ def test_an_upload_that_would_fill_the_disk_is_refused(tmp_path):
             time.sleep(0.1)
         for _ in range(3):
             s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
-            s.sendall(b"POST /api/apps HTTP/1.1\r\nHost: " + BASE_HOST.encode() +
-                      b"\r\nContent-Length: 4000000\r\n\r\n")
+            s.sendall(upload_head % 4000000)
             try:
                 for _ in range(4):
                     s.sendall(chunk)
@@ -560,3 +565,35 @@ def test_an_idle_daemon_sleeps(daemon):
     before = wakeups()
     time.sleep(4)
     assert wakeups() - before <= 1
+
+
+def test_a_large_body_from_nobody_signed_in_is_refused_early(daemon, admin):
+    """A body past 1 MiB is taken only from an administrator's session on
+    the shell's package upload (or with a grain origin's cookie): anyone
+    else's is answered 403 as soon as the clock sees it, not held whole
+    until a handler could refuse it."""
+    body = 64 << 20
+    head = (b"POST /api/apps HTTP/1.1\r\nHost: " + BASE_HOST.encode() +
+            b"\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n" % body)
+    for extra in (b"", b"Cookie: granary_session=" + b"0" * 64 + b"\r\n"):
+        answer, sent_all = slow_upload(daemon.port, head + extra + b"\r\n", b"x" * body,
+                                       2 << 20, 1.6)
+        assert answer.startswith(b"HTTP/1.1 403"), answer[:200]
+        assert b"taken only from signed-in users" in answer
+    assert "an upload past 1 MiB from nobody signed in was refused" in daemon.read_log()
+    # Another shell path, even signed in: nothing there takes such a body.
+    answer, _ = slow_upload(daemon.port, b"POST /api/login HTTP/1.1\r\nHost: " + BASE_HOST.encode() +
+                            b"\r\nCookie: granary_session=" + admin.cookie.encode() +
+                            b"\r\nContent-Length: %d\r\n\r\n" % body,
+                            b"x" * (6 << 20), 2 << 20, 1.6)
+    assert answer.startswith(b"HTTP/1.1 403"), answer[:200]
+    # An administrator's slow upload is read to the end and answered.
+    small = 3 << 20
+    answer, sent_all = slow_upload(
+        daemon.port, b"POST /api/apps HTTP/1.1\r\nHost: " + BASE_HOST.encode() +
+        b"\r\nCookie: granary_session=" + admin.cookie.encode() +
+        b"\r\nX-Granary-CSRF: " + admin.csrf.encode() +
+        b"\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n" % small,
+        b"x" * small, 2 << 20, 1.6)
+    assert sent_all
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:300]  # not a package: the handler said so
