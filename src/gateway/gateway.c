@@ -5,7 +5,6 @@
 #include "websession.h"
 
 #include <arpa/inet.h>
-#include <llhttp.h>
 #include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -308,88 +307,61 @@ static void set_body_template(gw_server *srv, bool disk_short)
  * A body past 1 MiB is taken only from someone known: on a grain origin,
  * a request carrying that origin's cookie; on the shell, the package upload
  * (POST /api/apps) from an administrator's session. The clock looks once,
- * when such a body has begun to come, at the head h2o holds (parsed again
- * here with llhttp, as h2o has not yet shown the request to anyone): for
- * anyone else the upload is answered 403 and cut, instead of being held
- * whole, up to 1 GiB, before the handler could refuse it. A head that
- * cannot be read here is left to h2o. */
-typedef struct {
-    const char *url, *host;
-    size_t url_len, host_len;
-    h2o_iovec_t cookies[GW_MAX_COOKIE_HEADERS];
-    size_t ncookies;
-    int field; /* the header whose value comes next: 1 Host, 2 Cookie, 0 another */
-    bool too_many;
-} head_view;
+ * at its first look after such a body has begun to come, at the head h2o
+ * holds, parsed with the parser h2o itself ran on those bytes (libh2o's
+ * picohttpparser, whose header Debian does not ship: its two declarations
+ * are below), so that the two cannot read different heads. Anyone else's
+ * upload is answered 403 and cut, instead of being held whole, up to 1 GiB,
+ * until a handler could refuse it. A body that arrives whole between two
+ * looks is not held for long, and its handler answers. */
+struct phr_header {
+    const char *name;
+    size_t name_len;
+    const char *value;
+    size_t value_len;
+};
+int phr_parse_request(const char *buf, size_t len, const char **method, size_t *method_len,
+                      const char **path, size_t *path_len, int *minor_version,
+                      struct phr_header *headers, size_t *num_headers, size_t last_len);
 
-static int hv_url(llhttp_t *p, const char *at, size_t len)
+static bool body_welcome(gw_server *srv, const h2o_buffer_t *in, bool *shell)
 {
-    head_view *h = p->data;
-    if (!h->url)
-        h->url = at;
-    h->url_len += len;
-    return 0;
-}
-
-static int hv_field(llhttp_t *p, const char *at, size_t len)
-{
-    head_view *h = p->data;
-    h->field = len == 4 && strncasecmp(at, "host", 4) == 0     ? 1
-               : len == 6 && strncasecmp(at, "cookie", 6) == 0 ? 2
-                                                               : 0;
-    return 0;
-}
-
-static int hv_value(llhttp_t *p, const char *at, size_t len)
-{
-    head_view *h = p->data;
-    if (h->field == 1 && !h->host) {
-        h->host = at;
-        h->host_len = len;
-    } else if (h->field == 2) {
-        if (h->ncookies == GW_MAX_COOKIE_HEADERS)
-            h->too_many = true;
-        else
-            h->cookies[h->ncookies++] = h2o_iovec_init(at, len);
-    }
-    return 0;
-}
-
-static int hv_done(llhttp_t *p)
-{
-    return HPE_PAUSED;
-}
-
-static bool body_welcome(gw_server *srv, const h2o_buffer_t *in)
-{
-    static llhttp_settings_t settings;
-    if (!settings.on_url) {
-        llhttp_settings_init(&settings);
-        settings.on_url = hv_url;
-        settings.on_header_field = hv_field;
-        settings.on_header_value = hv_value;
-        settings.on_headers_complete = hv_done;
-    }
-    head_view h = {0};
-    llhttp_t parser;
-    llhttp_init(&parser, HTTP_REQUEST, &settings);
-    parser.data = &h;
+    *shell = false;
+    const char *method, *path;
+    size_t method_len, path_len, nh = H2O_MAX_HEADERS;
+    int minor;
+    struct phr_header hs[H2O_MAX_HEADERS];
     size_t n = in->size < H2O_MAX_REQLEN ? in->size : H2O_MAX_REQLEN;
-    if (llhttp_execute(&parser, in->bytes, n) != HPE_PAUSED || !h.host)
-        return true;
+    if (phr_parse_request(in->bytes, n, &method, &method_len, &path, &path_len, &minor, hs, &nh,
+                          0) <= 0)
+        return false; /* h2o would not have read this far */
+    const struct phr_header *host = NULL;
+    h2o_iovec_t cookies[GW_MAX_COOKIE_HEADERS];
+    size_t nc = 0;
+    for (size_t i = 0; i < nh; i++) {
+        if (hs[i].name_len == 4 && strncasecmp(hs[i].name, "host", 4) == 0) {
+            host = &hs[i]; /* the last one, as h2o takes */
+        } else if (hs[i].name_len == 6 && strncasecmp(hs[i].name, "cookie", 6) == 0) {
+            if (nc == GW_MAX_COOKIE_HEADERS)
+                return false;
+            cookies[nc++] = h2o_iovec_init(hs[i].value, hs[i].value_len);
+        }
+    }
+    if (!host)
+        return false; /* nothing here takes a body without one */
     char label[64];
-    switch (gw_classify_host(srv->cfg, h.host, h.host_len, label, sizeof label)) {
+    switch (gw_classify_host(srv->cfg, host->value, host->value_len, label, sizeof label)) {
     case GW_HOST_WILDCARD:
-        return !h.too_many && gw__grain_cookie_ok(srv, label, h.cookies, h.ncookies);
+        return gw__grain_cookie_ok(srv, label, cookies, nc);
     case GW_HOST_SHELL: {
-        const char *q = memchr(h.url, '?', h.url_len);
-        size_t path_len = q ? (size_t)(q - h.url) : h.url_len;
-        if (llhttp_get_method(&parser) != HTTP_POST || h.too_many ||
-            !h2o_memis(h.url, path_len, H2O_STRLIT("/api/apps")))
+        *shell = true;
+        const char *q = memchr(path, '?', path_len);
+        if (!h2o_memis(method, method_len, H2O_STRLIT("POST")) ||
+            !h2o_memis(path, q ? (size_t)(q - path) : path_len, H2O_STRLIT("/api/apps")))
             return false;
         gw_session s;
         gr_error_t err = NULL;
-        int r = gw__session_find_in(srv, h.cookies, h.ncookies, &s, &err);
+        int r = gw__session_find_in(srv, cookies, nc, &s, &err);
         if (r < 0) { /* the store failed: the handler will say so */
             gr_error_release(&err);
             return true;
@@ -404,10 +376,15 @@ static bool body_welcome(gw_server *srv, const h2o_buffer_t *in)
     }
 }
 
-static const char body_unwelcome[] =
+/* The answers, JSON on the shell as its API answers, text elsewhere. */
+static const char body_unwelcome_text[] =
     "HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Type: text/plain\r\n"
     "Content-Length: 114\r\n\r\nUploads past 1 MiB are taken only from signed-in users: on a "
     "grain's page, or an administrator installing an app.\n";
+static const char body_unwelcome_json[] =
+    "HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Type: application/json\r\n"
+    "Content-Length: 86\r\n\r\n{\"error\": \"uploads past 1 MiB are taken only from an "
+    "administrator installing an app\"}";
 
 /* ---- the reading clock -------------------------------------------------------
  *
@@ -496,10 +473,12 @@ static void look_at(gw_server *srv, gw_conn *c, uint64_t now)
     }
     if (!c->vetted && have > GW_BODY_IN_MEMORY) {
         c->vetted = true;
-        if (!body_welcome(srv, sock->input)) {
+        bool shell;
+        if (!body_welcome(srv, sock->input, &shell)) {
             uv_os_fd_t fd;
+            const char *answer = shell ? body_unwelcome_json : body_unwelcome_text;
             if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0) {
-                (void)!write(fd, body_unwelcome, sizeof body_unwelcome - 1);
+                (void)!write(fd, answer, strlen(answer));
                 shutdown(fd, SHUT_WR);
             }
             srv->unwelcome_bodies++;

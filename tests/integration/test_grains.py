@@ -770,13 +770,16 @@ def test_a_large_upload_to_a_grain_needs_its_origin_cookie(grains):
     host, cookie = grains.open(gid)
     body = os.urandom(3 << 20)
 
-    def upload(cookie_line):
-        head = (f"POST /debug/upload HTTP/1.1\r\nHost: {host}\r\n{cookie_line}"
+    def upload(cookie_line, then=""):
+        head = (f"POST /debug/upload HTTP/1.1\r\nHost: {host}\r\n{cookie_line}{then}"
                 f"Content-Type: application/octet-stream\r\nContent-Length: {len(body)}\r\n\r\n")
-        return slow_upload(grains.d.port, head.encode(), body, 2 << 20, 1.6)[0]
+        return slow_upload(grains.d.port, head.encode(), body, 2 << 20, 3)[0]
 
-    assert upload("").startswith(b"HTTP/1.1 403")
-    assert upload("Cookie: granary_grain=" + "0" * 64 + "\r\n").startswith(b"HTTP/1.1 403")
+    for refused in (upload(""), upload("Cookie: granary_grain=" + "0" * 64 + "\r\n"),
+                    # h2o takes the last Host: this one goes to the shell
+                    upload(f"Cookie: {cookie}\r\n", "Host: granary.localhost:6080\r\n")):
+        assert refused.startswith(b"HTTP/1.1 403"), refused[:200]
+        assert b"taken only from" in refused, refused
     answer = upload(f"Cookie: {cookie}\r\n")
     assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
     out = json.loads(answer.split(b"\r\n\r\n", 1)[1])
