@@ -235,6 +235,14 @@ def slow_upload(port, head, body, first, pause):
             sent_all = True
         except OSError:
             pass
+    answer = read_answer(s)
+    s.close()
+    return answer, sent_all
+
+
+def read_answer(s):
+    """Reads one HTTP answer from socket s: its head and as much of its body
+    as its Content-Length says, or all until the end (or a reset)."""
     answer = b""
     try:
         while True:
@@ -248,5 +256,4 @@ def slow_upload(port, head, body, first, pause):
                 break
     except OSError:
         pass
-    s.close()
-    return answer, sent_all
+    return answer

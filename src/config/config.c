@@ -177,6 +177,16 @@ static int set_wildcard(cfg *c, const char *value, gr_error_t *err)
     return 0;
 }
 
+static int set_int(int *slot, const char *name, const char *value, long min, long max,
+                   gr_error_t *err)
+{
+    long v;
+    if (gr_parse_long(value, min, max, &v, err) < 0)
+        return gr_error_prefix(err, "--%s", name);
+    *slot = (int)v;
+    return 0;
+}
+
 int cfg_set(cfg *c, const char *name, const char *value, gr_error_t *err)
 {
     if (strcmp(name, "data") == 0) {
@@ -197,20 +207,10 @@ int cfg_set(cfg *c, const char *name, const char *value, gr_error_t *err)
         return set_base_url(c, value, err);
     if (strcmp(name, "wildcard-host") == 0)
         return set_wildcard(c, value, err);
-    if (strcmp(name, "grain-idle-seconds") == 0) {
-        long v;
-        if (gr_parse_long(value, 1, 86400, &v, err) < 0)
-            return gr_error_prefix(err, "--grain-idle-seconds");
-        c->grain_idle_seconds = (int)v;
-        return 0;
-    }
-    if (strcmp(name, "connections-per-address") == 0) {
-        long v;
-        if (gr_parse_long(value, 0, 1000000, &v, err) < 0)
-            return gr_error_prefix(err, "--connections-per-address");
-        c->connections_per_address = (int)v;
-        return 0;
-    }
+    if (strcmp(name, "grain-idle-seconds") == 0)
+        return set_int(&c->grain_idle_seconds, name, value, 1, 86400, err);
+    if (strcmp(name, "connections-per-address") == 0)
+        return set_int(&c->connections_per_address, name, value, 0, 1000000, err);
     if (strcmp(name, "bridge") == 0) {
         if (*value != '/')
             return gr_make_error(err, 0, "--bridge: '%s' must be an absolute path", value);

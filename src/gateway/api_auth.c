@@ -7,6 +7,7 @@
  * these without a CORS preflight, which Granary never grants. */
 #include "auth.h"
 #include "gateway_internal.h"
+#include "websession.h"
 
 #include <netdb.h>
 #include <sodium.h>
@@ -62,20 +63,16 @@ static char *cookie_value(const h2o_iovec_t *values, size_t n, const char *name,
     *twice = false;
     for (size_t i = 0; i < n; i++) {
         const char *p = values[i].base;
-        const char *end = p + values[i].len;
-        while (p < end) {
-            while (p < end && (*p == ' ' || *p == ';'))
-                p++;
-            const char *semi = memchr(p, ';', (size_t)(end - p));
-            const char *item_end = semi ? semi : end;
-            if ((size_t)(item_end - p) > nl && memcmp(p, name, nl) == 0 && p[nl] == '=') {
-                if (found) {
-                    *twice = true;
-                    return found;
-                }
-                found = gr_strndup(p + nl + 1, (size_t)(item_end - p - (ptrdiff_t)nl - 1));
+        const char *end = gw__cookie_end(values[i].base, values[i].len);
+        gw_cookie c;
+        while (gw__cookie_next(&p, end, &c)) {
+            if (!h2o_memis(c.name, c.name_len, name, nl))
+                continue;
+            if (found) {
+                *twice = true;
+                return found;
             }
-            p = item_end;
+            found = gr_strndup(c.value, c.value_len);
         }
     }
     return found;

@@ -208,17 +208,19 @@ static bool peer_key(uv_tcp_t *tcp, char *key, size_t size)
     return true;
 }
 
-static bool refuse(gw_server *srv)
+/* Counts one more of a kind of refusal; whether to log it: the first 16,
+ * then every 1000th, so that a flood of them cannot flood the log. */
+static bool worth_logging(size_t *count)
 {
-    srv->refusals++;
-    return srv->refusals <= 16 || srv->refusals % 1000 == 0;
+    ++*count;
+    return *count <= 16 || *count % 1000 == 0;
 }
 
 /* Counts conn against its address: false when there is no room for it. */
 static bool peer_admit(gw_server *srv, gw_conn *conn)
 {
     if (srv->open_connections > srv->max_connections) {
-        if (refuse(srv))
+        if (worth_logging(&srv->refusals))
             gr_warn("gateway: %zu connections are open, the most the daemon's descriptors "
                     "allow; another was closed (%zu such so far)",
                     srv->max_connections, srv->refusals);
@@ -230,7 +232,7 @@ static bool peer_admit(gw_server *srv, gw_conn *conn)
         return true;
     gw_peer *p = gr_index_find(&srv->peers, key, NULL);
     if (p && p->conns >= most) {
-        if (refuse(srv))
+        if (worth_logging(&srv->refusals))
             gr_warn("gateway: %s already has %zu connections open; another was closed "
                     "(%zu such so far; see --connections-per-address)",
                     key, most, srv->refusals);
@@ -290,9 +292,6 @@ static int hold_bodies_on_disk(gw_server *srv, gr_error_t *err)
  *   file it made but could not allocate; one it cannot make costs nothing). */
 #define GW_DISK_RESERVE_MAX (1024ull * 1024 * 1024)
 
-static const char insufficient_storage[] =
-    "HTTP/1.1 507 Insufficient Storage\r\nConnection: close\r\nContent-Type: text/plain\r\n"
-    "Content-Length: 58\r\n\r\nThe server's disk is too full to take this upload. Sorry.\n";
 
 static void set_body_template(gw_server *srv, bool disk_short)
 {
@@ -376,16 +375,6 @@ static bool body_welcome(gw_server *srv, const h2o_buffer_t *in, bool *shell)
     }
 }
 
-/* The answers, JSON on the shell as its API answers, text elsewhere. */
-static const char body_unwelcome_text[] =
-    "HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Type: text/plain\r\n"
-    "Content-Length: 114\r\n\r\nUploads past 1 MiB are taken only from signed-in users: on a "
-    "grain's page, or an administrator installing an app.\n";
-static const char body_unwelcome_json[] =
-    "HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Type: application/json\r\n"
-    "Content-Length: 86\r\n\r\n{\"error\": \"uploads past 1 MiB are taken only from an "
-    "administrator installing an app\"}";
-
 /* ---- the reading clock -------------------------------------------------------
  *
  * h2o 2.2 gives the reading of a request one timer: the whole request, body
@@ -425,6 +414,23 @@ static void cut(gw_conn *c)
 {
     c->cut = true;
     c->sock->_cb.read(c->sock, h2o_socket_error_closed);
+}
+
+/* Answers a request h2o is still reading (so nothing of h2o's is in the
+ * socket's way), then cuts it. Best effort: a client still sending may see
+ * the connection reset before it reads the answer. */
+static void answer_and_cut(gw_conn *c, const char *status, const char *type, const char *body)
+{
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0) {
+        gr_buf b = GR_BUF_INIT;
+        gr_buf_printf(&b, "HTTP/1.1 %s\r\nConnection: close\r\nContent-Type: %s\r\n"
+                          "Content-Length: %zu\r\n\r\n%s", status, type, strlen(body), body);
+        (void)!write(fd, b.data, b.len);
+        shutdown(fd, SHUT_WR);
+        gr_buf_release(&b);
+    }
+    cut(c);
 }
 
 static void look_at(gw_server *srv, gw_conn *c, uint64_t now)
@@ -475,23 +481,23 @@ static void look_at(gw_server *srv, gw_conn *c, uint64_t now)
         c->vetted = true;
         bool shell;
         if (!body_welcome(srv, sock->input, &shell)) {
-            uv_os_fd_t fd;
-            const char *answer = shell ? body_unwelcome_json : body_unwelcome_text;
-            if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0) {
-                (void)!write(fd, answer, strlen(answer));
-                shutdown(fd, SHUT_WR);
-            }
-            srv->unwelcome_bodies++;
-            if (srv->unwelcome_bodies <= 16 || srv->unwelcome_bodies % 1000 == 0)
+            if (worth_logging(&srv->unwelcome_bodies))
                 gr_info("gateway: an upload past 1 MiB from nobody signed in was refused (%zu "
                         "such so far)", srv->unwelcome_bodies);
-            cut(c);
+            /* JSON on the shell, as its API answers; text elsewhere. */
+            if (shell)
+                answer_and_cut(c, "403 Forbidden", "application/json",
+                               "{\"error\": \"uploads past 1 MiB are taken only from an "
+                               "administrator installing an app\"}");
+            else
+                answer_and_cut(c, "403 Forbidden", "text/plain",
+                               "Uploads past 1 MiB are taken only from signed-in users: on a "
+                               "grain's page, or an administrator installing an app.\n");
             return;
         }
     }
     if (now - c->last_byte_ms >= GW_BODY_STALL_MS) {
-        srv->stalled_uploads++;
-        if (srv->stalled_uploads <= 16 || srv->stalled_uploads % 1000 == 0)
+        if (worth_logging(&srv->stalled_uploads))
             gr_info("gateway: an upload stopped coming for %d s after %zu bytes; its connection "
                     "is closed (%zu such so far)",
                     GW_BODY_STALL_MS / 1000, have, srv->stalled_uploads);
@@ -521,16 +527,10 @@ static void keep_disk_free(gw_server *srv, gw_conn *largest)
     }
     if (!is_short || !largest)
         return;
-    size_t held = largest->sock->input->size;
-    uv_os_fd_t fd;
-    /* h2o is reading, not writing, on this connection: nothing of its is in
-     * the socket's way. Best effort: a client still sending may miss it. */
-    if (uv_fileno((uv_handle_t *)&largest->tcp, &fd) == 0) {
-        (void)!write(fd, insufficient_storage, sizeof insufficient_storage - 1);
-        shutdown(fd, SHUT_WR);
-    }
-    gr_warn("gateway: an upload of %zu MiB was refused for want of disk space", held >> 20);
-    cut(largest);
+    gr_warn("gateway: an upload of %zu MiB was refused for want of disk space",
+            largest->sock->input->size >> 20);
+    answer_and_cut(largest, "507 Insufficient Storage", "text/plain",
+                   "The server's disk is too full to take this upload. Sorry.\n");
 }
 
 static void on_reading_clock(uv_timer_t *t)

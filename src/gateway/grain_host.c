@@ -281,48 +281,6 @@ static int serve_init(gw_server *srv, h2o_req_t *req, gw_grain_session *s)
     return 0;
 }
 
-/* Content-Disposition for a download name the app chose. Characters that
- * gr_name_char_ok refuses (controls, marks that reorder text) and bytes
- * that are not UTF-8 are left out. What remains goes out as filename= in
- * printable ASCII without quotes or backslashes (each other character is
- * "_") for every client, and, when it has letters beyond ASCII, as
- * filename*= in UTF-8 (RFC 6266 and 8187), which browsers prefer. */
-static void download_disposition(gr_buf *b, const char *name, size_t len)
-{
-    gr_buf ext = GR_BUF_INIT;
-    bool wide = false;
-    gr_buf_puts(b, "attachment; filename=\"");
-    for (size_t i = 0; i < len;) {
-        uint32_t cp;
-        size_t n = gr_utf8_next(name + i, len - i, &cp);
-        if (n == 0 || !gr_name_char_ok(cp)) {
-            i += n ? n : 1;
-            continue;
-        }
-        char plain = cp < 0x80 && cp != '"' && cp != '\\' ? (char)cp : '_';
-        gr_buf_append(b, &plain, 1);
-        wide |= cp >= 0x80;
-        for (size_t k = i; k < i + n; k++) {
-            unsigned char ch = (unsigned char)name[k];
-            if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-                (ch && strchr("!#$&+-.^_`|~", ch))) {
-                gr_buf_append(&ext, &name[k], 1);
-            } else {
-                char pct[4];
-                snprintf(pct, sizeof pct, "%%%02X", ch);
-                gr_buf_append(&ext, pct, 3);
-            }
-        }
-        i += n;
-    }
-    gr_buf_puts(b, "\"");
-    if (wide) {
-        gr_buf_puts(b, "; filename*=UTF-8''");
-        gr_buf_append(b, ext.data, ext.len);
-    }
-    gr_buf_release(&ext);
-}
-
 /* ---- building the call ------------------------------------------------------------ */
 
 static void set_text(cp_struct_builder b, uint16_t slot, const char *s)
@@ -332,13 +290,6 @@ static void set_text(cp_struct_builder b, uint16_t slot, const char *s)
 }
 
 /* Fills WebSession.Context from the browser's request. */
-/* Where a Cookie header's items end: at its first NUL, if any. */
-static const char *cookie_end(const h2o_iovec_t *v)
-{
-    const char *nul = memchr(v->base, '\0', v->len);
-    return nul ? nul : v->base + v->len;
-}
-
 static int fill_context(gw_server *srv, h2o_req_t *req, WebSession_Context_B ctx, cp_cap *stream,
                         gr_error_t *err)
 {
@@ -352,7 +303,7 @@ static int fill_context(gw_server *srv, h2o_req_t *req, WebSession_Context_B ctx
         uint32_t k = 0;
         for (ssize_t i = -1; (i = h2o_find_header(&req->headers, H2O_TOKEN_COOKIE, i)) != -1;) {
             const char *p = req->headers.entries[i].value.base;
-            const char *end = cookie_end(&req->headers.entries[i].value);
+            const char *end = gw__cookie_end(req->headers.entries[i].value.base, req->headers.entries[i].value.len);
             gw_cookie c;
             while (gw__cookie_next(&p, end, &c)) {
                 if (platform_cookie(c.name, c.name_len))
@@ -866,7 +817,7 @@ static void send_response(grain_call *gc, h2o_req_t *req, WebSession_Response_R 
             WebSession_Response_content_disposition_WHICH_download) {
             cp_text name = WebSession_Response_content_disposition_get_download(disp);
             gr_buf b = GR_BUF_INIT;
-            download_disposition(&b, name.str, name.len);
+            gw__ws_download_disposition(&b, name.str, name.len);
             gw__add_header_str(req, "content-disposition", b.data);
             gr_buf_release(&b);
         }
@@ -1445,7 +1396,7 @@ static bool origin_cookie_in(gw_server *srv, const gw_grain_session *s, const h2
     size_t name_len = strlen(name);
     _Static_assert(AU_TOKEN_HEX - 1 == crypto_verify_64_BYTES, "a session secret is 64 hex digits");
     const char *p = value->base;
-    const char *end = cookie_end(value);
+    const char *end = gw__cookie_end(value->base, value->len);
     gw_cookie c;
     while (gw__cookie_next(&p, end, &c))
         if (h2o_memis(c.name, c.name_len, name, name_len) && c.value_len == AU_TOKEN_HEX - 1 &&

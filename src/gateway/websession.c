@@ -245,3 +245,45 @@ char *gw__ws_grain_csp(const char *shell_origin)
                        "frame-ancestors %s",
                        shell_origin);
 }
+
+/* Content-Disposition for a download name the app chose. Characters that
+ * gr_name_char_ok refuses (controls, marks that reorder text) and bytes
+ * that are not UTF-8 are left out. What remains goes out as filename= in
+ * printable ASCII without quotes or backslashes (each other character is
+ * "_") for every client, and, when it has letters beyond ASCII, as
+ * filename*= in UTF-8 (RFC 6266 and 8187), which browsers prefer. */
+void gw__ws_download_disposition(gr_buf *b, const char *name, size_t len)
+{
+    gr_buf ext = GR_BUF_INIT;
+    bool wide = false;
+    gr_buf_puts(b, "attachment; filename=\"");
+    for (size_t i = 0; i < len;) {
+        uint32_t cp;
+        size_t n = gr_utf8_next(name + i, len - i, &cp);
+        if (n == 0 || !gr_name_char_ok(cp)) {
+            i += n ? n : 1;
+            continue;
+        }
+        char plain = cp < 0x80 && cp != '"' && cp != '\\' ? (char)cp : '_';
+        gr_buf_append(b, &plain, 1);
+        wide |= cp >= 0x80;
+        for (size_t k = i; k < i + n; k++) {
+            unsigned char ch = (unsigned char)name[k];
+            if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                (ch && strchr("!#$&+-.^_`|~", ch))) {
+                gr_buf_append(&ext, &name[k], 1);
+            } else {
+                char pct[4];
+                snprintf(pct, sizeof pct, "%%%02X", ch);
+                gr_buf_append(&ext, pct, 3);
+            }
+        }
+        i += n;
+    }
+    gr_buf_puts(b, "\"");
+    if (wide) {
+        gr_buf_puts(b, "; filename*=UTF-8''");
+        gr_buf_append(b, ext.data, ext.len);
+    }
+    gr_buf_release(&ext);
+}

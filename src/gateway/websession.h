@@ -46,6 +46,17 @@ typedef struct gw_cookie {
  * spaces and tabs; items without '=' or with an empty name are passed over.
  * Returns false when none is left. Copies nothing. */
 bool gw__cookie_next(const char **p, const char *end, gw_cookie *c);
+/* Where a Cookie header value of len bytes at v ends for gw__cookie_next:
+ * at its first NUL, if any. */
+static inline const char *gw__cookie_end(const char *v, size_t len)
+{
+    const char *nul = memchr(v, '\0', len);
+    return nul ? nul : v + len;
+}
+
+/* Content-Disposition for a download name an app chose (len bytes, any
+ * bytes at all), appended to b; see websession.c. */
+void gw__ws_download_disposition(gr_buf *b, const char *name, size_t len);
 
 
 /* Parses an Accept or Accept-Encoding header ("a/b;q=0.5, c"). Entries with

@@ -1,6 +1,7 @@
 /* libFuzzer target: the gateway's parsers of browser headers bound for a
  * grain (Cookie, Accept, If-Match / If-None-Match), and the cookie writer
- * fed what an app could set. The input is split at NUL bytes into fields. */
+ * fed what an app could set, and the download name's header. The input is
+ * split at NUL bytes into fields (the download name takes it whole). */
 #include "websession.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -26,6 +27,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     ssize_t n;
+    /* A download name (any bytes) makes a header value with no control
+     * byte, and a quoted filename= with no quote or backslash inside. */
+    gr_buf disp = GR_BUF_INIT;
+    gw__ws_download_disposition(&disp, (const char *)data, size);
+    static const char lead[] = "attachment; filename=\"";
+    if (strncmp(disp.data, lead, sizeof lead - 1) != 0)
+        abort();
+    for (size_t i = 0; i < disp.len; i++)
+        if ((unsigned char)disp.data[i] < 0x20 || disp.data[i] == 0x7f)
+            abort();
+    const char *quoted = disp.data + sizeof lead - 1;
+    const char *close = strchr(quoted, '"');
+    if (!close || memchr(quoted, '\\', (size_t)(close - quoted)) ||
+        (close[1] != '\0' && strncmp(close + 1, "; filename*=UTF-8''", 19) != 0))
+        abort();
+    gr_buf_release(&disp);
+
     gw_accepted *a = NULL;
     n = gw__ws_parse_accept(text, &a, &err);
     for (ssize_t i = 0; i < n; i++)

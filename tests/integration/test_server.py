@@ -8,7 +8,8 @@ import socket
 import threading
 import time
 
-from granary_testing import ADMIN, BASE_HOST, Client, Daemon, setup_link_from_log, slow_upload
+from granary_testing import (ADMIN, BASE_HOST, Client, Daemon, read_answer, setup_link_from_log,
+                             slow_upload)
 
 
 def test_health_is_json(daemon):
@@ -506,15 +507,7 @@ def test_no_http2_over_plain_tcp(daemon):
     s = socket.create_connection(("127.0.0.1", daemon.port), timeout=5)
     s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
     start = time.monotonic()
-    answer = b""
-    try:
-        while True:
-            got = s.recv(65536)
-            if not got:
-                break
-            answer += got
-    except ConnectionResetError:
-        pass
+    answer = read_answer(s)
     assert time.monotonic() - start < 3
     assert answer == b"" or answer.startswith(b"HTTP/1.1 400"), answer[:100]
     s.close()
