@@ -222,9 +222,22 @@ int st_open(st_store **out, const char *path, gr_error_t *err)
     }
     sqlite3_busy_timeout(st->db, 5000);
     /* journal_mode=WAL is the first statement that reads the file, so a file
-     * that is not a database fails here with SQLite's own words. */
-    if (exec(st, "PRAGMA journal_mode = WAL", err) < 0 ||
-        exec(st, "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL", err) < 0)
+     * that is not a database fails here with SQLite's own words. While
+     * another process turns a new file to WAL, SQLite answers "database is
+     * locked" at once, without waiting as busy_timeout asks: wait here, as
+     * long (four processes installing into a new data directory at once hit
+     * it about one time in four). */
+    for (int waited_ms = 0;; waited_ms += 10) {
+        rc = sqlite3_exec(st->db, "PRAGMA journal_mode = WAL", NULL, NULL, NULL);
+        if ((rc & 0xff) != SQLITE_BUSY || waited_ms >= 5000)
+            break;
+        sqlite3_sleep(10);
+    }
+    if (rc != SQLITE_OK) {
+        db_error(err, st->db, "open");
+        goto fail;
+    }
+    if (exec(st, "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL", err) < 0)
         goto fail;
     if (migrate(st, err) < 0 || ensure_install_id(st, err) < 0)
         goto fail;
