@@ -44,6 +44,8 @@ struct gw_server {
     size_t max_connections; /* three quarters of the descriptors */
     bool disk_short;        /* under the disk's reserve at the last look */
     struct grain_call *open_calls; /* grain_host.c: calls awaiting the grain's answer */
+    struct ws_tunnel *opening_websockets; /* websocket.c: upgrades awaiting openWebSocket's */
+    struct body_stream *open_streams; /* grain_host.c: streamed responses being sent */
     struct gw_grain_size *grain_sizes; /* api_grains.c: disk use, as last counted */
     gr_index sizes_by_id;
 };
@@ -142,7 +144,8 @@ char *gw__grain_session_new(gw_server *srv, const char *grain_id, const char *ac
 int gw__route_grain(gw_server *srv, h2o_req_t *req, const char *label);
 void gw__grain_sessions_sweep(gw_server *srv, uint64_t idle_ns);
 /* Answers 504 to each request whose grain has not answered its call for
- * deadline_ns, and cancels the call. */
+ * deadline_ns, and cancels the call; cuts each streamed response that went
+ * that long without a write. */
 void gw__grain_calls_sweep(gw_server *srv, uint64_t deadline_ns);
 void gw__grain_sessions_drop_grain(gw_server *srv, const char *grain_id);
 /* An open view's keep-alive: its user's sessions of the grain stay open. */
@@ -154,6 +157,9 @@ void gw__grain_sizes_free(gw_server *srv);
 /* WebSockets to grains (websocket.c). gw__grain_websocket takes the grain
  * hold g; fill writes the WebSession.Context of the request. */
 bool gw__is_websocket(h2o_req_t *req);
+/* Answers 504 to each upgrade whose grain has not answered openWebSocket
+ * for deadline_ns, and cancels the call (gw__grain_calls_sweep runs it). */
+void gw__websocket_opens_sweep(gw_server *srv, uint64_t deadline_ns);
 struct WebSession_Context_B;
 int gw__grain_websocket(gw_server *srv, h2o_req_t *req, cp_cap *web_session, gm_grain *g,
                         const char *path,

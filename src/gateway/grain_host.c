@@ -407,6 +407,11 @@ typedef struct body_stream {
     cp_server base;
     h2o_generator_t gen; /* h2o calls proceed/stop on this */
     gw_req_ref ref;
+    gw_server *srv;
+    /* While h2o holds gen: the last write the grain made or h2o took, and
+     * the links of srv->open_streams, for the deadline. */
+    uint64_t progress_ns;
+    struct body_stream *next_open, **prev_open;
     bool started, sending, done, failed, finished;
     bool cut;        /* the body cannot be whole: the response ends broken */
     bool h2o_active; /* h2o holds gen: from the start of the response to its end */
@@ -424,6 +429,18 @@ typedef struct body_stream {
  * run stream_destroy, in the middle of any function that answers one: those
  * count themselves in busy, and the last to leave frees. */
 static _Thread_local gr_stash stream_stash;
+
+/* Takes b out of srv->open_streams, if it is there. */
+static void stream_unlink(body_stream *b)
+{
+    if (b->prev_open == NULL)
+        return;
+    *b->prev_open = b->next_open;
+    if (b->next_open)
+        b->next_open->prev_open = b->prev_open;
+    b->prev_open = NULL;
+    b->next_open = NULL;
+}
 
 static void stream_leave(body_stream *b)
 {
@@ -443,6 +460,7 @@ static void stream_finish(body_stream *b)
         return;
     b->finished = true;
     b->h2o_active = false;
+    stream_unlink(b);
     cp_cap_unref(b->handle);
     b->handle = NULL;
     if (req)
@@ -517,6 +535,7 @@ static void stream_proceed(h2o_generator_t *gen, h2o_req_t *req)
     body_stream *b = (body_stream *)((char *)gen - offsetof(body_stream, gen));
     b->busy++;
     b->sending = false;
+    b->progress_ns = session_clock(b->srv);
     pending_write *w = b->in_flight;
     b->in_flight = NULL;
     if (w) {
@@ -535,6 +554,7 @@ static void stream_stop(h2o_generator_t *gen, h2o_req_t *req)
     body_stream *b = (body_stream *)((char *)gen - offsetof(body_stream, gen));
     b->h2o_active = false; /* h2o is done with gen and with the bytes in flight */
     b->sending = false;
+    stream_unlink(b);
     b->busy++;
     gw__req_ref_clear(&b->ref);
     stream_fail_all(b, true, "the browser closed the connection");
@@ -568,6 +588,7 @@ static void stream_write(cp_server *self, cp_call *call, ByteStream_write_Params
     memcpy(w->data, d.ptr, d.len);
     w->len = d.len;
     b->queued += d.len;
+    b->progress_ns = session_clock(b->srv);
     if (b->tail)
         b->tail->next = w;
     else
@@ -686,29 +707,16 @@ static const char *status_reason(int status)
 static void add_etag(h2o_req_t *req, WebSession_ETag_R t)
 {
     cp_text v = WebSession_ETag_get_value(t);
-    if (v.len == 0 || memchr(v.str, '"', v.len) || strpbrk(v.str, "\r\n"))
+    if (v.len == 0 || memchr(v.str, '"', v.len) || !gw__field_safe(v.str, v.len))
         return;
     char *h = gr_asprintf("%s\"%s\"", WebSession_ETag_get_weak(t) ? "W/" : "", v.str);
     gw__add_header(req, H2O_TOKEN_ETAG, h);
     free(h);
 }
 
-/* Whether an app's header name or value may go out: what RFC 9110 allows
- * in a field value (visible ASCII, space, tab, bytes from 0x80), so no line
- * break to split the response and no other control byte either. */
-static bool header_safe(const char *s, size_t len)
-{
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if ((c < 0x20 && c != '\t') || c == 0x7f)
-            return false;
-    }
-    return true;
-}
-
 static void add_text_header(h2o_req_t *req, const h2o_token_t *token, cp_text t)
 {
-    if (t.len && header_safe(t.str, t.len))
+    if (t.len && gw__field_safe(t.str, t.len))
         gw__add_header(req, token, t.str);
 }
 
@@ -751,7 +759,7 @@ static void add_common(gw_server *srv, h2o_req_t *req, WebSession_Response_R r)
     for (uint32_t i = 0; i < WebSession_Response_Header_list_len(hs) && i < 64; i++) {
         WebSession_Response_Header_R h = WebSession_Response_Header_list_get(hs, i);
         cp_text n = WebSession_Response_Header_get_name(h), v = WebSession_Response_Header_get_value(h);
-        if (br_response_header_allowed(n.str) && header_safe(n.str, n.len) && header_safe(v.str, v.len))
+        if (br_response_header_allowed(n.str) && gw__field_safe(n.str, n.len) && gw__field_safe(v.str, v.len))
             gw__add_header_str(req, n.str, v.str);
     }
 }
@@ -833,6 +841,13 @@ static void send_response(grain_call *gc, h2o_req_t *req, WebSession_Response_R 
             h2o_start_response(req, &gc->stream->gen);
             gc->stream->started = true;
             gc->stream->h2o_active = true;
+            body_stream *b = gc->stream;
+            b->progress_ns = session_clock(srv);
+            b->next_open = srv->open_streams;
+            if (b->next_open)
+                b->next_open->prev_open = &b->next_open;
+            b->prev_open = &srv->open_streams;
+            srv->open_streams = b;
             if (bodiless(req, status)) {
                 gc->stream->done = true; /* no body goes out */
                 stream_fail_all(gc->stream, false, gc->head ? "HEAD has no body"
@@ -851,7 +866,7 @@ static void send_response(grain_call *gc, h2o_req_t *req, WebSession_Response_R 
         bool to_get = WebSession_Response_redirect_get_switchToGet(rd);
         int status = perm ? (to_get ? 301 : 308) : (to_get ? 303 : 307);
         cp_text loc = WebSession_Response_redirect_get_location(rd);
-        if (!header_safe(loc.str, loc.len)) {
+        if (!gw__field_safe(loc.str, loc.len)) {
             grain_error_page(srv, req, 502, "Bad Gateway", "The app sent a broken redirect.", "");
             return;
         }
@@ -936,6 +951,23 @@ void gw__grain_calls_sweep(gw_server *srv, uint64_t deadline_ns)
             break;
         }
     }
+    /* A stream the grain writes nothing to may never end: the grain may
+     * have handed the gateway's own stream back as the body's Handle, a
+     * cycle that outlives the grain. Cutting it lets go of that Handle. */
+    for (bool again = true; again;) {
+        again = false;
+        for (body_stream *b = srv->open_streams; b; b = b->next_open) {
+            if (now - b->progress_ns < deadline_ns)
+                continue;
+            gr_warn("grain: nothing was written to a streamed response for %llu s; cutting it",
+                    (unsigned long long)(deadline_ns / 1000000000u));
+            stream_unlink(b); /* a browser not reading keeps h2o's write: b stays */
+            stream_fail_all(b, true, "the response was cut: nothing was written to it in time");
+            again = true;
+            break;
+        }
+    }
+    gw__websocket_opens_sweep(srv, deadline_ns);
 }
 
 static void on_response(const cp_response *resp, void *ud)
@@ -1031,7 +1063,7 @@ static void on_options(const cp_response *resp, void *ud)
             cp_list_reader ext = WebSession_Options_get_davExtensions(o);
             for (uint32_t i = 0; i < ext.len && i < 32; i++) {
                 cp_text t = cp_list_get_text(ext, i);
-                if (t.len && strpbrk(t.str, "\r\n,") == NULL)
+                if (t.len && gw__field_safe(t.str, t.len) && !memchr(t.str, ',', t.len))
                     gr_buf_printf(&dav, "%s%s", dav.len ? ", " : "", t.str);
             }
             add_grain_headers(gc->srv, req);
@@ -1240,6 +1272,7 @@ static int call_grain(gw_server *srv, h2o_req_t *req, gw_grain_session *s)
     gc->grain = g;
     gc->stream = gr_stash_zalloc(&stream_stash, sizeof(*gc->stream));
     gc->stream->base.vt = &stream_vt;
+    gc->stream->srv = srv;
     gw__req_ref_init_pair(&gc->ref, &gc->stream->ref, req);
     gc->stream_cap = cp_server_cap(&gc->stream->base);
 

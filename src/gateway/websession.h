@@ -54,6 +54,19 @@ static inline const char *gw__cookie_end(const char *v, size_t len)
     return nul ? nul : v + len;
 }
 
+/* Whether an app's header name or value may go out: what RFC 9110 allows
+ * in a field value (visible ASCII, space, tab, bytes from 0x80), so no line
+ * break to split the response and no other control byte either. */
+static inline bool gw__field_safe(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            return false;
+    }
+    return true;
+}
+
 /* Content-Disposition for a download name an app chose (len bytes, any
  * bytes at all), appended to b; see websession.c. */
 void gw__ws_download_disposition(gr_buf *b, const char *name, size_t len);

@@ -7,6 +7,7 @@
  * returns when its bytes are written, which is the grain's back-pressure). */
 #include "gateway_internal.h"
 #include "web-session.capnp.h"
+#include "websession.h"
 
 #include <h2o/http1.h>
 #include <openssl/evp.h>
@@ -34,7 +35,13 @@ typedef struct ws_tunnel {
     ws_write *head, *tail;
     size_t queued; /* bytes of head.. not yet written */
     bool writing, closed;
+    bool in_send; /* inside cp_flow_send: the flow is freed after it, not during */
     gw_req_ref ref;       /* the upgrade request, until it is answered */
+    /* While the grain has not answered openWebSocket: the call, when it
+     * left, and the links of srv->opening_websockets. */
+    cp_pending *pending;
+    uint64_t sent_ns;
+    struct ws_tunnel *next_open, **prev_open;
     char accept[64];
     char *protocol;
 } ws_tunnel;
@@ -83,8 +90,10 @@ static void tunnel_close(ws_tunnel *t, const char *why)
     fail_writes(t, why);
     cp_cap_unref(t->server_stream);
     t->server_stream = NULL;
-    cp_flow_free(t->flow);
-    t->flow = NULL;
+    if (!t->in_send) {
+        cp_flow_free(t->flow);
+        t->flow = NULL;
+    }
     if (t->grain) {
         gm_grain_release(t->grain);
         t->grain = NULL;
@@ -215,14 +224,25 @@ static void on_read(h2o_socket_t *sock, const char *err)
                                                             sock->input->size);
     h2o_buffer_consume(&sock->input, sock->input->size);
     gr_error_t e = NULL;
+    /* The app may have handed back our own clientStream as its serverStream:
+     * then the send is answered inside cp_flow_send, which may close the
+     * tunnel there (the browser too far behind). */
+    t->refs++;
+    t->in_send = true;
     int r = cp_flow_send(t->flow, req, &e);
+    t->in_send = false;
     if (r < 0) {
         gr_debug("websocket: %s", gr_error_msg(e));
         gr_error_release(&e);
         tunnel_close(t, "the grain stopped taking data");
-    } else if (r == 0) {
+    } else if (r == 0 && t->sock) {
         h2o_socket_read_stop(sock); /* until the window has room */
     }
+    if (t->closed) {
+        cp_flow_free(t->flow);
+        t->flow = NULL;
+    }
+    tunnel_unref(t);
 }
 
 static void on_upgraded(void *ud, h2o_socket_t *sock, size_t reqsize)
@@ -250,12 +270,61 @@ static void on_upgraded(void *ud, h2o_socket_t *sock, size_t reqsize)
 
 static void open_answered(const cp_response *resp, ws_tunnel *t);
 
+/* Takes t out of the upgrades awaiting the grain's answer, if it is there. */
+static void unlink_open(ws_tunnel *t)
+{
+    if (t->prev_open == NULL)
+        return;
+    *t->prev_open = t->next_open;
+    if (t->next_open)
+        t->next_open->prev_open = t->prev_open;
+    t->prev_open = NULL;
+    t->next_open = NULL;
+    t->pending = NULL;
+}
+
+/* The loop's time in ns, as grain_host.c keeps the other calls'. */
+static uint64_t open_clock(gw_server *srv)
+{
+    return uv_now(srv->loop) * 1000000u;
+}
+
+void gw__websocket_opens_sweep(gw_server *srv, uint64_t deadline_ns)
+{
+    uint64_t now = open_clock(srv);
+    /* Closing a tunnel releases its grain, which may fail the others' calls
+     * at once and unlink them: the walk starts over after each one. */
+    for (bool again = true; again;) {
+        again = false;
+        for (ws_tunnel *t = srv->opening_websockets; t; t = t->next_open) {
+            if (now - t->sent_ns < deadline_ns)
+                continue;
+            cp_pending *p = t->pending;
+            unlink_open(t);
+            cp_pending_cancel(p); /* on_open will not run: its reference is ours */
+            gr_warn("websocket: the app did not answer the upgrade for %llu s; giving up on it",
+                    (unsigned long long)(deadline_ns / 1000000000u));
+            h2o_req_t *req = t->ref.req;
+            gw__req_ref_clear(&t->ref);
+            if (req) {
+                static const char why[] = "The app did not answer in time.";
+                gw__send_error_page(srv, req, 504, "Gateway Timeout", why, "", 0);
+            }
+            tunnel_close(t, "the app did not answer the upgrade");
+            tunnel_unref(t);
+            again = true;
+            break;
+        }
+    }
+}
+
 /* The grain answered openWebSocket. Its answer may come after it let go of
  * our clientStream (the library releases the call's capabilities first),
  * which closes the tunnel: the call's own reference keeps t until here. */
 static void on_open(const cp_response *resp, void *ud)
 {
     ws_tunnel *t = ud;
+    unlink_open(t);
     open_answered(resp, t);
     tunnel_unref(t); /* the call's reference */
 }
@@ -288,7 +357,7 @@ static void open_answered(const cp_response *resp, ws_tunnel *t)
     gw__add_header_str(req, "sec-websocket-accept", t->accept);
     if (protos.len > 0) {
         cp_text p = cp_list_get_text(protos, 0);
-        bool ok = p.len > 0 && strpbrk(p.str, "\r\n,") == NULL;
+        bool ok = p.len > 0 && gw__field_safe(p.str, p.len) && !memchr(p.str, ',', p.len);
         if (ok)
             gw__add_header_str(req, "sec-websocket-protocol", p.str);
     }
@@ -366,7 +435,8 @@ int gw__grain_websocket(gw_server *srv, h2o_req_t *req, cp_cap *web_session, gm_
     WebSession_openWebSocket_Params_set_clientStream(p, cp_server_cap(&c->base));
 
     gw__req_ref_init(&t->ref, req);
-    if (cp_request_send(call, on_open, t, NULL, &err) < 0) {
+    cp_pending *pending = NULL;
+    if (cp_request_send(call, on_open, t, &pending, &err) < 0) {
         /* The request is gone already, and with it (now or later) the
          * clientStream; the call's reference is ours to drop. */
         gw__req_ref_clear(&t->ref);
@@ -377,6 +447,15 @@ int gw__grain_websocket(gw_server *srv, h2o_req_t *req, cp_cap *web_session, gm_
                                      strlen(gr_error_msg(err)));
         gr_error_release(&err);
         return rc;
+    }
+    if (pending) { /* else on_open ran already, and t may be gone */
+        t->pending = pending;
+        t->sent_ns = open_clock(srv);
+        t->next_open = srv->opening_websockets;
+        if (t->next_open)
+            t->next_open->prev_open = &t->next_open;
+        t->prev_open = &srv->opening_websockets;
+        srv->opening_websockets = t;
     }
     return 0;
 }

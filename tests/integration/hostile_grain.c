@@ -8,17 +8,28 @@
  *   split204stream: the same body written to the response stream;
  * - dropstream: a streamed response whose responseStream it lets go at once;
  * - dropafter: a streamed response, one write, then it lets the stream go;
+ * - selfhandle: a streamed response whose Handle is the gateway's own
+ *   responseStream, handed back; it keeps nothing and writes nothing;
  * - flood/N: a streamed response and N writes of 1 MiB sent back to back,
  *   never waiting for their answers and never saying done;
  * - wsflood/N (openWebSocket): N sendBytes of 1 MiB on the clientStream;
+ * - wsloop (openWebSocket): hands the gateway's own clientStream back as its
+ *   serverStream, so the browser's bytes come back to the browser, and
+ *   sends one message of 4 MiB on it at once;
+ * - wshang (openWebSocket): never answers;
+ * - wsproto (openWebSocket): accepts with a subprotocol that has an escape
+ *   sequence and a DEL in it;
  * - hang: never answers (the call is left unended);
- * - ctlmime: a MIME type with an escape sequence and a DEL in it;
+ * - ctlmime: a MIME type and an ETag with an escape sequence and a DEL in
+ *   them;
  * - download: a download name with quotes, a backslash, a line break (that
  *   would start a header of its own), a DEL, letters beyond ASCII, a mark
  *   that reorders text and a byte that is not UTF-8;
  * - platformcookies: sets the platform's cookie under both its names, and
  *   one of its own;
  * - anything else: 200 "hostile grain".
+ * OPTIONS answers DAV class 1 and two extensions, one with an escape
+ * sequence and a DEL in it.
  * newSession fails when the browser's User-Agent says "refuse-session".
  * It ignores its arguments (PORT -- COMMAND...), and runs until fd 3 ends. */
 #include "capnp.h"
@@ -122,6 +133,8 @@ static void ws_get(cp_server *self, cp_call *call, WebSession_get_Params_R param
     } else if (strcmp(path.str, "ctlmime") == 0) {
         static const char mime[] = "text/html\x1b[2J\x7f";
         WebSession_Response_content_set_mimeType(c, mime, sizeof mime - 1);
+        WebSession_ETag_B tag = WebSession_Response_content_init_eTag(c);
+        WebSession_ETag_set_value(tag, "tag\x1b[2J\x7f", 8);
         WebSession_Response_content_body_set_bytes(body, "hostile grain\n", 14);
     } else if (strcmp(path.str, "download") == 0) {
         static const char name[] =
@@ -138,6 +151,8 @@ static void ws_get(cp_server *self, cp_call *call, WebSession_get_Params_R param
             WebSession_Cookie_set_value(k, "planted", 7);
         }
         WebSession_Response_content_body_set_bytes(body, "hostile grain\n", 14);
+    } else if (strcmp(path.str, "selfhandle") == 0) {
+        WebSession_Response_content_body_set_stream(body, WebSession_Context_get_responseStream(ctx));
     } else if (strcmp(path.str, "dropstream") == 0) {
         WebSession_Response_content_body_set_stream(body, new_handle());
     } else if (strcmp(path.str, "dropafter") == 0) {
@@ -166,9 +181,26 @@ static void ws_open_websocket(cp_server *self, cp_call *call,
 {
     cp_text path = WebSession_openWebSocket_Params_get_path(params);
     cp_cap *client = WebSession_openWebSocket_Params_get_clientStream(params);
-    WebSession_openWebSocket_Results_set_serverStream(WebSession_openWebSocket_results(call),
-                                                      new_handle());
+    if (strcmp(path.str, "wshang") == 0) {
+        keep(client);
+        return;
+    }
+    bool loop_back = strcmp(path.str, "wsloop") == 0;
+    WebSession_openWebSocket_Results_B r = WebSession_openWebSocket_results(call);
+    WebSession_openWebSocket_Results_set_serverStream(r, loop_back ? cp_cap_ref(client) : new_handle());
+    if (strcmp(path.str, "wsproto") == 0) {
+        cp_list_builder protos = WebSession_openWebSocket_Results_init_protocol(r, 1);
+        cp_ptr_set_text(cp_list_ptr_at(protos, 0), "chat\x1b[2J\x7f", 9);
+    }
     cp_call_return(call);
+    if (loop_back) {
+        _cleanup_free_ char *four = gr_malloc(4 * MIB);
+        memset(four, 'C', 4 * MIB);
+        WebSession_WebSocketStream_sendBytes_Params_B p;
+        cp_request *req = WebSession_WebSocketStream_sendBytes_request(client, &p);
+        WebSession_WebSocketStream_sendBytes_Params_set_message(p, four, 4 * MIB);
+        fire(req);
+    }
     long n = strncmp(path.str, "wsflood/", 8) == 0 ? strtol(path.str + 8, NULL, 10) : 0;
     _cleanup_free_ char *buf = mib_of('B');
     for (long i = 0; i < n && i < 4096; i++) {
@@ -180,7 +212,18 @@ static void ws_open_websocket(cp_server *self, cp_call *call,
     keep(client);
 }
 
-static const WebSession_methods web_methods = {.get = ws_get, .openWebSocket = ws_open_websocket};
+static void ws_options(cp_server *self, cp_call *call, WebSession_options_Params_R params)
+{
+    WebSession_Options_B o = WebSession_options_results(call);
+    WebSession_Options_set_davClass1(o, true);
+    cp_list_builder ext = WebSession_Options_init_davExtensions(o, 2);
+    cp_ptr_set_text(cp_list_ptr_at(ext, 0), "ext\x1b[2J\x7f", 8);
+    cp_ptr_set_text(cp_list_ptr_at(ext, 1), "calendar-access", 15);
+    cp_call_return(call);
+}
+
+static const WebSession_methods web_methods = {
+    .get = ws_get, .openWebSocket = ws_open_websocket, .options = ws_options};
 
 static void session_dispatch(cp_server *self, cp_call *call, uint64_t iface, uint16_t method)
 {

@@ -8,7 +8,7 @@ import socket
 import time
 
 import pytest
-from granary_testing import built
+from granary_testing import built, read_answer
 from test_grains import Grains
 
 
@@ -61,13 +61,22 @@ def test_a_body_on_a_bodiless_status_is_not_sent(hostile, path):
 
 
 def test_control_bytes_in_an_apps_header_do_not_go_out(hostile):
-    """A MIME type with an escape sequence and a DEL: no such header goes to
-    the browser (only visible ASCII, space and tab may)."""
+    """A MIME type and an ETag with an escape sequence and a DEL: no such
+    header goes to the browser (only visible ASCII, space and tab may)."""
     out = raw(hostile, ["/ctlmime"])
     assert out.startswith(b"HTTP/1.1 200"), out
     head = out.split(b"\r\n\r\n")[0]
     assert b"\x1b" not in head and b"\x7f" not in head, head
     assert b"text/html" not in head.lower(), head
+    assert b"etag" not in head.lower(), head
+
+
+def test_control_bytes_in_a_dav_extension_do_not_go_out(hostile):
+    """OPTIONS: the app's DAV extensions go into the DAV header, but not one
+    with an escape sequence and a DEL in it."""
+    resp, _ = hostile.get(hostile.host, hostile.cookie, "/", method="OPTIONS")
+    assert resp.status == 200
+    assert resp.getheader("DAV") == "1, calendar-access", resp.getheaders()
 
 
 @pytest.mark.parametrize("path", ["/dropstream", "/dropafter"])
@@ -84,6 +93,31 @@ def test_a_response_stream_the_app_lets_go_of_ends(hostile, path):
     assert not out.endswith(b"0\r\n\r\n"), out  # not a whole chunked body
     # The gateway goes on serving the grain.
     assert hostile.get(hostile.host, hostile.cookie, "/")[0].status == 200
+
+
+def test_a_streamed_response_nothing_is_written_to_is_given_up(tmp_path):
+    """The app answers with a streamed body whose Handle is the gateway's own
+    responseStream, handed back, and lets go of everything: only the
+    gateway holds the stream now, so nobody can write to it or end it, not
+    even the grain's stopping. After five idle periods (here 1 s each)
+    without a write the response is cut, as for a call never answered;
+    before, it stayed open for good, and with it the browser's connection."""
+    g = Grains(tmp_path, idle=1, bridge=os.path.abspath(built("tests", "integration",
+                                                              "hostile-grain")))
+    try:
+        gid = g.new_grain()
+        g.host, g.cookie = g.open(gid)
+        t0 = time.time()
+        out = raw(g, ["/selfhandle"], timeout=20)
+        waited = time.time() - t0
+        assert out.startswith(b"HTTP/1.1 200"), out
+        assert 4 <= waited < 15, waited
+        assert not out.endswith(b"0\r\n\r\n"), out  # cut, not a whole body
+        assert "nothing was written to a streamed response for 5 s; cutting it" in g.d.read_log()
+        host, cookie = g.open(gid)  # the idle session is gone by now
+        assert g.get(host, cookie, "/")[0].status == 200
+    finally:
+        g.stop()
 
 
 def rss_kib(pid):
@@ -124,6 +158,83 @@ def test_an_app_sending_far_ahead_on_a_websocket_is_cut_off(hostile):
                  "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
                  "the app sent more than 4 MiB ahead of the browser")
+
+
+WS_HEAD = ("Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+           "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n")
+
+
+def test_a_websocket_looped_back_to_the_browser_is_cut_off_safely(hostile):
+    """The app answers openWebSocket with the gateway's own clientStream as
+    its serverStream (so the browser's bytes are sent back to the browser
+    inside the gateway) and sends 4 MiB to a browser that reads nothing.
+    The browser's next bytes go past the 4 MiB the gateway keeps for it: the
+    tunnel closes, from inside the send of those bytes, and the gateway
+    goes on (it used its freed flow control before)."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(10)
+    s.connect(("127.0.0.1", hostile.d.port))
+    s.sendall((f"GET /wsloop HTTP/1.1\r\nHost: {hostile.host}\r\nCookie: {hostile.cookie}\r\n"
+               f"Origin: http://{hostile.host}\r\n" + WS_HEAD + "\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    time.sleep(1)  # the app's 4 MiB wait in the gateway
+    s.sendall(b"\x81\x05hello")
+    logged = "the app sent more than 4 MiB ahead of the browser"
+    deadline = time.time() + 10
+    while logged not in hostile.d.read_log() and time.time() < deadline:
+        time.sleep(0.1)
+    assert logged in hostile.d.read_log()
+    s.close()
+    assert hostile.get(hostile.host, hostile.cookie, "/")[0].status == 200
+
+
+def test_control_bytes_in_an_apps_websocket_protocol_do_not_go_out(hostile):
+    """The app accepts a WebSocket with a subprotocol that carries an
+    escape sequence and a DEL: the upgrade is answered without it."""
+    s = socket.create_connection(("127.0.0.1", hostile.d.port), timeout=10)
+    s.sendall((f"GET /wsproto HTTP/1.1\r\nHost: {hostile.host}\r\nCookie: {hostile.cookie}\r\n"
+               f"Origin: http://{hostile.host}\r\nSec-WebSocket-Protocol: chat\r\n" +
+               WS_HEAD + "\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        got = s.recv(1)
+        assert got, head
+        head += got
+    s.close()
+    assert head.startswith(b"HTTP/1.1 101"), head
+    assert b"\x1b" not in head and b"\x7f" not in head, head
+    assert b"sec-websocket-protocol" not in head.lower(), head
+
+
+def test_a_websocket_the_app_never_accepts_is_given_up(tmp_path):
+    """The app never answers openWebSocket. As for any other call, after
+    five idle periods (here 1 s each) the browser gets 504, the call is
+    cancelled and the grain is no longer held for it: it stops for being
+    idle. Before, the upgrade waited, and held the grain, for good."""
+    g = Grains(tmp_path, idle=1, bridge=os.path.abspath(built("tests", "integration",
+                                                              "hostile-grain")))
+    try:
+        gid = g.new_grain()
+        host, cookie = g.open(gid)
+        s = socket.create_connection(("127.0.0.1", g.d.port), timeout=20)
+        t0 = time.time()
+        s.sendall((f"GET /wshang HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\n"
+                   f"Origin: http://{host}\r\n" + WS_HEAD + "\r\n").encode())
+        out = read_answer(s)
+        waited = time.time() - t0
+        s.close()
+        assert out.startswith(b"HTTP/1.1 504"), out
+        assert 4 <= waited < 15, waited
+        deadline = time.time() + 20
+        while f"grain {gid}: idle" not in g.d.read_log() and time.time() < deadline:
+            time.sleep(0.1)
+        assert f"grain {gid}: idle" in g.d.read_log()
+    finally:
+        g.stop()
 
 
 def test_a_refused_session_is_asked_for_again(hostile):
