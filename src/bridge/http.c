@@ -417,6 +417,7 @@ struct br_parser {
     bool in_value;
     size_t header_bytes, header_count;
     bool done, head_delivered;
+    bool body_unsent; /* the head announced a body that cannot follow it */
     bool expect_upgrade, upgraded;
     size_t upgrade_offset;
     const char *problem; /* set by a callback that failed */
@@ -634,6 +635,10 @@ static int count(br_parser *p, size_t len)
 static int on_header_field(llhttp_t *h, const char *at, size_t len)
 {
     br_parser *p = parser_of(h);
+    /* After the head, fields are a chunked body's trailer section: they may
+     * not be merged into the response (RFC 9110 6.5.1), only counted. */
+    if (p->head_delivered)
+        return count(p, len);
     if (p->in_value) {
         if (take_header(p) < 0)
             return -1;
@@ -648,6 +653,8 @@ static int on_header_field(llhttp_t *h, const char *at, size_t len)
 static int on_header_value(llhttp_t *h, const char *at, size_t len)
 {
     br_parser *p = parser_of(h);
+    if (p->head_delivered)
+        return count(p, len);
     p->in_value = true;
     if (memchr(at, '\0', len))
         return fail(p, "the app's response has a NUL byte in a header");
@@ -677,16 +684,25 @@ static int on_headers_complete(llhttp_t *h)
             return fail(p, "the response was refused");
         return 2; /* no body: the connection now speaks the new protocol */
     }
+    /* 1 tells llhttp the response has no body. A 1xx, 204 or 304, and any
+     * answer to HEAD, ends at its blank line whatever Content-Length or
+     * Transfer-Encoding it announces (RFC 9112 6.3); llhttp would wait for
+     * that body, and take the bytes after the head for it. An app that
+     * sends such a body anyway would have it read as the next response on
+     * the connection: after an announced body, the connection is not kept. */
+    bool no_body = p->resp.status < 200 || p->resp.status == 204 || p->resp.status == 304 ||
+                   p->http.method == HTTP_HEAD;
+    if (no_body && ((h->flags & F_CHUNKED) || ((h->flags & F_CONTENT_LENGTH) && h->content_length)))
+        p->body_unsent = true;
     if (p->resp.status < 200) {
         /* An interim response (100 Continue): the real one follows. */
         br_response_release(&p->resp);
-        return 0;
+        return 1;
     }
     p->head_delivered = true;
     if (p->cb.on_head && p->cb.on_head(p->ud, &p->resp) != 0)
         return fail(p, "the response was refused");
-    /* 1 tells llhttp a HEAD response carries no body. */
-    return p->http.method == HTTP_HEAD ? 1 : 0;
+    return no_body ? 1 : 0;
 }
 
 static int on_body(llhttp_t *h, const char *at, size_t len)
@@ -825,5 +841,5 @@ bool br_parser_done(const br_parser *p)
 
 bool br_parser_keep_alive(const br_parser *p)
 {
-    return p->done && llhttp_should_keep_alive(&p->http);
+    return p->done && !p->body_unsent && llhttp_should_keep_alive(&p->http);
 }

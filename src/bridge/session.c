@@ -165,6 +165,7 @@ typedef struct exch {
     bool answered;
     gr_buf req; /* the request head (and small body) to send */
     bool head_request, fresh_only, retried, got_bytes;
+    bool has_body;    /* the request carried a body: its connection is not reused */
     unsigned attempt; /* bumped for each connection tried */
     unsigned writes;  /* uv_writes not yet completed */
     appconn *c;
@@ -173,7 +174,7 @@ typedef struct exch {
     br_response *resp; /* the parser's, once the head is in */
     br_status_map map;
     bool streaming; /* the body goes to response_stream */
-    gr_buf body;
+    gr_buf body;    /* a small body whole; of a streamed one, what the current read brought */
     bool http_done; /* the response is complete, or failed */
     char *error;
     cp_cap *response_stream;
@@ -264,9 +265,13 @@ static void exch_http_end(exch *x, bool keep)
     appconn *c = x->c;
     x->c = NULL;
     if (c) {
-        /* An app may answer before it has read the whole request: a
-         * connection with bytes still going out is not reused. */
-        if (keep && x->kind == EX_HTTP && x->writes == 0)
+        /* An app may answer before it has read the whole request, and a
+         * body it never reads would be taken for the next request on the
+         * connection (a request smuggled by the user who sent the body,
+         * with X-Sandstorm-* headers of their choosing, which would swallow
+         * the next user's request): only a connection that carried no body
+         * is reused. */
+        if (keep && x->kind == EX_HTTP && !x->has_body && x->writes == 0)
             idle_put(c);
         else
             conn_close(c);
@@ -630,11 +635,26 @@ static int on_head(void *ud, br_response *r)
     return 0;
 }
 
+/* Sends what the current read brought of a streamed body as one write:
+ * one per chunk would let an app's one-byte chunks turn a 64 KiB read into
+ * thousands of calls, past the window's reach and the connection's limit
+ * of unanswered calls (which every stream of the grain shares). */
+static int body_flush(exch *x)
+{
+    if (!x->streaming || x->body.len == 0)
+        return 0;
+    int r = flow_push(x, x->response_stream, false, x->body.data, x->body.len);
+    gr_buf_clear(&x->body);
+    return r;
+}
+
 static int on_body(void *ud, const char *data, size_t len)
 {
     exch *x = ud;
-    if (x->streaming)
-        return flow_push(x, x->response_stream, false, data, len) < 0 ? -1 : 0;
+    if (x->streaming) {
+        gr_buf_append(&x->body, data, len); /* at most one read: body_flush follows it */
+        return 0;
+    }
     if (x->map.kind == BR_CONTENT || x->answer == ANSWER_OPTIONS) {
         if (x->body.len + len > SMALL_BODY && x->map.kind == BR_CONTENT) {
             exch_fail(
@@ -658,6 +678,8 @@ static int on_body(void *ud, const char *data, size_t len)
 static int on_done(void *ud)
 {
     exch *x = ud;
+    if (body_flush(x) < 0)
+        return -1;
     if (x->streaming && x->response_stream) {
         ByteStream_done_Params_B p;
         cp_request *req = ByteStream_done_request(x->response_stream, &p);
@@ -732,6 +754,8 @@ static void exch_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     x->refs++; /* callbacks may end the exchange */
     int r = br_parser_feed(x->parser, buf->base, (size_t)nread, &err);
+    if (r == 0 && !x->http_done)
+        body_flush(x); /* a failure is reported by it */
     if (x->http_done) {
         /* failed inside a callback (already reported) */
     } else if (r < 0) {
@@ -1184,6 +1208,7 @@ static void send_request(session *s, cp_call *call, gr_buf *b, const void *body,
     x->req = *b;
     *b = (gr_buf)GR_BUF_INIT;
     x->head_request = head_request;
+    x->has_body = body_len > 0;
     x->response_stream = WebSession_Context_get_responseStream(ctx);
     cp_call_on_cancel(call, on_call_cancel, x);
     exch_begin(x);

@@ -8,6 +8,7 @@ line breaks in header values, cut-off bodies). One request per connection.
 import socket
 import sys
 import threading
+import time
 
 
 HUNG_UP = threading.Event()
@@ -142,6 +143,27 @@ def serve(conn, req):
         conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 3\r\n\r\nnew")
     elif path == "/echo":
         respond(conn, "200 OK", [("Content-Type", "application/octet-stream")], body)
+    elif path == "/whoami":
+        respond(conn, "200 OK", [("Content-Type", "text/plain")],
+                f"{target} for {headers.get('x-sandstorm-username')}".encode())
+    elif path == "/trailers":
+        # An error answered at the end of its body, with trailer fields that
+        # must not be merged into the response's headers (RFC 9110 6.5.1).
+        conn.sendall(b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\n"
+                     b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                     b"4\r\nfail\r\n0\r\nSet-Cookie: evil=1\r\nX-Sandstorm-App-Late: t\r\n"
+                     b"Location: https://evil.example/\r\n\r\n")
+    elif path == "/tinychunks":
+        # 1 MB of one-byte chunks: a write call per byte if passed on as it comes.
+        conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+        block = b"1\r\nz\r\n" * 65536
+        for _ in range(16):
+            conn.sendall(block)
+        conn.sendall(b"0\r\n\r\n")
+    elif path == "/interim-length":
+        # A 1xx never has a body, whatever its headers say (RFC 9112 6.3).
+        conn.sendall(b"HTTP/1.1 100 Continue\r\nContent-Length: 5\r\n\r\n"
+                     b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
     else:
         respond(conn, "404 Not Found", [("Content-Type", "text/plain")], b"nothing here")
 
@@ -169,11 +191,71 @@ def keep_alive(conn, first):
             return
 
 
+def bodiless(conn, first):
+    """/bodiless/STATUS/HEADER: a 204 or 304 whose head announces a body
+    (Content-Length: 1234, or chunked), which it cannot have (RFC 9112
+    6.3); then waits 3 s on the same connection for a next request, which
+    it answers with "reused" (the bridge should not send one there)."""
+    status, how = first[0][1].split("/")[2:4]
+    framing = "Content-Length: 1234" if how == "length" else "Transfer-Encoding: chunked"
+    conn.sendall(f"HTTP/1.1 {status} X\r\nETag: \"abc\"\r\n{framing}\r\n\r\n".encode())
+    conn.settimeout(3)
+    try:
+        req = read_request(conn)
+    except socket.timeout:
+        return
+    if req[0] is not None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nreused")
+
+
+def early_answer(conn, first):
+    """/early-answer: answers a POST as if it had not read its body and
+    keeps the connection (as naive HTTP/1.1 servers do), then reads the
+    body as the next request: if the bridge sends another request on this
+    connection, the body smuggles a request with headers of the sender's
+    choosing, which swallows the next user's request as its own body."""
+    rest = first[2]
+    conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+    while b"\r\n\r\n" not in rest:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return
+        rest += chunk
+    head, _, body = rest.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    fields = dict((n.strip().lower(), v.strip()) for n, _, v in (l.partition(":") for l in lines[1:]))
+    n = int(fields.get("content-length", "0"))
+    while len(body) < n:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    text = f"{lines[0].split()[1]} for {fields.get('x-sandstorm-username')}: ".encode() + body[:n]
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(text), text))
+
+
+def late_head_body(conn, first):
+    """/late-head-body: answers HEAD with the head, then (as a naive app
+    does) sends the body a moment later: bytes that look like a response
+    (a user's upload, say), which must never answer the next request."""
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 65\r\n\r\n")
+    time.sleep(0.3)
+    conn.sendall(b"HTTP/1.1 200 OK\r\nSet-Cookie: evil=1\r\nContent-Length: 8\r\n\r\ninjected")
+    while conn.recv(65536):
+        pass
+
+
 def handle(conn):
     try:
         req = read_request(conn)
         if req[0] is not None and req[0][1].startswith("/keepalive"):
             keep_alive(conn, req)
+        elif req[0] is not None and req[0][1] == "/late-head-body":
+            late_head_body(conn, req)
+        elif req[0] is not None and req[0][1].startswith("/bodiless/"):
+            bodiless(conn, req)
+        elif req[0] is not None and req[0][1] == "/early-answer":
+            early_answer(conn, req)
         else:
             serve(conn, req)
     except OSError:

@@ -471,6 +471,73 @@ def test_hostile_app(tmp_path):
     assert ex["bridgeExit"] == 128 + 9  # still running until fd 3 closed
 
 
+def test_bodiless_statuses_end_at_their_head(tmp_path):
+    """A 204 or 304 ends at its blank line whatever Content-Length or
+    Transfer-Encoding it announces, and so does a 1xx (RFC 9112 6.3): the
+    call is answered at once (not when the app gives up on the body it
+    never sends), the next call goes on a fresh connection, and the bytes
+    after a 100 Continue are the real response, not its body."""
+    res, _, _ = run(tmp_path, [
+        ALICE,
+        {"method": "get", "path": "bodiless/304/length"}, {"method": "get", "path": "ok"},
+        {"method": "get", "path": "bodiless/204/chunked"}, {"method": "get", "path": "ok"},
+        {"method": "get", "path": "interim-length"}], app=hostile_app, timeout=60)
+    assert res[1].get("kind") == "preconditionFailed" and res[1]["etag"] == {"value": "abc", "weak": False}, res[1]
+    assert res[2]["body"] == "fine", res[2]
+    assert res[3].get("kind") == "noContent", res[3]
+    assert res[4]["body"] == "fine", res[4]
+    assert res[5]["kind"] == "content" and res[5]["body"] == "ok", res[5]
+
+
+def test_announced_body_that_cannot_follow_closes_the_connection(tmp_path):
+    """A HEAD answer (or a 204 or 304) whose head announces a body ends at
+    its head; a body the app sends anyway must not become the answer to the
+    next call, so such a connection is not reused."""
+    res, _, _ = run(tmp_path, [ALICE, {"method": "get", "path": "late-head-body", "ignoreBody": True},
+                               {"method": "get", "path": "ok"}], app=hostile_app, timeout=60)
+    assert res[1].get("kind") == "content" and res[1]["bodyBytes"] == 0, res[1]
+    assert res[2].get("body") == "fine" and res[2]["cookies"] == [], res[2]
+
+
+def test_trailers_are_not_headers(tmp_path):
+    """Fields in a chunked body's trailer section are not merged into the
+    response (RFC 9110 6.5.1): no cookie, header or Location comes from
+    them, even for a response answered only at the end of its body."""
+    res, _, _ = run(tmp_path, [ALICE, {"method": "get", "path": "trailers"},
+                               {"method": "get", "path": "ok"}], app=hostile_app)
+    assert res[1]["kind"] == "serverError" and res[1]["nonHtmlBody"] == "fail", res[1]
+    assert res[1]["cookies"] == [] and res[1]["headers"] == [], res[1]
+    assert res[2]["body"] == "fine"
+
+
+def test_unread_request_body_cannot_smuggle_a_request(tmp_path):
+    """An app that answers a POST without reading its body leaves the body
+    in the connection, where it would be read as the next request: a user
+    could forge X-Sandstorm-* headers and capture the next user's request.
+    A connection that carried a request body is therefore never reused."""
+    smuggled = ("POST /smuggled HTTP/1.1\r\nX-Sandstorm-Username: Admin\r\n"
+                "Content-Length: 100\r\n\r\n")
+    res, _, _ = run(tmp_path, [ALICE, {"method": "post", "path": "early-answer", "body": smuggled},
+                               {"method": "session", "displayName": "Bob"},
+                               {"method": "get", "path": "whoami"}], app=hostile_app, timeout=60)
+    assert res[1]["kind"] == "clientError", res[1]
+    assert res[3].get("body") == "/whoami for Bob", res[3]
+
+
+def test_tiny_chunks_stream_whole(tmp_path):
+    """A body of a million one-byte chunks streams whole: what one read
+    from the app brings goes to the platform as one write, not one per
+    chunk (which went past the connection's 10000 unanswered calls and cut
+    the body, and every other stream of the grain with it)."""
+    res, _, log = run(tmp_path, [ALICE, {"method": "get", "path": "tinychunks"}, {"method": "rss"},
+                                 {"method": "get", "path": "ok"}], app=hostile_app, timeout=120)
+    assert res[1]["streamDone"] and res[1]["bodyBytes"] == 1 << 20, \
+        ({k: v for k, v in res[1].items() if k != "body"}, log[-2000:])
+    assert res[1]["sha256"] == hashlib.sha256(b"z" * (1 << 20)).hexdigest()
+    check_rss(res[2])
+    assert res[3]["body"] == "fine"
+
+
 def test_keep_alive_pool(tmp_path):
     """Calls one after another share one kept-alive connection; one the app
     closed while idle is not used again (or is retried once, fresh)."""

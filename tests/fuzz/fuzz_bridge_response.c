@@ -2,7 +2,8 @@
  * a compromised app controls. The input is split in two at a point taken
  * from its first byte, to exercise the parser's resumption; bit 0x80 of it
  * makes the request a HEAD, bit 0x40 a WebSocket handshake (a 101 ends the
- * response). */
+ * response). A 1xx, 204, 304 or answer to HEAD never gets body bytes, and
+ * trailer fields never reach the response. */
 #include "bridge.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -10,13 +11,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 typedef struct {
     size_t body;
     int heads, dones;
-    bool upgrade;
+    bool upgrade, head;
+    br_response *r; /* as on_head saw it */
+    size_t ncookies, nheaders;
 } counts;
 
 static int on_head(void *ud, br_response *r)
 {
     counts *c = ud;
     c->heads++;
+    c->r = r;
+    c->ncookies = r->ncookies;
+    c->nheaders = r->nheaders;
     if ((r->status < 200 && !(c->upgrade && r->status == 101)) || r->status > 599)
         abort(); /* interim or impossible statuses never reach the caller */
     for (size_t i = 0; i < r->nheaders; i++)
@@ -36,7 +42,12 @@ static int on_head(void *ud, br_response *r)
 
 static int on_body(void *ud, const char *d, size_t n)
 {
-    ((counts *)ud)->body += n;
+    counts *c = ud;
+    /* No body before the final head (a 1xx has none), nor after a head
+     * that cannot have one (RFC 9112 6.3). */
+    if (c->r == NULL || c->head || c->r->status == 204 || c->r->status == 304)
+        abort();
+    c->body += n;
     return 0;
 }
 
@@ -57,7 +68,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (split > len)
         split = len;
     static const br_parser_callbacks cb = {on_head, on_body, on_done};
-    counts c = {.upgrade = (data[0] & 0x40) != 0};
+    counts c = {.upgrade = (data[0] & 0x40) != 0, .head = head};
     br_parser *p = br_parser_new(NULL, &cb, &c, head);
     if (c.upgrade)
         br_parser_expect_upgrade(p);
@@ -81,6 +92,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     if (c.dones > 1 || c.heads > 1 || (c.dones && !c.heads) || c.body > len)
         abort();
+    if (c.r && (c.r->ncookies != c.ncookies || c.r->nheaders != c.nheaders))
+        abort(); /* a trailer section is never merged into the head */
     gr_error_release(&err);
     br_parser_free(p);
     return 0;
