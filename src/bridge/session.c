@@ -1029,7 +1029,7 @@ typedef struct session {
     gr_buf head;
     char *head_error;
     bool head_made;
-    struct session *next, **prev; /* in open_sessions */
+    gr_link open; /* in open_sessions */
 } session;
 
 void br__session_params_release(br__session_params *p)
@@ -1644,11 +1644,12 @@ static void session_dispatch(cp_server *self, cp_call *call, uint64_t iface, uin
 }
 
 /* The open sessions, for the app's getSessionContext. */
-static session *open_sessions;
+static gr_link *open_sessions;
 
 bool br__session_context(const char *id, size_t len, cp_cap **context)
 {
-    for (session *s = open_sessions; s; s = s->next) {
+    for (gr_link *l = open_sessions; l; l = l->next) {
+        session *s = gr_container_of(l, session, open);
         const char *sid = s->p.info.session_id;
         if (sid && strlen(sid) == len && memcmp(sid, id, len) == 0) {
             *context = cp_cap_ref(s->p.context);
@@ -1661,9 +1662,7 @@ bool br__session_context(const char *id, size_t len, cp_cap **context)
 static void session_destroy(cp_server *self)
 {
     session *s = (session *)self;
-    *s->prev = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
+    gr_link_remove(&s->open);
     br__session_params_release(&s->p);
     gr_buf_release(&s->head);
     free(s->head_error);
@@ -1678,10 +1677,6 @@ cp_cap *br__websession_new(br__session_params *p)
     s->base.vt = &session_vt;
     s->p = *p;
     memset(p, 0, sizeof(*p));
-    s->next = open_sessions;
-    if (s->next)
-        s->next->prev = &s->next;
-    s->prev = &open_sessions;
-    open_sessions = s;
+    gr_link_push(&open_sessions, &s->open);
     return cp_server_cap(&s->base);
 }

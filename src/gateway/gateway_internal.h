@@ -43,12 +43,19 @@ struct gw_server {
     size_t refusals;        /* connections closed for want of room */
     size_t max_connections; /* three quarters of the descriptors */
     bool disk_short;        /* under the disk's reserve at the last look */
-    struct grain_call *open_calls; /* grain_host.c: calls awaiting the grain's answer */
-    struct ws_tunnel *opening_websockets; /* websocket.c: upgrades awaiting openWebSocket's */
-    struct body_stream *open_streams; /* grain_host.c: streamed responses being sent */
+    gr_link *open_calls;         /* grain_host.c: calls awaiting the grain's answer */
+    gr_link *opening_websockets; /* websocket.c: upgrades awaiting openWebSocket's */
+    gr_link *open_streams;       /* grain_host.c: streamed responses being sent */
     struct gw_grain_size *grain_sizes; /* api_grains.c: disk use, as last counted */
     gr_index sizes_by_id;
 };
+
+/* The loop's time in ns (when a session was last used, when a call left):
+ * libuv reads it once an iteration, rather than a clock read per request. */
+static inline uint64_t gw__loop_ns(gw_server *srv)
+{
+    return uv_now(srv->loop) * 1000000u;
+}
 
 /* Response helpers (http.c). Each sends a complete response and returns 0,
  * so a handler can end with `return gw__send_json(...)`. */

@@ -65,13 +65,6 @@ struct gw_grain_session {
 
 /* ---- sessions ------------------------------------------------------------- */
 
-/* When a session was last used, in ns: the loop's time, which it reads once
- * an iteration, rather than a clock read for every request. */
-static uint64_t session_clock(gw_server *srv)
-{
-    return uv_now(srv->loop) * 1000000u;
-}
-
 static void session_free(gw_grain_session *s)
 {
     cp_cap_unref(s->web_session);
@@ -142,7 +135,7 @@ char *gw__grain_session_new(gw_server *srv, const char *grain_id, const char *ac
     s->grain_id = gr_strdup(grain_id);
     s->account_id = gr_strdup(account_id);
     s->user_name = gr_strdup(user_name ? user_name : "");
-    s->last_used_ns = session_clock(srv);
+    s->last_used_ns = gw__loop_ns(srv);
     session_add(srv, s);
     const char *scheme = srv->cfg->base_https ? "https" : "http";
     gr_buf url = GR_BUF_INIT;
@@ -161,7 +154,7 @@ char *gw__grain_session_new(gw_server *srv, const char *grain_id, const char *ac
 
 void gw__grain_sessions_sweep(gw_server *srv, uint64_t idle_ns)
 {
-    uint64_t now = session_clock(srv);
+    uint64_t now = gw__loop_ns(srv);
     for (gw_grain_session **p = &srv->grain_sessions; *p;) {
         gw_grain_session *s = *p;
         if (now - s->last_used_ns > idle_ns)
@@ -173,7 +166,7 @@ void gw__grain_sessions_sweep(gw_server *srv, uint64_t idle_ns)
 
 void gw__grain_sessions_touch(gw_server *srv, const char *grain_id, const char *account_id)
 {
-    uint64_t now = session_clock(srv);
+    uint64_t now = gw__loop_ns(srv);
     for (gw_grain_session *s = srv->grain_sessions; s; s = s->next)
         if (strcmp(s->grain_id, grain_id) == 0 && strcmp(s->account_id, account_id) == 0)
             s->last_used_ns = now;
@@ -411,7 +404,7 @@ typedef struct body_stream {
     /* While h2o holds gen: the last write the grain made or h2o took, and
      * the links of srv->open_streams, for the deadline. */
     uint64_t progress_ns;
-    struct body_stream *next_open, **prev_open;
+    gr_link open;
     bool started, sending, done, failed, finished;
     bool cut;        /* the body cannot be whole: the response ends broken */
     bool h2o_active; /* h2o holds gen: from the start of the response to its end */
@@ -429,18 +422,6 @@ typedef struct body_stream {
  * run stream_destroy, in the middle of any function that answers one: those
  * count themselves in busy, and the last to leave frees. */
 static _Thread_local gr_stash stream_stash;
-
-/* Takes b out of srv->open_streams, if it is there. */
-static void stream_unlink(body_stream *b)
-{
-    if (b->prev_open == NULL)
-        return;
-    *b->prev_open = b->next_open;
-    if (b->next_open)
-        b->next_open->prev_open = b->prev_open;
-    b->prev_open = NULL;
-    b->next_open = NULL;
-}
 
 static void stream_leave(body_stream *b)
 {
@@ -460,7 +441,7 @@ static void stream_finish(body_stream *b)
         return;
     b->finished = true;
     b->h2o_active = false;
-    stream_unlink(b);
+    gr_link_remove(&b->open);
     cp_cap_unref(b->handle);
     b->handle = NULL;
     if (req)
@@ -535,7 +516,7 @@ static void stream_proceed(h2o_generator_t *gen, h2o_req_t *req)
     body_stream *b = (body_stream *)((char *)gen - offsetof(body_stream, gen));
     b->busy++;
     b->sending = false;
-    b->progress_ns = session_clock(b->srv);
+    b->progress_ns = gw__loop_ns(b->srv);
     pending_write *w = b->in_flight;
     b->in_flight = NULL;
     if (w) {
@@ -554,7 +535,7 @@ static void stream_stop(h2o_generator_t *gen, h2o_req_t *req)
     body_stream *b = (body_stream *)((char *)gen - offsetof(body_stream, gen));
     b->h2o_active = false; /* h2o is done with gen and with the bytes in flight */
     b->sending = false;
-    stream_unlink(b);
+    gr_link_remove(&b->open);
     b->busy++;
     gw__req_ref_clear(&b->ref);
     stream_fail_all(b, true, "the browser closed the connection");
@@ -588,7 +569,7 @@ static void stream_write(cp_server *self, cp_call *call, ByteStream_write_Params
     memcpy(w->data, d.ptr, d.len);
     w->len = d.len;
     b->queued += d.len;
-    b->progress_ns = session_clock(b->srv);
+    b->progress_ns = gw__loop_ns(b->srv);
     if (b->tail)
         b->tail->next = w;
     else
@@ -646,7 +627,7 @@ typedef struct grain_call {
      * links of srv->open_calls. */
     cp_pending *pending;
     uint64_t sent_ns;
-    struct grain_call *next_open, **prev_open;
+    gr_link open;
     gm_grain *grain;
     body_stream *stream; /* borrowed; owned by its capability */
     cp_cap *stream_cap;
@@ -661,11 +642,7 @@ typedef struct grain_call {
 
 static void grain_call_free(grain_call *gc)
 {
-    if (gc->prev_open) {
-        *gc->prev_open = gc->next_open;
-        if (gc->next_open)
-            gc->next_open->prev_open = gc->prev_open;
-    }
+    gr_link_remove(&gc->open);
     cp_flow_free(gc->upload_flow);
     cp_cap_unref(gc->upload);
     gw__req_ref_clear(&gc->ref);
@@ -842,12 +819,8 @@ static void send_response(grain_call *gc, h2o_req_t *req, WebSession_Response_R 
             gc->stream->started = true;
             gc->stream->h2o_active = true;
             body_stream *b = gc->stream;
-            b->progress_ns = session_clock(srv);
-            b->next_open = srv->open_streams;
-            if (b->next_open)
-                b->next_open->prev_open = &b->next_open;
-            b->prev_open = &srv->open_streams;
-            srv->open_streams = b;
+            b->progress_ns = gw__loop_ns(srv);
+            gr_link_push(&srv->open_streams, &b->open);
             if (bodiless(req, status)) {
                 gc->stream->done = true; /* no body goes out */
                 stream_fail_all(gc->stream, false, gc->head ? "HEAD has no body"
@@ -917,24 +890,21 @@ static int send_call(grain_call *gc, cp_request *call, cp_response_cb cb, gr_err
     if (p) { /* else cb ran already, and gc is gone */
         gw_server *srv = gc->srv;
         gc->pending = p;
-        gc->sent_ns = session_clock(srv);
-        gc->next_open = srv->open_calls;
-        if (gc->next_open)
-            gc->next_open->prev_open = &gc->next_open;
-        gc->prev_open = &srv->open_calls;
-        srv->open_calls = gc;
+        gc->sent_ns = gw__loop_ns(srv);
+        gr_link_push(&srv->open_calls, &gc->open);
     }
     return 0;
 }
 
 void gw__grain_calls_sweep(gw_server *srv, uint64_t deadline_ns)
 {
-    uint64_t now = session_clock(srv);
+    uint64_t now = gw__loop_ns(srv);
     /* Freeing a call can release its grain and fail others at once, which
      * frees them: the walk starts over after each one given up. */
     for (bool again = true; again;) {
         again = false;
-        for (grain_call *gc = srv->open_calls; gc; gc = gc->next_open) {
+        for (gr_link *l = srv->open_calls; l; l = l->next) {
+            grain_call *gc = gr_container_of(l, grain_call, open);
             if (now - gc->sent_ns < deadline_ns)
                 continue;
             cp_pending_cancel(gc->pending);
@@ -956,12 +926,13 @@ void gw__grain_calls_sweep(gw_server *srv, uint64_t deadline_ns)
      * cycle that outlives the grain. Cutting it lets go of that Handle. */
     for (bool again = true; again;) {
         again = false;
-        for (body_stream *b = srv->open_streams; b; b = b->next_open) {
+        for (gr_link *l = srv->open_streams; l; l = l->next) {
+            body_stream *b = gr_container_of(l, body_stream, open);
             if (now - b->progress_ns < deadline_ns)
                 continue;
             gr_warn("grain: nothing was written to a streamed response for %llu s; cutting it",
                     (unsigned long long)(deadline_ns / 1000000000u));
-            stream_unlink(b); /* a browser not reading keeps h2o's write: b stays */
+            gr_link_remove(&b->open); /* a browser not reading keeps h2o's write: b stays */
             stream_fail_all(b, true, "the response was cut: nothing was written to it in time");
             again = true;
             break;
@@ -1474,6 +1445,6 @@ int gw__route_grain(gw_server *srv, h2o_req_t *req, const char *label)
         return grain_error_page(srv, req, 403, "Forbidden",
                                 "This grain session belongs to another browser.",
                                 "Open the grain from the shell.");
-    s->last_used_ns = session_clock(srv); /* only its own browser keeps it open */
+    s->last_used_ns = gw__loop_ns(srv); /* only its own browser keeps it open */
     return call_grain(srv, req, s);
 }

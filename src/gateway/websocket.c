@@ -41,7 +41,7 @@ typedef struct ws_tunnel {
      * left, and the links of srv->opening_websockets. */
     cp_pending *pending;
     uint64_t sent_ns;
-    struct ws_tunnel *next_open, **prev_open;
+    gr_link open;
     char accept[64];
     char *protocol;
 } ws_tunnel;
@@ -273,30 +273,19 @@ static void open_answered(const cp_response *resp, ws_tunnel *t);
 /* Takes t out of the upgrades awaiting the grain's answer, if it is there. */
 static void unlink_open(ws_tunnel *t)
 {
-    if (t->prev_open == NULL)
-        return;
-    *t->prev_open = t->next_open;
-    if (t->next_open)
-        t->next_open->prev_open = t->prev_open;
-    t->prev_open = NULL;
-    t->next_open = NULL;
+    gr_link_remove(&t->open);
     t->pending = NULL;
-}
-
-/* The loop's time in ns, as grain_host.c keeps the other calls'. */
-static uint64_t open_clock(gw_server *srv)
-{
-    return uv_now(srv->loop) * 1000000u;
 }
 
 void gw__websocket_opens_sweep(gw_server *srv, uint64_t deadline_ns)
 {
-    uint64_t now = open_clock(srv);
+    uint64_t now = gw__loop_ns(srv);
     /* Closing a tunnel releases its grain, which may fail the others' calls
      * at once and unlink them: the walk starts over after each one. */
     for (bool again = true; again;) {
         again = false;
-        for (ws_tunnel *t = srv->opening_websockets; t; t = t->next_open) {
+        for (gr_link *l = srv->opening_websockets; l; l = l->next) {
+            ws_tunnel *t = gr_container_of(l, ws_tunnel, open);
             if (now - t->sent_ns < deadline_ns)
                 continue;
             cp_pending *p = t->pending;
@@ -450,12 +439,8 @@ int gw__grain_websocket(gw_server *srv, h2o_req_t *req, cp_cap *web_session, gm_
     }
     if (pending) { /* else on_open ran already, and t may be gone */
         t->pending = pending;
-        t->sent_ns = open_clock(srv);
-        t->next_open = srv->opening_websockets;
-        if (t->next_open)
-            t->next_open->prev_open = &t->next_open;
-        t->prev_open = &srv->opening_websockets;
-        srv->opening_websockets = t;
+        t->sent_ns = gw__loop_ns(srv);
+        gr_link_push(&srv->opening_websockets, &t->open);
     }
     return 0;
 }

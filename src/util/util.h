@@ -81,6 +81,36 @@ char *gr_strndup(const char *s, size_t n);
 /* Returns a newly allocated formatted string. */
 char *gr_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* ---- lists -----------------------------------------------------------------
+ * An intrusive doubly-linked list: each member holds a gr_link, the list is
+ * a gr_link *head (NULL when empty), and gr_container_of gets the member
+ * back. A link not in a list has prev NULL, so removing it twice is safe. */
+typedef struct gr_link {
+    struct gr_link *next, **prev;
+} gr_link;
+
+#define gr_container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+
+static inline void gr_link_push(gr_link **head, gr_link *l)
+{
+    l->next = *head;
+    if (l->next)
+        l->next->prev = &l->next;
+    l->prev = head;
+    *head = l;
+}
+
+static inline void gr_link_remove(gr_link *l)
+{
+    if (l->prev == NULL)
+        return;
+    *l->prev = l->next;
+    if (l->next)
+        l->next->prev = l->prev;
+    l->next = NULL;
+    l->prev = NULL;
+}
+
 /* ---- stashes --------------------------------------------------------------
  * A stash keeps freed blocks of one size for the next object of that type, per
  * thread: the objects made and freed for every request then come back without

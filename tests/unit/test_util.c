@@ -283,6 +283,32 @@ static void test_log_levels(void **state)
 /* A stash gives back what it kept, last first, zeroed by zalloc; it keeps at
  * most GR_STASH_MAX and, full (or in a sanitizer build, which keeps none),
  * leaves the block to its caller. */
+typedef struct linked {
+    int v;
+    gr_link link;
+} linked;
+
+static void test_link(void **state)
+{
+    (void)state;
+    gr_link *head = NULL;
+    linked a = {1, {0}}, b = {2, {0}}, c = {3, {0}};
+    gr_link_push(&head, &a.link);
+    gr_link_push(&head, &b.link);
+    gr_link_push(&head, &c.link);
+    assert_int_equal(gr_container_of(head, linked, link)->v, 3);
+    gr_link_remove(&b.link); /* the middle */
+    gr_link_remove(&b.link); /* again: nothing */
+    assert_ptr_equal(head, &c.link);
+    assert_ptr_equal(c.link.next, &a.link);
+    assert_ptr_equal(a.link.prev, &c.link.next);
+    gr_link_remove(&c.link); /* the head */
+    assert_ptr_equal(head, &a.link);
+    gr_link_remove(&a.link);
+    assert_null(head);
+    assert_null(a.link.prev);
+}
+
 static void test_stash(void **state)
 {
     (void)state;
@@ -463,6 +489,7 @@ int main(void)
         cmocka_unit_test(test_remove_tree),
         cmocka_unit_test(test_log_levels),
         cmocka_unit_test(test_calloc_zeroes_and_overflow_aborts),
+        cmocka_unit_test(test_link),
         cmocka_unit_test(test_stash),
         cmocka_unit_test(test_index),
         cmocka_unit_test(test_cleanup_and_steal),
