@@ -27,7 +27,7 @@ def free_port():
 
 
 class Platform:
-    def __init__(self, idle_seconds=600):
+    def __init__(self, idle_seconds=600, args=()):
         for p in (GRANARY, SPK):
             if not os.path.exists(p):
                 raise SystemExit(f"{p} is missing: run make release")
@@ -38,7 +38,7 @@ class Platform:
         self.proc = subprocess.Popen(
             [GRANARY, "run", "--data", self.tmp + "/var", "--listen", "127.0.0.1:0",
              "--web-dir", os.path.join(ROOT, "web", "dist"),
-             "--grain-idle-seconds", str(idle_seconds)],
+             "--grain-idle-seconds", str(idle_seconds), *args],
             stdout=self.log_file, stderr=subprocess.STDOUT)
         self.log = ""
         deadline = time.time() + 20

@@ -187,6 +187,22 @@ static int set_int(int *slot, const char *name, const char *value, long min, lon
     return 0;
 }
 
+static int set_bool(bool *out, const char *name, const char *value, gr_error_t *err)
+{
+    static const char *const yes[] = {"on", "yes", "true", "1"}, *const no[] = {"off", "no", "false", "0"};
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+        if (strcmp(value, yes[i]) == 0) {
+            *out = true;
+            return 0;
+        }
+        if (strcmp(value, no[i]) == 0) {
+            *out = false;
+            return 0;
+        }
+    }
+    return gr_make_error(err, 0, "--%s: '%s' is not on or off", name, value);
+}
+
 int cfg_set(cfg *c, const char *name, const char *value, gr_error_t *err)
 {
     if (strcmp(name, "data") == 0) {
@@ -209,6 +225,8 @@ int cfg_set(cfg *c, const char *name, const char *value, gr_error_t *err)
         return set_wildcard(c, value, err);
     if (strcmp(name, "grain-idle-seconds") == 0)
         return set_int(&c->grain_idle_seconds, name, value, 1, 86400, err);
+    if (strcmp(name, "grain-loopback-redirect") == 0)
+        return set_bool(&c->grain_loopback_redirect, name, value, err);
     if (strcmp(name, "connections-per-address") == 0)
         return set_int(&c->connections_per_address, name, value, 0, 1000000, err);
     if (strcmp(name, "bridge") == 0) {
@@ -322,6 +340,10 @@ const char *cfg_usage(void)
            "  --connections-per-address N\n"
            "                         connections one client address may hold open (default\n"
            "                         256; 0 for no limit; 127.0.0.1 and ::1 have none)\n"
+           "  --grain-loopback-redirect on|off\n"
+           "                         let grains' loopback TCP skip the TCP/IP stack (BPF\n"
+           "                         sockmap; faster HTTP apps, more kernel code reachable\n"
+           "                         from grains; default off; docs/sandbox.md)\n"
            "  --bridge FILE          granary-http-bridge to bind into grains (default: the\n"
            "                         one built beside this granary)\n"
            "  --config FILE          read 'name = value' settings from FILE first\n"

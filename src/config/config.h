@@ -29,6 +29,7 @@ typedef struct cfg {
     int grain_idle_seconds; /* stop a grain unused this long */
     int connections_per_address; /* open at once from one address; 0: no limit */
     char *bridge_path;      /* granary-http-bridge, bound into every grain */
+    bool grain_loopback_redirect; /* opt-in BPF redirect of grains' loopback TCP */
 } cfg;
 
 /* Fills c with the defaults. Release with cfg_release(). */

@@ -779,6 +779,12 @@ int gm_manager_new(gm_manager **out, uv_loop_t *loop, const gm_config *conf, st_
         free(m);
         return gr_error_prefix(err, "sandbox");
     }
+    /* Asked for and not possible is an error: the operator chose it. */
+    if (conf->loopback_redirect && sbx_policy_enable_loopback_redirect(m->policy, err) < 0) {
+        sbx_policy_free(m->policy);
+        free(m);
+        return gr_error_prefix(err, "--grain-loopback-redirect on");
+    }
     uv_timer_init(loop, &m->idle_timer);
     m->idle_timer.data = m;
     uint64_t tick = m->conf.idle_ms / 4;
@@ -787,9 +793,10 @@ int gm_manager_new(gm_manager **out, uv_loop_t *loop, const gm_config *conf, st_
     if (tick > 10000)
         tick = 10000;
     uv_timer_start(&m->idle_timer, on_idle_tick, tick, tick);
-    gr_info("grains: limits by %s, idle stop after %llu ms",
+    gr_info("grains: limits by %s, idle stop after %llu ms, loopback redirect %s",
             sbx_limits_mode_name(sbx_policy_limits_mode(m->policy)),
-            (unsigned long long)m->conf.idle_ms);
+            (unsigned long long)m->conf.idle_ms,
+            sbx_policy_loopback_redirect(m->policy) ? "on" : "off");
     *out = m;
     return 0;
 }

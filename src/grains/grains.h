@@ -16,6 +16,7 @@ typedef struct gm_config {
     const char *data_dir;    /* apps/<packageId>/ and grains/<id>/ live here */
     const char *bridge_path; /* bound at /sandstorm-http-bridge in every grain, or NULL */
     uint64_t idle_ms;        /* stop a grain unused for this long (0: 120 s) */
+    bool loopback_redirect;  /* sbx_policy_enable_loopback_redirect (opt-in) */
     uint64_t memory_bytes;   /* per-grain limits (0: none) */
     uint64_t pids;
 } gm_config;

@@ -137,12 +137,20 @@ static int serve(const cfg *c, gr_error_t *err)
     }
     _cleanup_free_ char *bridge = c->bridge_path ? gr_strdup(c->bridge_path) : default_bridge();
     gm_config gconf = {.data_dir = c->data_dir, .bridge_path = bridge,
-                       .idle_ms = (uint64_t)c->grain_idle_seconds * 1000u};
+                       .idle_ms = (uint64_t)c->grain_idle_seconds * 1000u,
+                       .loopback_redirect = c->grain_loopback_redirect};
     gm_manager *grains = NULL;
     if (access(bridge, X_OK) < 0)
         gr_warn("no HTTP bridge at %s: HTTP apps will not run (pass --bridge)", bridge);
     if (gm_manager_new(&grains, d.loop, &gconf, st, err) < 0) {
-        /* The shell still works without grains: say why, and go on. */
+        /* An option the operator chose and the host cannot honour stops the
+         * start; otherwise the shell still works without grains. */
+        if (c->grain_loopback_redirect) {
+            gw_server_free(d.gw);
+            uv_run(d.loop, UV_RUN_NOWAIT);
+            st_close(st);
+            return -1;
+        }
         gr_warn("grains cannot run here: %s", gr_error_msg(*err));
         gr_error_release(err);
     } else {

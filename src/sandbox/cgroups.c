@@ -18,7 +18,7 @@
 
 #define CG_ROOT "/sys/fs/cgroup"
 
-static const char *const v1_controllers[SBX__MAX_CGROUPS] = {"memory", "pids", "cpu"};
+static const char *const v1_controllers[SBX__V1_CONTROLLERS] = {"memory", "pids", "cpu"};
 
 char *sbx__cgroup_path(const char *proc_cgroup, const char *want)
 {
@@ -96,8 +96,8 @@ static void probe_v2(sbx__cgroups_host *host)
 
 static void probe_v1(sbx__cgroups_host *host)
 {
-    char *found[SBX__MAX_CGROUPS] = {NULL};
-    for (int i = 0; i < SBX__MAX_CGROUPS; i++) {
+    char *found[SBX__V1_CONTROLLERS] = {NULL};
+    for (int i = 0; i < SBX__V1_CONTROLLERS; i++) {
         _cleanup_free_ char *mnt = gr_asprintf(CG_ROOT "/%s", v1_controllers[i]);
         _cleanup_free_ char *own = own_cgroup(v1_controllers[i]);
         if (!own || !is_fs(mnt, CGROUP_SUPER_MAGIC))
@@ -111,12 +111,12 @@ static void probe_v1(sbx__cgroups_host *host)
     /* Memory and pids are the limits that protect the host; without both,
      * rlimits are the honest answer. CPU is optional. */
     if (!found[0] || !found[1]) {
-        for (int i = 0; i < SBX__MAX_CGROUPS; i++)
+        for (int i = 0; i < SBX__V1_CONTROLLERS; i++)
             free(found[i]);
         return;
     }
     host->mode = SBX_LIMITS_CGROUP_V1;
-    for (int i = 0; i < SBX__MAX_CGROUPS; i++)
+    for (int i = 0; i < SBX__V1_CONTROLLERS; i++)
         host->parent[i] = found[i];
 }
 
@@ -169,6 +169,43 @@ void sbx__cgroups_host_release(sbx__cgroups_host *host)
         free(host->parent[i]);
         host->parent[i] = NULL;
     }
+    sbx__loopback_close(host->loopback);
+    host->loopback = NULL;
+}
+
+/* The redirect's sockops program is attached per grain, to a cgroup-v2
+ * directory holding only that grain: with v2 limits, the grain's own
+ * cgroup; otherwise a directory made for it under the daemon's place in the
+ * v2 hierarchy (/sys/fs/cgroup/unified on a hybrid host). */
+int sbx__cgroups_enable_loopback(sbx__cgroups_host *host, gr_error_t *err)
+{
+    if (host->loopback)
+        return 0;
+    if (host->mode != SBX_LIMITS_CGROUP_V2) {
+        const char *mnt = is_fs(CG_ROOT, CGROUP2_SUPER_MAGIC) ? CG_ROOT
+                          : is_fs(CG_ROOT "/unified", CGROUP2_SUPER_MAGIC) ? CG_ROOT "/unified"
+                                                                           : NULL;
+        if (!mnt)
+            return gr_make_error(err, 0, "loopback redirect: no cgroup v2 hierarchy is mounted "
+                                         "(at " CG_ROOT " or " CG_ROOT "/unified)");
+        _cleanup_free_ char *own = own_cgroup("");
+        if (!own)
+            return gr_make_error(err, 0, "loopback redirect: /proc/self/cgroup has no v2 line");
+        char *dir = gr_asprintf("%s%s", mnt, strcmp(own, "/") == 0 ? "" : own);
+        if (!writable_dir(dir)) {
+            gr_make_error(err, errno, "loopback redirect: cannot make grain cgroups in %s", dir);
+            free(dir);
+            return -1;
+        }
+        remove_stale(dir);
+        host->parent[SBX__CG_LOOPBACK] = dir;
+    }
+    if (sbx__loopback_open(&host->loopback, err) < 0) {
+        free(host->parent[SBX__CG_LOOPBACK]);
+        host->parent[SBX__CG_LOOPBACK] = NULL;
+        return -1;
+    }
+    return 0;
 }
 
 /* Writes value to dir/file. Returns 0, or -1 with err. */
@@ -245,14 +282,16 @@ int sbx__cgroups_prepare(const sbx__cgroups_host *host, const sbx_spec *spec, sb
         g->dir[i] = NULL;
         g->procs_fd[i] = -1;
     }
-    if (host->mode == SBX_LIMITS_RLIMIT)
+    g->loopback_link = -1;
+    if (host->mode == SBX_LIMITS_RLIMIT && !host->loopback)
         return 0;
     /* A controller is used only for a limit that was asked for: a grain
-     * without limits costs no cgroup (and starts as fast as bubblewrap's). */
+     * without limits costs no cgroup (and starts as fast as bubblewrap's),
+     * unless the loopback redirect needs one to attach to. */
     bool want[SBX__MAX_CGROUPS] = {spec->memory_bytes != 0, spec->pids != 0,
-                                   spec->cpu_percent != 0};
+                                   spec->cpu_percent != 0, host->loopback != NULL};
     if (host->mode == SBX_LIMITS_CGROUP_V2)
-        want[0] = want[0] || want[1] || want[2];
+        want[0] = want[0] || want[1] || want[2] || want[SBX__CG_LOOPBACK];
     unsigned n = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
     for (int i = 0; i < SBX__MAX_CGROUPS; i++) {
         if (!host->parent[i] || !want[i])
@@ -273,6 +312,16 @@ int sbx__cgroups_prepare(const sbx__cgroups_host *host, const sbx_spec *spec, sb
             goto fail;
         }
     }
+    if (host->loopback) {
+        int at = host->mode == SBX_LIMITS_CGROUP_V2 ? 0 : SBX__CG_LOOPBACK;
+        if (!g->dir[at]) {
+            gr_make_error(err, 0, "loopback redirect: the grain has no cgroup-v2 directory");
+            goto fail;
+        }
+        g->loopback_link = sbx__loopback_attach(host->loopback, g->dir[at], err);
+        if (g->loopback_link < 0)
+            goto fail;
+    }
     return 0;
 fail:
     sbx__cgroups_close_fds(g);
@@ -288,6 +337,7 @@ void sbx__cgroups_close_fds(sbx__cgroups_grain *g)
 
 void sbx__cgroups_remove(sbx__cgroups_grain *g)
 {
+    gr_closep(&g->loopback_link);
     for (int i = 0; i < SBX__MAX_CGROUPS; i++) {
         if (!g->dir[i])
             continue;

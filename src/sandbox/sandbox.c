@@ -103,6 +103,16 @@ const char *sbx_limits_mode_name(sbx_limits_mode m)
     return "rlimit";
 }
 
+int sbx_policy_enable_loopback_redirect(sbx_policy *p, gr_error_t *err)
+{
+    return sbx__cgroups_enable_loopback(&p->cg, err);
+}
+
+bool sbx_policy_loopback_redirect(const sbx_policy *p)
+{
+    return p->cg.loopback != NULL;
+}
+
 size_t sbx_policy_filter_len(const sbx_policy *p)
 {
     return p->prog.len;

@@ -19,7 +19,12 @@
  * namespace; covering it there does not affect the host. */
 #define SBX__STAGE "/tmp"
 
-#define SBX__MAX_CGROUPS 3
+/* A grain's cgroups: one per v1 controller (memory, pids, cpu), or the one
+ * v2 cgroup in [0]; [SBX__CG_LOOPBACK] is the grain's cgroup-v2 directory
+ * for the loopback redirect on a host whose limits are not v2 ones. */
+#define SBX__V1_CONTROLLERS 3
+#define SBX__CG_LOOPBACK 3
+#define SBX__MAX_CGROUPS 4
 
 /* ---- seccomp (seccomp.c) */
 
@@ -29,18 +34,33 @@ int sbx__seccomp_compile(struct sock_fprog *prog, gr_error_t *err);
 /* Child: sets no_new_privs and loads the filter. Returns 0 or -errno. */
 int sbx__seccomp_apply(const struct sock_fprog *prog);
 
+/* ---- the opt-in loopback redirect (loopback.c, loopback.bpf.c) */
+
+typedef struct sbx__loopback sbx__loopback;
+/* Loads the BPF programs and attaches the sk_msg one to the socket hash.
+ * Returns 0 and sets *out, or -1 with err. */
+int sbx__loopback_open(sbx__loopback **out, gr_error_t *err);
+/* Attaches the sockops program to the cgroup-v2 directory; returns the BPF
+ * link's fd (closing it detaches), or -1 with err. */
+int sbx__loopback_attach(const sbx__loopback *lo, const char *cgroup_dir, gr_error_t *err);
+void sbx__loopback_close(sbx__loopback *lo);
+
 /* ---- cgroups (cgroups.c) */
 
 typedef struct sbx__cgroups_host {
     sbx_limits_mode mode;
     /* For v1: the parent directory per controller (memory, pids, cpu); for
-     * v2 only [0]. NULL when that controller is unavailable. */
+     * v2 only [0]. NULL when that controller is unavailable. With the
+     * loopback redirect on a host whose limits are not v2 ones,
+     * [SBX__CG_LOOPBACK] is the cgroup-v2 directory grains go under. */
     char *parent[SBX__MAX_CGROUPS];
+    sbx__loopback *loopback; /* NULL: the redirect is off (the default) */
 } sbx__cgroups_host;
 
 typedef struct sbx__cgroups_grain {
     char *dir[SBX__MAX_CGROUPS]; /* created per grain, removed after reaping */
     int procs_fd[SBX__MAX_CGROUPS];
+    int loopback_link; /* the sockops program's link on the grain's v2 cgroup, or -1 */
 } sbx__cgroups_grain;
 
 /* The cgroup path of hierarchy `want` ("memory" for a v1 controller, ""
@@ -49,6 +69,9 @@ typedef struct sbx__cgroups_grain {
 char *sbx__cgroup_path(const char *proc_cgroup, const char *want);
 void sbx__cgroups_probe(sbx__cgroups_host *host);
 void sbx__cgroups_host_release(sbx__cgroups_host *host);
+/* Turns the loopback redirect on for grains prepared from now on. Returns 0,
+ * or -1 with err (no writable cgroup v2, BPF refused). */
+int sbx__cgroups_enable_loopback(sbx__cgroups_host *host, gr_error_t *err);
 /* Creates the grain's cgroups with the spec's limits and opens their
  * cgroup.procs. Does nothing in rlimit mode. Returns 0, or -1 with err. */
 int sbx__cgroups_prepare(const sbx__cgroups_host *host, const sbx_spec *spec, sbx__cgroups_grain *g,
