@@ -31,6 +31,9 @@ static void usage(FILE *out)
                  "  --cpu PERCENT    CPU limit, 100 = one core\n"
                  "  --tmp BYTES      size of /tmp (default 16 MiB)\n"
                  "  --log FILE       send stdout and stderr to FILE, rotated at 512 KiB\n"
+                 "  --loopback-redirect\n"
+                 "                   let the grain's loopback TCP skip the TCP/IP stack (BPF;\n"
+                 "                   as granary run --grain-loopback-redirect on)\n"
                  "  --limits-mode    print how limits are enforced on this host and exit\n");
 }
 
@@ -120,6 +123,7 @@ int cmd_sandbox_run(int argc, char **argv)
         {"memory", required_argument, NULL, 'm'},  {"pids", required_argument, NULL, 'n'},
         {"cpu", required_argument, NULL, 'c'},     {"tmp", required_argument, NULL, 't'},
         {"log", required_argument, NULL, 'l'},     {"limits-mode", no_argument, NULL, 'L'},
+        {"loopback-redirect", no_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     sbx_spec spec;
@@ -128,7 +132,7 @@ int cmd_sandbox_run(int argc, char **argv)
     _cleanup_free_ char **env = gr_calloc((size_t)argc + 1, sizeof(char *));
     size_t n_env = 0;
     const char *log_path = NULL;
-    bool limits_mode = false;
+    bool limits_mode = false, loopback_redirect = false;
     uint64_t cpu = 0;
     int c;
     optind = 0;
@@ -180,6 +184,9 @@ int cmd_sandbox_run(int argc, char **argv)
             break;
         case 'L':
             limits_mode = true;
+            break;
+        case 'R':
+            loopback_redirect = true;
             break;
         case 'h':
             usage(stdout);
@@ -244,7 +251,9 @@ int cmd_sandbox_run(int argc, char **argv)
         fcntl(logpipe[0], F_SETFL, O_NONBLOCK);
         spec.stdio[1] = spec.stdio[2] = logpipe[1];
     }
-    if (sbx_policy_new(&policy, &err) < 0 || sbx_start(policy, &spec, &g, &err) < 0)
+    if (sbx_policy_new(&policy, &err) < 0 ||
+        (loopback_redirect && sbx_policy_enable_loopback_redirect(policy, &err) < 0) ||
+        sbx_start(policy, &spec, &g, &err) < 0)
         goto out;
     /* The grain holds its own ends now. */
     gr_closep(&sv[1]);

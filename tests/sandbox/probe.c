@@ -1132,6 +1132,103 @@ static int mode_tree(void)
     return 0;
 }
 
+/* `probe lopair TAG N`: a server on 127.0.0.1:8000 and a client bound to
+ * 127.0.0.1:40000 in the same grain (so two grains run it with the same
+ * four-tuple), N small messages each way with 20 ms between them, then 4 MiB
+ * from the client to the server; prints "lopair ok" when every byte came
+ * back as sent and "lopair FAIL why" otherwise, then "waiting" and sleeps
+ * for ARG seconds while the host reads the grain's TCP counters. */
+static int lo_socket(uint16_t port, bool listener)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || (listener && listen(fd, 4) < 0))
+        return -1;
+    return fd;
+}
+
+static bool read_exact(int fd, char *buf, size_t len)
+{
+    for (size_t got = 0; got < len;) {
+        ssize_t n = read(fd, buf + got, len - got);
+        if (n <= 0)
+            return false;
+        got += (size_t)n;
+    }
+    return true;
+}
+
+static int mode_lopair(const char *tag, int n, int wait_s)
+{
+    int lfd = lo_socket(8000, true), cfd = lo_socket(40000, false);
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(8000),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (lfd < 0 || cfd < 0 || connect(cfd, (struct sockaddr *)&to, sizeof to) < 0) {
+        printf("lopair FAIL sockets: %s\n", strerror(errno));
+        return 1;
+    }
+    int sfd = accept(lfd, NULL, NULL);
+    if (sfd < 0) {
+        printf("lopair FAIL accept: %s\n", strerror(errno));
+        return 1;
+    }
+    char msg[64], got[64];
+    for (int i = 0; i < n; i++) {
+        int len = snprintf(msg, sizeof msg, "%s %04d\n", tag, i);
+        /* client -> server, then the server echoes it back */
+        if (write(cfd, msg, (size_t)len) != len || !read_exact(sfd, got, (size_t)len) ||
+            memcmp(got, msg, (size_t)len) != 0 || write(sfd, got, (size_t)len) != len ||
+            !read_exact(cfd, got, (size_t)len) || memcmp(got, msg, (size_t)len) != 0) {
+            printf("lopair FAIL message %d: got '%.*s' for '%.*s'\n", i, len, got, len, msg);
+            return 1;
+        }
+        usleep(20000);
+    }
+    /* 4 MiB one way, written by a child so that both ends run at once. */
+    enum { CHUNK = 65536, CHUNKS = 64 };
+    pid_t pid = fork();
+    if (pid == 0) {
+        static char out[CHUNK];
+        for (int c = 0; c < CHUNKS; c++) {
+            memset(out, tag[0] + c, sizeof out);
+            for (size_t off = 0; off < sizeof out;) {
+                ssize_t w = write(cfd, out + off, sizeof out - off);
+                if (w <= 0)
+                    _exit(1);
+                off += (size_t)w;
+            }
+        }
+        _exit(0);
+    }
+    static char in[CHUNK];
+    for (int c = 0; c < CHUNKS; c++) {
+        if (!read_exact(sfd, in, sizeof in)) {
+            printf("lopair FAIL bulk chunk %d: %s\n", c, strerror(errno));
+            return 1;
+        }
+        for (size_t k = 0; k < sizeof in; k++)
+            if (in[k] != (char)(tag[0] + c)) {
+                printf("lopair FAIL bulk chunk %d byte %zu\n", c, k);
+                return 1;
+            }
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        printf("lopair FAIL the writer exited with %d\n", status);
+        return 1;
+    }
+    close(cfd);
+    close(sfd);
+    close(lfd);
+    printf("lopair ok\nwaiting\n");
+    sleep((unsigned)wait_s);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -1152,6 +1249,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(mode, "exit") == 0)
         return argc > 2 ? atoi(argv[2]) : 0;
+    if (strcmp(mode, "lopair") == 0 && argc > 4)
+        return mode_lopair(argv[2], atoi(argv[3]), atoi(argv[4]));
     if (strcmp(mode, "env") == 0) {
         for (char **e = environ; *e; e++)
             printf("%s\n", *e);
