@@ -21,9 +21,9 @@ class Grains:
     """A daemon with an administrator, the notes app installed, and helpers
     to open grains as a browser would."""
 
-    def __init__(self, tmp_path, idle=120, bridge=None, https=False):
+    def __init__(self, tmp_path, idle=120, bridge=None, https=False, extra_args=()):
         extra = ("--grain-idle-seconds", str(idle),
-                 "--log-level", os.environ.get("GRANARY_TEST_LOG", "info"))
+                 "--log-level", os.environ.get("GRANARY_TEST_LOG", "info"), *extra_args)
         if bridge:  # a program to run in the bridge's place
             extra += ("--bridge", bridge)
         shell = BASE_HOST

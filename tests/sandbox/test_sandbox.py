@@ -544,3 +544,14 @@ def test_loopback_redirect_leaves_no_cgroup_behind(package, var):
     p = run(package, var, "/bin/probe", "exit", "3", opts=["--loopback-redirect"])
     assert p.returncode == 3, p.stderr
     assert not set(leftover_cgroups()) - before
+
+
+def test_loopback_redirect_refused_to_an_unprivileged_daemon(service_dirs):
+    """Asked for and not possible (an ordinary user may not load these BPF
+    programs or make cgroups) is a clear error, and no grain starts."""
+    pkg, v = service_dirs
+    p = subprocess.run(as_service_user(cmd(pkg, v, "/bin/probe", "exit", "0",
+                                           opts=["--loopback-redirect"])),
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0
+    assert "loopback redirect:" in p.stderr, p.stderr
