@@ -10,6 +10,7 @@
 #include <linux/keyctl.h>
 #include <linux/netlink.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -27,6 +28,7 @@
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -1229,6 +1231,48 @@ static int mode_lopair(const char *tag, int n, int wait_s)
     return 0;
 }
 
+/* `probe sockapi`: socket calls apps make on a loopback connection, printed
+ * one per line for the test to compare with and without the redirect:
+ * FIONREAD, MSG_PEEK, read, sendfile into the socket, and splice out of it
+ * (which the redirect does not serve: docs/sandbox.md). */
+static int mode_sockapi(void)
+{
+    int lfd = lo_socket(8000, true), cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(8000),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (lfd < 0 || cfd < 0 || connect(cfd, (struct sockaddr *)&to, sizeof to) < 0)
+        return 1;
+    int sfd = accept(lfd, NULL, NULL);
+    char buf[4096];
+    if (sfd < 0 || write(cfd, "peek-me", 7) != 7)
+        return 1;
+    struct pollfd pfd = {.fd = sfd, .events = POLLIN};
+    poll(&pfd, 1, 5000);
+    int avail = -1;
+    ioctl(sfd, FIONREAD, &avail);
+    printf("fionread %d\n", avail);
+    ssize_t n = recv(sfd, buf, sizeof buf, MSG_PEEK);
+    printf("peek %.*s\n", (int)(n > 0 ? n : 0), buf);
+    n = read(sfd, buf, sizeof buf);
+    printf("read %.*s\n", (int)(n > 0 ? n : 0), buf);
+    int file = open("/bin/probe", O_RDONLY | O_CLOEXEC);
+    off_t off = 0;
+    ssize_t sent = sendfile(cfd, file, &off, sizeof buf);
+    size_t got = 0;
+    while (sent > 0 && got < (size_t)sent && (n = read(sfd, buf, sizeof buf)) > 0)
+        got += (size_t)n;
+    printf("sendfile %zd received %zu\n", sent, got);
+    int pipefd[2];
+    if (pipe(pipefd) < 0 || write(cfd, "spliced", 7) != 7)
+        return 1;
+    poll(&pfd, 1, 5000);
+    /* Non-blocking: a blocking splice of redirected data waits forever. */
+    fcntl(sfd, F_SETFL, O_NONBLOCK);
+    n = splice(sfd, NULL, pipefd[1], NULL, sizeof buf, SPLICE_F_NONBLOCK);
+    printf("splice %s\n", n == 7 ? "ok" : "refused");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -1249,6 +1293,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(mode, "exit") == 0)
         return argc > 2 ? atoi(argv[2]) : 0;
+    if (strcmp(mode, "sockapi") == 0)
+        return mode_sockapi();
     if (strcmp(mode, "lopair") == 0 && argc > 4)
         return mode_lopair(argv[2], atoi(argv[3]), atoi(argv[4]));
     if (strcmp(mode, "env") == 0) {

@@ -555,3 +555,18 @@ def test_loopback_redirect_refused_to_an_unprivileged_daemon(service_dirs):
                        capture_output=True, text=True, timeout=60)
     assert p.returncode != 0
     assert "loopback redirect:" in p.stderr, p.stderr
+
+
+def test_socket_calls_apps_make_behind_the_loopback_redirect(package, var):
+    """FIONREAD, MSG_PEEK, read and sendfile behave the same with the
+    redirect on; splice out of a socket does not see redirected data (a
+    blocking splice would wait forever), the difference docs/sandbox.md
+    states, which keeps the redirect opt-in."""
+    plain = run(package, var, "/bin/probe", "sockapi", timeout=60)
+    assert plain.returncode == 0, plain.stderr
+    redirected = run(package, var, "/bin/probe", "sockapi", opts=["--loopback-redirect"],
+                     timeout=60)
+    assert redirected.returncode == 0, redirected.stderr
+    same = ["fionread 7", "peek peek-me", "read peek-me", "sendfile 4096 received 4096"]
+    assert plain.stdout.splitlines() == same + ["splice ok"]
+    assert redirected.stdout.splitlines()[:4] == same
