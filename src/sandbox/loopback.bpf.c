@@ -37,8 +37,10 @@ struct {
 /* Which sockets lo_socks holds, for the sk_msg program: it may not look a
  * socket up in the hash itself (that takes a reference it cannot drop), and
  * a redirect to a socket that is not there drops the data. An entry is added
- * after the socket is in lo_socks and removed when the socket closes; twice
- * the room, so that adding it never fails where lo_socks succeeded. */
+ * after the socket is in lo_socks and removed when the socket leaves
+ * ESTABLISHED; twice the room, so that adding it never fails where lo_socks
+ * succeeded. Grains share both maps: one that fills them leaves the others'
+ * new connections on ordinary TCP (slower, never wrong). */
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
     __uint(max_entries, 2 * LO_SOCKETS);
@@ -79,7 +81,12 @@ int granary_lo_sockops(struct bpf_sock_ops *skops)
         bpf_sock_ops_cb_flags_set(skops, BPF_SOCK_OPS_STATE_CB_FLAG);
         return 1;
     case BPF_SOCK_OPS_STATE_CB:
-        if (skops->args[1] != BPF_TCP_CLOSE)
+        /* Once a socket leaves ESTABLISHED (it is closing, or its peer
+         * is), writes to it take the ordinary path, so that a peer writing
+         * to a closed socket meets TCP's answer (a reset), not a dropped
+         * redirect. The switch is one way: the socket's reads take what was
+         * redirected to it before what TCP delivered, so order is kept. */
+        if (skops->args[1] == BPF_TCP_ESTABLISHED)
             return 1;
         own_key(skops, &key);
         bpf_map_delete_elem(&lo_present, &key);

@@ -21,7 +21,8 @@ struct sbx__loopback {
     int map_fd;
 };
 
-static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static int libbpf_log(enum libbpf_print_level level,
+                                                            const char *fmt, va_list ap)
 {
     if (level == LIBBPF_DEBUG)
         return 0;
@@ -48,8 +49,9 @@ int sbx__loopback_open(sbx__loopback **out, gr_error_t *err)
     }
     int r = bpf_object__load(lo->obj);
     if (r < 0) {
-        gr_make_error(err, -r, "loopback redirect: load the BPF programs (the daemon needs "
-                               "CAP_BPF and CAP_NET_ADMIN, and a kernel with sockmap)");
+        gr_make_error(err, -r,
+                      "loopback redirect: load the BPF programs (the daemon needs "
+                      "CAP_BPF and CAP_NET_ADMIN, and a kernel with sockmap)");
         goto fail;
     }
     struct bpf_program *sockops = bpf_object__find_program_by_name(lo->obj, "granary_lo_sockops");

@@ -1145,8 +1145,8 @@ static int lo_socket(uint16_t port, bool listener)
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || (listener && listen(fd, 4) < 0))
         return -1;
     return fd;
@@ -1166,8 +1166,8 @@ static bool read_exact(int fd, char *buf, size_t len)
 static int mode_lopair(const char *tag, int n, int wait_s)
 {
     int lfd = lo_socket(8000, true), cfd = lo_socket(40000, false);
-    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(8000),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in to = {
+        .sin_family = AF_INET, .sin_port = htons(8000), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (lfd < 0 || cfd < 0 || connect(cfd, (struct sockaddr *)&to, sizeof to) < 0) {
         printf("lopair FAIL sockets: %s\n", strerror(errno));
         return 1;
@@ -1234,12 +1234,13 @@ static int mode_lopair(const char *tag, int n, int wait_s)
 /* `probe sockapi`: socket calls apps make on a loopback connection, printed
  * one per line for the test to compare with and without the redirect:
  * FIONREAD, MSG_PEEK, read, sendfile into the socket, and splice out of it
- * (which the redirect does not serve: docs/sandbox.md). */
+ * (which the redirect does not serve: docs/sandbox.md), and writes to a
+ * peer that closed. */
 static int mode_sockapi(void)
 {
     int lfd = lo_socket(8000, true), cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(8000),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in to = {
+        .sin_family = AF_INET, .sin_port = htons(8000), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (lfd < 0 || cfd < 0 || connect(cfd, (struct sockaddr *)&to, sizeof to) < 0)
         return 1;
     int sfd = accept(lfd, NULL, NULL);
@@ -1270,6 +1271,16 @@ static int mode_sockapi(void)
     fcntl(sfd, F_SETFL, O_NONBLOCK);
     n = splice(sfd, NULL, pipefd[1], NULL, sizeof buf, SPLICE_F_NONBLOCK);
     printf("splice %s\n", n == 7 ? "ok" : "refused");
+    /* Writes to a peer that closed: the first is taken, then the reset. */
+    fcntl(sfd, F_SETFL, 0);
+    signal(SIGPIPE, SIG_IGN);
+    close(cfd);
+    usleep(20000);
+    for (int i = 0; i < 2; i++) {
+        ssize_t w = write(sfd, "after close", 11);
+        printf("write after close %s\n", w == 11 ? "taken" : strerror(errno));
+        usleep(20000);
+    }
     return 0;
 }
 
