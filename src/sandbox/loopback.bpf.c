@@ -34,70 +34,52 @@ struct {
     __type(value, __u64);
 } lo_socks SEC(".maps");
 
-/* Which sockets lo_socks holds, for the sk_msg program: it may not look a
- * socket up in the hash itself (that takes a reference it cannot drop), and
- * a redirect to a socket that is not there drops the data. An entry is added
- * after the socket is in lo_socks and removed when the socket leaves
- * ESTABLISHED; twice the room, so that adding it never fails where lo_socks
- * succeeded. Grains share both maps: one that fills them leaves the others'
- * new connections on ordinary TCP (slower, never wrong). */
+/* Sockets that have sent anything over TCP (their peer was not in lo_socks
+ * yet: a listener with TCP_DEFER_ACCEPT, a final ACK the accept queue
+ * dropped). They never switch to the redirect, since redirected bytes would
+ * be read before the ones TCP still holds. Storage that lives and dies with
+ * the socket, so nothing is left behind however a grain ends. */
 struct {
-    __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, 2 * LO_SOCKETS);
-    __type(key, struct lo_key);
+    __uint(type, BPF_MAP_TYPE_SK_STORAGE);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, int);
     __type(value, __u8);
-} lo_present SEC(".maps");
+} lo_tcp SEC(".maps");
 
 static __always_inline int loopback(__u32 ip) /* network order */
 {
     return (bpf_ntohl(ip) >> 24) == 127;
 }
 
-static __always_inline void own_key(struct bpf_sock_ops *skops, struct lo_key *key)
-{
-    key->netns = bpf_get_netns_cookie(skops);
-    key->local_ip = skops->local_ip4;
-    key->remote_ip = skops->remote_ip4;
-    key->local_port = skops->local_port;
-    key->remote_port = bpf_ntohl(skops->remote_port);
-}
-
 SEC("sockops")
 int granary_lo_sockops(struct bpf_sock_ops *skops)
 {
-    struct lo_key key = {0};
-    __u8 one = 1;
-    switch (skops->op) {
-    case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
-    case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
-        if (skops->family != 2 /* AF_INET */ || !loopback(skops->local_ip4) ||
-            !loopback(skops->remote_ip4))
-            return 1;
-        own_key(skops, &key);
-        /* A full hash leaves the connection on ordinary TCP. */
-        if (bpf_sock_hash_update(skops, &lo_socks, &key, BPF_NOEXIST) != 0)
-            return 1;
-        bpf_map_update_elem(&lo_present, &key, &one, BPF_ANY);
-        bpf_sock_ops_cb_flags_set(skops, BPF_SOCK_OPS_STATE_CB_FLAG);
+    if (skops->op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB &&
+        skops->op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB)
         return 1;
-    case BPF_SOCK_OPS_STATE_CB:
-        /* Once a socket leaves ESTABLISHED (it is closing, or its peer
-         * is), writes to it take the ordinary path, so that a peer writing
-         * to a closed socket meets TCP's answer (a reset), not a dropped
-         * redirect. The switch is one way: the socket's reads take what was
-         * redirected to it before what TCP delivered, so order is kept. */
-        if (skops->args[1] == BPF_TCP_ESTABLISHED)
-            return 1;
-        own_key(skops, &key);
-        bpf_map_delete_elem(&lo_present, &key);
+    if (skops->family != 2 /* AF_INET */ || !loopback(skops->local_ip4) ||
+        !loopback(skops->remote_ip4))
         return 1;
-    }
+    struct lo_key key = {
+        .netns = bpf_get_netns_cookie(skops),
+        .local_ip = skops->local_ip4,
+        .remote_ip = skops->remote_ip4,
+        .local_port = skops->local_port,
+        .remote_port = bpf_ntohl(skops->remote_port),
+    };
+    /* A full hash leaves the connection on ordinary TCP. */
+    bpf_sock_hash_update(skops, &lo_socks, &key, BPF_NOEXIST);
     return 1;
 }
 
 SEC("sk_msg")
 int granary_lo_msg(struct sk_msg_md *msg)
 {
+    struct bpf_sock *sk = msg->sk;
+    if (!sk)
+        return SK_PASS;
+    if (bpf_sk_storage_get(&lo_tcp, sk, 0, 0))
+        return SK_PASS;
     struct lo_key peer = {
         .netns = bpf_get_netns_cookie(msg),
         .local_ip = msg->remote_ip4,
@@ -105,10 +87,14 @@ int granary_lo_msg(struct sk_msg_md *msg)
         .local_port = bpf_ntohl(msg->remote_port),
         .remote_port = msg->local_port,
     };
-    /* Without its peer in the hash, a write takes the ordinary path. */
-    if (!bpf_map_lookup_elem(&lo_present, &peer))
+    if (bpf_msg_redirect_hash(msg, &lo_socks, &peer, BPF_F_INGRESS) == SK_PASS)
         return SK_PASS;
-    return bpf_msg_redirect_hash(msg, &lo_socks, &peer, BPF_F_INGRESS);
+    /* No peer in the hash (not there yet, or it closed): the write takes the
+     * ordinary path, where a closed peer answers with a reset, and so does
+     * every later write of this socket. Without room to remember that, the
+     * write is refused rather than risk the order of the bytes. */
+    __u8 *mark = bpf_sk_storage_get(&lo_tcp, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+    return mark ? SK_PASS : SK_DROP;
 }
 
 /* The project's licence; none of the helpers used is GPL-only. */

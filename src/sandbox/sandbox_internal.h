@@ -73,7 +73,8 @@ void sbx__cgroups_host_release(sbx__cgroups_host *host);
  * or -1 with err (no writable cgroup v2, BPF refused). */
 int sbx__cgroups_enable_loopback(sbx__cgroups_host *host, gr_error_t *err);
 /* Creates the grain's cgroups with the spec's limits and opens their
- * cgroup.procs. Does nothing in rlimit mode. Returns 0, or -1 with err. */
+ * cgroup.procs; in rlimit mode only the loopback redirect's v2 directory,
+ * when it is on. Returns 0, or -1 with err. */
 int sbx__cgroups_prepare(const sbx__cgroups_host *host, const sbx_spec *spec, sbx__cgroups_grain *g,
                          gr_error_t *err);
 /* Closes the procs fds (after clone). */

@@ -10,6 +10,7 @@
 #include <linux/keyctl.h>
 #include <linux/netlink.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -1271,6 +1272,21 @@ static int mode_sockapi(void)
     fcntl(sfd, F_SETFL, O_NONBLOCK);
     n = splice(sfd, NULL, pipefd[1], NULL, sizeof buf, SPLICE_F_NONBLOCK);
     printf("splice %s\n", n == 7 ? "ok" : "refused");
+    /* A listener with TCP_DEFER_ACCEPT: the server's socket exists only
+     * once the first bytes came over TCP; later ones must still follow. */
+    int dfd = lo_socket(8001, true), secs = 5;
+    setsockopt(dfd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &secs, sizeof secs);
+    int c2 = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    to.sin_port = htons(8001);
+    if (dfd < 0 || c2 < 0 || connect(c2, (struct sockaddr *)&to, sizeof to) < 0 ||
+        write(c2, "AAAA", 4) != 4)
+        return 1;
+    int s2 = accept(dfd, NULL, NULL);
+    if (s2 < 0 || write(c2, "BBBB", 4) != 4)
+        return 1;
+    usleep(50000);
+    char order[9] = {0};
+    printf("order %s\n", read_exact(s2, order, 8) ? order : "short");
     /* Writes to a peer that closed: the first is taken, then the reset. */
     fcntl(sfd, F_SETFL, 0);
     signal(SIGPIPE, SIG_IGN);
