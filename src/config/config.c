@@ -18,6 +18,8 @@ void cfg_init(cfg *c)
         abort();
     c->log_level = GR_LOG_INFO;
     c->grain_idle_seconds = CFG_DEFAULT_GRAIN_IDLE;
+    c->grain_memory = CFG_DEFAULT_GRAIN_MEMORY;
+    c->grain_pids = CFG_DEFAULT_GRAIN_PIDS;
     c->connections_per_address = CFG_DEFAULT_PER_ADDRESS;
 }
 
@@ -187,6 +189,29 @@ static int set_int(int *slot, const char *name, const char *value, long min, lon
     return 0;
 }
 
+/* A size in bytes, with an optional K, M or G (powers of 1024); 0 is none. */
+static int set_size(uint64_t *slot, const char *name, const char *value, gr_error_t *err)
+{
+    size_t len = strlen(value);
+    unsigned shift = 0;
+    if (len > 0 && strchr("KMG", value[len - 1])) {
+        shift = value[len - 1] == 'K' ? 10 : value[len - 1] == 'M' ? 20 : 30;
+        len--;
+    }
+    _cleanup_free_ char *digits = gr_strndup(value, len);
+    long v;
+    gr_error_t why = NULL;
+    if (gr_parse_long(digits, 0, (1l << 40) >> shift, &v, &why) < 0) {
+        gr_error_release(&why);
+        return gr_make_error(err, 0,
+                             "--%s: '%s' is not a size (bytes, or a number with K, M or G, "
+                             "up to 1T)",
+                             name, value);
+    }
+    *slot = (uint64_t)v << shift;
+    return 0;
+}
+
 static int set_bool(bool *out, const char *name, const char *value, gr_error_t *err)
 {
     static const char *const yes[] = {"on", "yes", "true", "1"}, *const no[] = {"off", "no", "false", "0"};
@@ -225,6 +250,15 @@ int cfg_set(cfg *c, const char *name, const char *value, gr_error_t *err)
         return set_wildcard(c, value, err);
     if (strcmp(name, "grain-idle-seconds") == 0)
         return set_int(&c->grain_idle_seconds, name, value, 1, 86400, err);
+    if (strcmp(name, "grain-memory") == 0)
+        return set_size(&c->grain_memory, name, value, err);
+    if (strcmp(name, "grain-pids") == 0) {
+        int pids = 0;
+        if (set_int(&pids, name, value, 0, 1 << 22, err) < 0)
+            return -1;
+        c->grain_pids = (uint64_t)pids;
+        return 0;
+    }
     if (strcmp(name, "grain-loopback-redirect") == 0)
         return set_bool(&c->grain_loopback_redirect, name, value, err);
     if (strcmp(name, "connections-per-address") == 0)
@@ -340,6 +374,10 @@ const char *cfg_usage(void)
            "  --connections-per-address N\n"
            "                         connections one client address may hold open (default\n"
            "                         256; 0 for no limit; 127.0.0.1 and ::1 have none)\n"
+           "  --grain-memory SIZE    memory limit per grain, socket buffers included (default\n"
+           "                         1G; K, M, G suffixes; 0 for none; cgroup hosts only)\n"
+           "  --grain-pids N         processes and threads per grain (default 1024; 0 for\n"
+           "                         none; cgroup hosts only)\n"
            "  --grain-loopback-redirect on|off\n"
            "                         let grains' loopback TCP skip the TCP/IP stack (BPF\n"
            "                         sockmap; faster HTTP apps, more kernel code reachable\n"

@@ -12,6 +12,8 @@
 #define CFG_DEFAULT_WILDCARD "*.granary.localhost:6080"
 #define CFG_DEFAULT_CONF "granary.conf"
 #define CFG_DEFAULT_GRAIN_IDLE 120
+#define CFG_DEFAULT_GRAIN_MEMORY (1ull << 30) /* bytes per grain, where cgroups enforce it */
+#define CFG_DEFAULT_GRAIN_PIDS 1024           /* processes and threads per grain */
 #define CFG_DEFAULT_PER_ADDRESS 256
 
 typedef struct cfg {
@@ -30,6 +32,8 @@ typedef struct cfg {
     int connections_per_address; /* open at once from one address; 0: no limit */
     char *bridge_path;      /* granary-http-bridge, bound into every grain */
     bool grain_loopback_redirect; /* opt-in BPF redirect of grains' loopback TCP */
+    uint64_t grain_memory;        /* per-grain memory limit in bytes; 0: none */
+    uint64_t grain_pids;          /* per-grain process and thread limit; 0: none */
 } cfg;
 
 /* Fills c with the defaults. Release with cfg_release(). */

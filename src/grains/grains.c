@@ -793,8 +793,20 @@ int gm_manager_new(gm_manager **out, uv_loop_t *loop, const gm_config *conf, st_
     if (tick > 10000)
         tick = 10000;
     uv_timer_start(&m->idle_timer, on_idle_tick, tick, tick);
-    gr_info("grains: limits by %s, idle stop after %llu ms, loopback redirect %s",
+    /* Without cgroups the only limits are per-uid (RLIMIT_NPROC, shared by
+     * every grain) or per address space (RLIMIT_AS, which runtimes that
+     * reserve much more than they use cannot live under): neither is a
+     * per-grain limit, so the daemon does not apply them. */
+    if (sbx_policy_limits_mode(m->policy) == SBX_LIMITS_RLIMIT &&
+        (m->conf.memory_bytes || m->conf.pids)) {
+        gr_warn("grains: this host gives the daemon no cgroups, so grains run without the "
+                "memory and process limits (--grain-memory, --grain-pids)");
+        m->conf.memory_bytes = m->conf.pids = 0;
+    }
+    gr_info("grains: limits by %s (memory %llu MiB, %llu processes per grain; 0 is none), idle "
+            "stop after %llu ms, loopback redirect %s",
             sbx_limits_mode_name(sbx_policy_limits_mode(m->policy)),
+            (unsigned long long)(m->conf.memory_bytes >> 20), (unsigned long long)m->conf.pids,
             (unsigned long long)m->conf.idle_ms,
             sbx_policy_loopback_redirect(m->policy) ? "on" : "off");
     *out = m;

@@ -136,9 +136,12 @@ static int serve(const cfg *c, gr_error_t *err)
         return -1;
     }
     _cleanup_free_ char *bridge = c->bridge_path ? gr_strdup(c->bridge_path) : default_bridge();
-    gm_config gconf = {.data_dir = c->data_dir, .bridge_path = bridge,
+    gm_config gconf = {.data_dir = c->data_dir,
+                       .bridge_path = bridge,
                        .idle_ms = (uint64_t)c->grain_idle_seconds * 1000u,
-                       .loopback_redirect = c->grain_loopback_redirect};
+                       .loopback_redirect = c->grain_loopback_redirect,
+                       .memory_bytes = c->grain_memory,
+                       .pids = c->grain_pids};
     gm_manager *grains = NULL;
     if (access(bridge, X_OK) < 0)
         gr_warn("no HTTP bridge at %s: HTTP apps will not run (pass --bridge)", bridge);

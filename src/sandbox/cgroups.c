@@ -259,6 +259,12 @@ static int write_limits(sbx_limits_mode mode, int which, const char *dir, const 
         _cleanup_free_ char *memsw = gr_asprintf("%s/memory.memsw.limit_in_bytes", dir);
         if (access(memsw, F_OK) == 0 && cg_write(dir, "memory.memsw.limit_in_bytes", v, err) < 0)
             return -1;
+        /* v1 counts socket buffers apart, and only once this is set (v2
+         * counts them in memory.max): a grain's unread data, queued by the
+         * loopback redirect or by TCP, is then bounded by its own limit. */
+        _cleanup_free_ char *tcp = gr_asprintf("%s/memory.kmem.tcp.limit_in_bytes", dir);
+        if (access(tcp, F_OK) == 0 && cg_write(dir, "memory.kmem.tcp.limit_in_bytes", v, err) < 0)
+            return -1;
     }
     if (which == 1 && spec->pids) {
         snprintf(v, sizeof v, "%llu", (unsigned long long)spec->pids);

@@ -784,3 +784,59 @@ def test_a_large_upload_to_a_grain_needs_its_origin_cookie(grains):
     assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
     out = json.loads(answer.split(b"\r\n\r\n", 1)[1])
     assert out == {"bytes": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+
+
+def grain_cgroup_files(pid):
+    """{file: value} of the limits of the cgroups pid is in (v1 or v2)."""
+    out = {}
+    with open(f"/proc/{pid}/cgroup") as f:
+        for line in f:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            roots = [f"/sys/fs/cgroup/{c}" for c in controllers.split(",") if c] or \
+                ["/sys/fs/cgroup"]
+            for root in roots:
+                for name in ("memory.limit_in_bytes", "memory.kmem.tcp.limit_in_bytes",
+                             "memory.max", "pids.max"):
+                    p = root + path + "/" + name
+                    if os.path.exists(p) and "granary-grain-" in path:
+                        out[name] = open(p).read().strip()
+    return out
+
+
+@pytest.mark.parametrize("flags, memory, pids", [
+    ((), 1 << 30, 1024),
+    (("--grain-memory", "256M", "--grain-pids", "64"), 256 << 20, 64),
+])
+def test_grains_run_under_per_grain_limits(tmp_path, flags, memory, pids):
+    """By default every grain the daemon starts has a memory limit (socket
+    buffers included) and a process limit of its own; a fork bomb or a
+    memory hog in one grain cannot take the host."""
+    g = Grains(tmp_path, extra_args=flags)
+    try:
+        gid = g.new_grain()
+        host, cookie = g.open(gid)
+        assert g.get(host, cookie, "/api/note")[0].status == 200
+        pid = int(re.findall(rf"grain {gid}: started \(pid (\d+)\)", g.d.read_log())[-1])
+        files = grain_cgroup_files(pid)
+        if "memory.max" in files:  # cgroup v2
+            assert files["memory.max"] == str(memory)
+        else:
+            assert files["memory.limit_in_bytes"] == str(memory)
+            if "memory.kmem.tcp.limit_in_bytes" in files:
+                assert files["memory.kmem.tcp.limit_in_bytes"] == str(memory)
+        assert files["pids.max"] == str(pids)
+        assert f"memory {memory >> 20} MiB, {pids} processes per grain" in g.d.read_log()
+    finally:
+        g.stop()
+
+
+def test_limits_can_be_turned_off(tmp_path):
+    g = Grains(tmp_path, extra_args=("--grain-memory", "0", "--grain-pids", "0"))
+    try:
+        gid = g.new_grain()
+        host, cookie = g.open(gid)
+        assert g.get(host, cookie, "/api/note")[0].status == 200
+        pid = int(re.findall(rf"grain {gid}: started \(pid (\d+)\)", g.d.read_log())[-1])
+        assert grain_cgroup_files(pid) == {}  # no grain cgroup at all
+    finally:
+        g.stop()

@@ -39,6 +39,31 @@ static void test_flags(void **state)
     cfg_release(&c);
 }
 
+/* Per-grain limits: on by default, sizes with K/M/G, 0 for none. */
+static void test_grain_limits(void **state)
+{
+    (void)state;
+    cfg c;
+    cfg_init(&c);
+    gr_error_t err = NULL;
+    assert_int_equal(c.grain_memory, 1ull << 30);
+    assert_int_equal(c.grain_pids, 1024);
+    assert_false(c.grain_loopback_redirect);
+    assert_int_equal(cfg_set(&c, "grain-memory", "256M", &err), 0);
+    assert_int_equal(c.grain_memory, 256ull << 20);
+    assert_int_equal(cfg_set(&c, "grain-memory", "4096", &err), 0);
+    assert_int_equal(c.grain_memory, 4096);
+    assert_int_equal(cfg_set(&c, "grain-memory", "0", &err), 0);
+    assert_int_equal(c.grain_memory, 0);
+    assert_int_equal(cfg_set(&c, "grain-pids", "0", &err), 0);
+    assert_int_equal(c.grain_pids, 0);
+    assert_int_equal(cfg_set(&c, "grain-loopback-redirect", "on", &err), 0);
+    assert_true(c.grain_loopback_redirect);
+    assert_int_equal(cfg_set(&c, "grain-memory", "1K", &err), 0);
+    assert_int_equal(c.grain_memory, 1024);
+    cfg_release(&c);
+}
+
 /* Each bad input must fail with a message that names the problem. */
 static void test_rejections(void **state)
 {
@@ -63,6 +88,12 @@ static void test_rejections(void **state)
         {"data", "", "must not be empty"},
         {"log-level", "loud", "not one of"},
         {"colour", "blue", "unknown option"},
+        {"grain-memory", "12Q", "is not a size"},
+        {"grain-memory", "-1", "is not a size"},
+        {"grain-memory", "2T", "up to 1T"},
+        {"grain-memory", "G", "is not a size"},
+        {"grain-pids", "-5", "out of range"},
+        {"grain-loopback-redirect", "maybe", "is not on or off"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         cfg c;
@@ -176,6 +207,7 @@ int main(void)
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_flags),
         cmocka_unit_test(test_rejections),
+        cmocka_unit_test(test_grain_limits),
         cmocka_unit_test(test_bad_args),
         cmocka_unit_test(test_file_and_precedence),
         cmocka_unit_test(test_file_errors_name_the_line),
