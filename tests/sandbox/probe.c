@@ -1300,6 +1300,36 @@ static int mode_sockapi(void)
     return 0;
 }
 
+/* `probe flood`: writes without blocking to a loopback peer that never
+ * reads, and prints how many MiB went in before the writes stopped and why
+ * (up to 2 GiB): TCP stops the writer at the receive window, the loopback
+ * redirect only at the grain's memory limit. */
+static int mode_flood(void)
+{
+    int lfd = lo_socket(8000, true), cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(8000),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (lfd < 0 || cfd < 0 || connect(cfd, (struct sockaddr *)&to, sizeof to) < 0 ||
+        accept(lfd, NULL, NULL) < 0)
+        return 1;
+    fcntl(cfd, F_SETFL, O_NONBLOCK);
+    static char chunk[65536];
+    long total = 0;
+    for (int again = 0; total < (2l << 30);) {
+        ssize_t w = write(cfd, chunk, sizeof chunk);
+        if (w > 0) {
+            total += w;
+            again = 0;
+        } else if (errno == EAGAIN && ++again < 50) {
+            usleep(2000);
+        } else {
+            break;
+        }
+    }
+    printf("flood %ld MiB %s\n", total >> 20, total >= (2l << 30) ? "unstopped" : strerror(errno));
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -1322,6 +1352,8 @@ int main(int argc, char **argv)
         return argc > 2 ? atoi(argv[2]) : 0;
     if (strcmp(mode, "sockapi") == 0)
         return mode_sockapi();
+    if (strcmp(mode, "flood") == 0)
+        return mode_flood();
     if (strcmp(mode, "lopair") == 0 && argc > 4)
         return mode_lopair(argv[2], atoi(argv[3]), atoi(argv[4]));
     if (strcmp(mode, "env") == 0) {

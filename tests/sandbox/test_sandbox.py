@@ -573,3 +573,21 @@ def test_socket_calls_apps_make_behind_the_loopback_redirect(package, var):
     closed = ["order AAAABBBB", "write after close taken", "write after close Broken pipe"]
     assert plain.stdout.splitlines() == same + ["splice ok"] + closed
     assert redirected.stdout.splitlines() == same + ["splice refused"] + closed
+
+
+def test_loopback_redirect_queues_only_up_to_the_grains_memory_limit(package, var):
+    """The redirect has no receive window: a writer whose peer never reads
+    is stopped only by memory. The grain's memory cgroup (v1: its
+    memory.kmem.tcp limit) bounds what it can queue, so it cannot pin the
+    host's TCP memory; TCP itself stops the writer at a few MiB."""
+    tcp = run(package, var, "/bin/probe", "flood", timeout=120)
+    assert tcp.returncode == 0, tcp.stderr
+    mib = int(tcp.stdout.split()[1])
+    assert mib < 32 and "Resource temporarily unavailable" in tcp.stdout, tcp.stdout
+    if limits_mode() == "rlimit":
+        pytest.skip("no memory cgroup on this host")
+    limited = run(package, var, "/bin/probe", "flood",
+                  opts=["--loopback-redirect", "--memory", str(64 << 20)], timeout=120)
+    assert limited.returncode == 0, limited.stderr
+    mib = int(limited.stdout.split()[1])
+    assert 32 <= mib <= 64 and "Cannot allocate memory" in limited.stdout, limited.stdout
