@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <strings.h>
 #include <sys/stat.h>
 
@@ -189,13 +190,16 @@ static int set_int(int *slot, const char *name, const char *value, long min, lon
     return 0;
 }
 
-/* A size in bytes, with an optional K, M or G (powers of 1024); 0 is none. */
+/* A size in bytes, with an optional K, M, G or T (powers of 1024, either
+ * case): 0 (none), or from 1 MiB to 1 TiB. */
 static int set_size(uint64_t *slot, const char *name, const char *value, gr_error_t *err)
 {
     size_t len = strlen(value);
     unsigned shift = 0;
-    if (len > 0 && strchr("KMG", value[len - 1])) {
-        shift = value[len - 1] == 'K' ? 10 : value[len - 1] == 'M' ? 20 : 30;
+    const char *units = "kmgt",
+               *u = len > 0 ? strchr(units, tolower((unsigned char)value[len - 1])) : NULL;
+    if (u && *u) {
+        shift = 10 * (unsigned)(u - units + 1);
         len--;
     }
     _cleanup_free_ char *digits = gr_strndup(value, len);
@@ -204,11 +208,14 @@ static int set_size(uint64_t *slot, const char *name, const char *value, gr_erro
     if (gr_parse_long(digits, 0, (1l << 40) >> shift, &v, &why) < 0) {
         gr_error_release(&why);
         return gr_make_error(err, 0,
-                             "--%s: '%s' is not a size (bytes, or a number with K, M or G, "
+                             "--%s: '%s' is not a size (bytes, or a number with K, M, G or T, "
                              "up to 1T)",
                              name, value);
     }
-    *slot = (uint64_t)v << shift;
+    uint64_t bytes = (uint64_t)v << shift;
+    if (bytes != 0 && bytes < (1u << 20))
+        return gr_make_error(err, 0, "--%s: '%s' is below 1M (0 turns the limit off)", name, value);
+    *slot = bytes;
     return 0;
 }
 
@@ -374,8 +381,8 @@ const char *cfg_usage(void)
            "  --connections-per-address N\n"
            "                         connections one client address may hold open (default\n"
            "                         256; 0 for no limit; 127.0.0.1 and ::1 have none)\n"
-           "  --grain-memory SIZE    memory limit per grain, socket buffers included (default\n"
-           "                         1G; K, M, G suffixes; 0 for none; cgroup hosts only)\n"
+           "  --grain-memory SIZE    memory limit per grain, and for its socket buffers\n"
+           "                         (default 1G; K, M, G, T; 0 for none; cgroup hosts only)\n"
            "  --grain-pids N         processes and threads per grain (default 1024; 0 for\n"
            "                         none; cgroup hosts only)\n"
            "  --grain-loopback-redirect on|off\n"

@@ -60,6 +60,10 @@ int granary_lo_sockops(struct bpf_sock_ops *skops)
     if (skops->family != 2 /* AF_INET */ || !loopback(skops->local_ip4) ||
         !loopback(skops->remote_ip4))
         return 1;
+    /* Data already sent over TCP (in a SYN, with a Fast Open cookie) would
+     * be read after anything redirected: such a socket stays on TCP. */
+    if (skops->data_segs_out != 0)
+        return 1;
     struct lo_key key = {
         .netns = bpf_get_netns_cookie(skops),
         .local_ip = skops->local_ip4,
@@ -67,8 +71,14 @@ int granary_lo_sockops(struct bpf_sock_ops *skops)
         .local_port = skops->local_port,
         .remote_port = bpf_ntohl(skops->remote_port),
     };
-    /* A full hash leaves the connection on ordinary TCP. */
-    bpf_sock_hash_update(skops, &lo_socks, &key, BPF_NOEXIST);
+    /* A live socket is the only one with its four-tuple in its namespace;
+     * an entry already there is a dead one (reset, or past FIN) whose
+     * descriptor is still open, and the new connection takes its place
+     * (the dead socket's unread redirected bytes go with it). Taking the
+     * entry out when a socket reaches CLOSE would be tidier, but drops what
+     * its reader has not read yet. A full hash leaves the connection on
+     * ordinary TCP. */
+    bpf_sock_hash_update(skops, &lo_socks, &key, BPF_ANY);
     return 1;
 }
 
@@ -89,10 +99,11 @@ int granary_lo_msg(struct sk_msg_md *msg)
     };
     if (bpf_msg_redirect_hash(msg, &lo_socks, &peer, BPF_F_INGRESS) == SK_PASS)
         return SK_PASS;
-    /* No peer in the hash (not there yet, or it closed): the write takes the
-     * ordinary path, where a closed peer answers with a reset, and so does
-     * every later write of this socket. Without room to remember that, the
-     * write is refused rather than risk the order of the bytes. */
+    /* No peer in the hash (not there yet, or it closed): the write takes
+     * the ordinary path, where a closed peer
+     * answers with a reset, and so does every later write of this socket.
+     * Without room to remember that, the write is refused rather than risk
+     * the order of the bytes. */
     __u8 *mark = bpf_sk_storage_get(&lo_tcp, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
     return mark ? SK_PASS : SK_DROP;
 }

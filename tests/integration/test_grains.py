@@ -813,6 +813,8 @@ def test_grains_run_under_per_grain_limits(tmp_path, flags, memory, pids):
     memory hog in one grain cannot take the host."""
     g = Grains(tmp_path, extra_args=flags)
     try:
+        if "limits by rlimit" in g.d.read_log():
+            pytest.skip("this host gives the daemon no cgroups: no per-grain limits")
         gid = g.new_grain()
         host, cookie = g.open(gid)
         assert g.get(host, cookie, "/api/note")[0].status == 200

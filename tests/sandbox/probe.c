@@ -1287,6 +1287,41 @@ static int mode_sockapi(void)
     usleep(50000);
     char order[9] = {0};
     printf("order %s\n", read_exact(s2, order, 8) ? order : "short");
+    /* Half-close: the client stops writing, the server answers, closes,
+     * and the client still reads the answer. */
+    int hl = lo_socket(8002, true), hc = lo_socket(40002, false);
+    to.sin_port = htons(8002);
+    if (hl < 0 || hc < 0 || connect(hc, (struct sockaddr *)&to, sizeof to) < 0)
+        return 1;
+    int hs = accept(hl, NULL, NULL);
+    char half[8] = {0};
+    if (hs < 0 || write(hc, "one", 3) != 3 || shutdown(hc, SHUT_WR) < 0 ||
+        !read_exact(hs, half, 3) || read(hs, half + 3, 1) != 0 || write(hs, "two", 3) != 3)
+        return 1;
+    close(hs);
+    usleep(50000);
+    printf("half-close %s\n",
+           read_exact(hc, half, 3) && memcmp(half, "two", 3) == 0 ? "two" : "lost");
+    /* A dead connection whose server end stays open (a reset), then a new
+     * one with the same four-tuple: its bytes go to the new server end. */
+    struct linger abort_close = {.l_onoff = 1, .l_linger = 0};
+    int rc = lo_socket(40003, false);
+    to.sin_port = htons(8002);
+    if (rc < 0 || connect(rc, (struct sockaddr *)&to, sizeof to) < 0)
+        return 1;
+    int old = accept(hl, NULL, NULL);
+    setsockopt(rc, SOL_SOCKET, SO_LINGER, &abort_close, sizeof abort_close);
+    close(rc);
+    usleep(20000);
+    rc = lo_socket(40003, false);
+    if (old < 0 || rc < 0 || connect(rc, (struct sockaddr *)&to, sizeof to) < 0)
+        return 1;
+    int fresh = accept(hl, NULL, NULL);
+    char got7[8] = {0};
+    struct pollfd fp = {.fd = fresh, .events = POLLIN};
+    bool arrived = fresh >= 0 && write(rc, "request", 7) == 7 && poll(&fp, 1, 2000) == 1 &&
+                   read_exact(fresh, got7, 7);
+    printf("reused four-tuple %s\n", arrived ? got7 : "lost");
     /* Writes to a peer that closed: the first is taken, then the reset. */
     fcntl(sfd, F_SETFL, 0);
     signal(SIGPIPE, SIG_IGN);

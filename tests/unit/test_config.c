@@ -51,16 +51,18 @@ static void test_grain_limits(void **state)
     assert_false(c.grain_loopback_redirect);
     assert_int_equal(cfg_set(&c, "grain-memory", "256M", &err), 0);
     assert_int_equal(c.grain_memory, 256ull << 20);
-    assert_int_equal(cfg_set(&c, "grain-memory", "4096", &err), 0);
-    assert_int_equal(c.grain_memory, 4096);
+    assert_int_equal(cfg_set(&c, "grain-memory", "2097152", &err), 0);
+    assert_int_equal(c.grain_memory, 2u << 20);
+    assert_int_equal(cfg_set(&c, "grain-memory", "1t", &err), 0);
+    assert_int_equal(c.grain_memory, 1ull << 40);
     assert_int_equal(cfg_set(&c, "grain-memory", "0", &err), 0);
     assert_int_equal(c.grain_memory, 0);
     assert_int_equal(cfg_set(&c, "grain-pids", "0", &err), 0);
     assert_int_equal(c.grain_pids, 0);
     assert_int_equal(cfg_set(&c, "grain-loopback-redirect", "on", &err), 0);
     assert_true(c.grain_loopback_redirect);
-    assert_int_equal(cfg_set(&c, "grain-memory", "1K", &err), 0);
-    assert_int_equal(c.grain_memory, 1024);
+    assert_int_equal(cfg_set(&c, "grain-memory", "1024k", &err), 0);
+    assert_int_equal(c.grain_memory, 1u << 20);
     cfg_release(&c);
 }
 
@@ -91,6 +93,9 @@ static void test_rejections(void **state)
         {"grain-memory", "12Q", "is not a size"},
         {"grain-memory", "-1", "is not a size"},
         {"grain-memory", "2T", "up to 1T"},
+        {"grain-memory", "1025G", "up to 1T"},
+        {"grain-memory", "4096", "below 1M"},
+        {"grain-memory", "1K", "below 1M"},
         {"grain-memory", "G", "is not a size"},
         {"grain-pids", "-5", "out of range"},
         {"grain-loopback-redirect", "maybe", "is not on or off"},
