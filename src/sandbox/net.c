@@ -17,6 +17,16 @@ void sbx__net_prepare(sbx__plan *plan)
     gr_strlcpy(plan->lo.ifr_name, "lo", sizeof plan->lo.ifr_name);
 }
 
+/* With the loopback redirect, a client's Fast Open data would go over TCP
+ * after the handshake while the socket is already redirected, and could be
+ * read after later bytes (docs/sandbox.md): the grain's namespace has no
+ * Fast Open then (MSG_FASTOPEN fails with EOPNOTSUPP, and apps fall back to
+ * connect). /proc/sys/net is the namespace of whoever opens it. */
+SBX__CHILD int sbx__net_sysctls_apply(const sbx__plan *plan)
+{
+    return plan->no_fastopen ? sbx__write_file("/proc/sys/net/ipv4/tcp_fastopen", "0") : 0;
+}
+
 SBX__CHILD int sbx__net_apply(sbx__plan *plan)
 {
     int rc = 0;

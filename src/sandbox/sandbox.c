@@ -155,6 +155,7 @@ SBX__CHILD static int child_main(void *arg)
     STEP("parent-death signal", NULL, parent_alive(plan));
     STEP("cgroups", NULL, sbx__cgroups_apply(&plan->cg));
     STEP("user namespace", NULL, sbx__users_apply(plan));
+    STEP("network", "sysctls", sbx__net_sysctls_apply(plan));
     int rc = sbx__mounts_apply(&plan->mounts, &where);
     if (rc < 0)
         child_fail(plan, "mounts", where, -rc);
@@ -188,6 +189,7 @@ int sbx_start(const sbx_policy *p, const sbx_spec *spec, sbx_grain **out, gr_err
     plan->parent_pidfd = p->self_pidfd;
     sbx__users_prepare(plan);
     sbx__net_prepare(plan);
+    plan->no_fastopen = p->cg.loopback != NULL;
     sbx__process_prepare(plan, spec, p->cg.mode);
     if (sbx__mounts_prepare(spec, &plan->mounts, err) < 0) {
         free(plan);

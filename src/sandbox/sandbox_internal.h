@@ -128,6 +128,7 @@ typedef struct sbx__plan {
     char uid_map[64], gid_map[64];
     /* network */
     struct ifreq lo;
+    bool no_fastopen; /* the loopback redirect is on: no TCP Fast Open */
     /* process */
     struct rlimit rlim[RLIM_NLIMITS];
     bool rlim_set[RLIM_NLIMITS];
@@ -149,6 +150,9 @@ typedef struct sbx__plan {
 void sbx__users_prepare(sbx__plan *plan);
 int sbx__users_apply(const sbx__plan *plan);
 void sbx__net_prepare(sbx__plan *plan);
+/* Child, while the host's /proc is still there: the grain namespace's
+ * sysctls (TCP Fast Open off with the loopback redirect). */
+int sbx__net_sysctls_apply(const sbx__plan *plan);
 int sbx__net_apply(sbx__plan *plan);
 void sbx__process_prepare(sbx__plan *plan, const sbx_spec *spec, sbx_limits_mode mode);
 int sbx__rlimits_apply(const sbx__plan *plan);

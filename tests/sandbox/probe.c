@@ -1287,6 +1287,22 @@ static int mode_sockapi(void)
     usleep(50000);
     char order[9] = {0};
     printf("order %s\n", read_exact(s2, order, 8) ? order : "short");
+    /* TCP Fast Open from a client, to a server that gives no cookie: the
+     * first bytes follow the handshake. Where Fast Open is off (with the
+     * redirect) the client falls back to connect, as apps do. */
+    int fl = lo_socket(8003, true), fc = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    to.sin_port = htons(8003);
+    if (fl < 0 || fc < 0)
+        return 1;
+    if (sendto(fc, "AAAA", 4, MSG_FASTOPEN, (struct sockaddr *)&to, sizeof to) != 4 &&
+        (errno != EOPNOTSUPP || connect(fc, (struct sockaddr *)&to, sizeof to) < 0 ||
+         write(fc, "AAAA", 4) != 4))
+        return 1;
+    int fs = accept(fl, NULL, NULL);
+    char fo[9] = {0};
+    if (fs < 0 || write(fc, "BBBB", 4) != 4)
+        return 1;
+    printf("fastopen order %s\n", read_exact(fs, fo, 8) ? fo : "short");
     /* Half-close: the client stops writing, the server answers, closes,
      * and the client still reads the answer. */
     int hl = lo_socket(8002, true), hc = lo_socket(40002, false);
