@@ -50,6 +50,14 @@ def built(*path):
     pytest.fail(f"{os.path.join(*path)} is not built: run make asan")
 
 
+def tcp_out_segments(pid):
+    """TCP segments sent so far in the network namespace of pid (a grain's,
+    read from the host through /proc/PID/net)."""
+    with open(f"/proc/{pid}/net/snmp") as f:
+        tcp = [line.split() for line in f if line.startswith("Tcp:")]
+    return int(tcp[1][tcp[0].index("OutSegs")])
+
+
 def sanitizer_env():
     env = dict(os.environ)
     env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")

@@ -680,30 +680,37 @@ def test_no_grain_outlives_a_killed_daemon(tmp_path):
     g.stop()
 
 
+def grain_pid(grains, gid):
+    """The host pid of the grain's first process (the bridge), from the log."""
+    return int(re.findall(rf"grain {gid}: started \(pid (\d+)\)", grains.d.read_log())[-1])
+
+
 def bridge_hwm_kib(grains, gid):
-    pid = int(re.findall(rf"grain {gid}: started \(pid (\d+)\)", grains.d.read_log())[-1])
-    with open(f"/proc/{pid}/status") as f:
+    with open(f"/proc/{grain_pid(grains, gid)}/status") as f:
         return int(re.search(r"VmHWM:\s+(\d+)", f.read()).group(1))
+
+
+def download(grains, host, cookie, path):
+    """GETs path through the platform in 1 MiB reads; returns the bytes
+    counted (nothing is kept)."""
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", grains.d.port, timeout=120)
+    c.request("GET", path, headers={"Host": host, "Cookie": cookie})
+    r = c.getresponse()
+    assert r.status == 200
+    got = 0
+    while chunk := r.read(1 << 20):
+        got += len(chunk)
+    c.close()
+    return got
 
 
 def test_large_download_and_upload_stream_through_the_platform(grains):
     import hashlib
-    import http.client
     gid = grains.new_grain()
     host, cookie = grains.open(gid)
     size = 100 * 1024 * 1024
-    c = http.client.HTTPConnection("127.0.0.1", grains.d.port, timeout=120)
-    c.request("GET", f"/debug/big?bytes={size}", headers={"Host": host, "Cookie": cookie})
-    r = c.getresponse()
-    assert r.status == 200
-    got = 0
-    while True:
-        chunk = r.read(1 << 20)
-        if not chunk:
-            break
-        got += len(chunk)
-    c.close()
-    assert got == size
+    assert download(grains, host, cookie, f"/debug/big?bytes={size}") == size
     assert bridge_hwm_kib(grains, gid) < 8 * 1024, "the bridge must stream, not buffer"
     body = os.urandom(1 << 20) * 100
     resp, out = grains.get(host, cookie, "/debug/upload", "POST", body,
@@ -818,8 +825,7 @@ def test_grains_run_under_per_grain_limits(tmp_path, flags, memory, pids):
         gid = g.new_grain()
         host, cookie = g.open(gid)
         assert g.get(host, cookie, "/api/note")[0].status == 200
-        pid = int(re.findall(rf"grain {gid}: started \(pid (\d+)\)", g.d.read_log())[-1])
-        files = grain_cgroup_files(pid)
+        files = grain_cgroup_files(grain_pid(g, gid))
         if "memory.max" in files:  # cgroup v2
             assert files["memory.max"] == str(memory)
         else:
@@ -838,7 +844,6 @@ def test_limits_can_be_turned_off(tmp_path):
         gid = g.new_grain()
         host, cookie = g.open(gid)
         assert g.get(host, cookie, "/api/note")[0].status == 200
-        pid = int(re.findall(rf"grain {gid}: started \(pid (\d+)\)", g.d.read_log())[-1])
-        assert grain_cgroup_files(pid) == {}  # no grain cgroup at all
+        assert grain_cgroup_files(grain_pid(g, gid)) == {}  # no grain cgroup at all
     finally:
         g.stop()

@@ -7,15 +7,14 @@ import hashlib
 import http.client
 import json
 import os
-import re
 import subprocess
 import time
 
 import pytest
 import websocket
 
-from granary_testing import granary_bin
-from test_grains import Grains, bridge_hwm_kib, note_once_served
+from granary_testing import granary_bin, tcp_out_segments
+from test_grains import Grains, bridge_hwm_kib, download, grain_pid, note_once_served
 
 REDIRECT = ("--grain-loopback-redirect", "on")
 
@@ -25,17 +24,6 @@ def redirected(tmp_path):
     g = Grains(tmp_path, extra_args=REDIRECT)
     yield g
     g.stop()
-
-
-def grain_pid(grains, gid):
-    return int(re.findall(rf"grain {gid}: started \(pid (\d+)\)", grains.d.read_log())[-1])
-
-
-def tcp_out_segments(pid):
-    """TCP segments sent so far in the network namespace of pid."""
-    with open(f"/proc/{pid}/net/snmp") as f:
-        tcp = [line.split() for line in f if line.startswith("Tcp:")]
-    return int(tcp[1][tcp[0].index("OutSegs")])
 
 
 def segments_per_request(grains, n=200):
@@ -92,15 +80,7 @@ def test_large_bodies_stream_both_ways_behind_the_redirect(redirected):
     gid = redirected.new_grain()
     host, cookie = redirected.open(gid)
     size = 100 * 1024 * 1024
-    c = http.client.HTTPConnection("127.0.0.1", redirected.d.port, timeout=120)
-    c.request("GET", f"/debug/big?bytes={size}", headers={"Host": host, "Cookie": cookie})
-    r = c.getresponse()
-    assert r.status == 200
-    got = 0
-    while chunk := r.read(1 << 20):
-        got += len(chunk)
-    c.close()
-    assert got == size
+    assert download(redirected, host, cookie, f"/debug/big?bytes={size}") == size
     body = os.urandom(1 << 20) * 64
     resp, out = redirected.get(host, cookie, "/debug/upload", "POST", body,
                                headers={"Content-Type": "application/octet-stream"})

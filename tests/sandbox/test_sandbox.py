@@ -13,6 +13,8 @@ import time
 
 import pytest
 
+from granary_testing import tcp_out_segments
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.environ.get("GRANARY_ASAN_DIR", os.path.join(ROOT, "build-asan"))
 GRANARY = os.path.join(BUILD, "src", "granary", "granary")
@@ -490,13 +492,6 @@ def test_file_capabilities_and_setuid_bit_gain_nothing(package, var, probe):
 
 
 # ---- the opt-in loopback redirect
-
-def tcp_out_segments(pid):
-    """TCP segments sent so far in the network namespace of pid."""
-    with open(f"/proc/{pid}/net/snmp") as f:
-        tcp = [line.split() for line in f if line.startswith("Tcp:")]
-    return int(tcp[1][tcp[0].index("OutSegs")])
-
 
 def lopair_in_two_grains(tmp_path, package, opts):
     """Runs `probe lopair` in two grains at once: each talks to itself over
